@@ -1,0 +1,5 @@
+"""cnnkit: exact arithmetic, analysis, training and profiling for convolutional networks."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

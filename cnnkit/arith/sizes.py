@@ -1,0 +1,289 @@
+"""Output-size rules of convolution, transposed convolution and pooling, one axis at a time.
+
+These are PyTorch's rules exactly (floor division, ``ceil_mode``, ``output_padding``), written on
+plain ints so that the CLI, the recipe shape rules and the receptive-field algebra share one
+source of truth. Nothing here imports torch; the tests use torch as the oracle.
+
+Conventions: ``pad`` is a ``(before, after)`` pair of zero-padding on one axis; a dilated kernel
+of size ``k`` and dilation ``d`` spans ``d * (k - 1) + 1`` input positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cnnkit.errors import InputError, ShapeError
+
+Op = Literal["conv", "convtranspose", "maxpool", "avgpool"]
+OPS: tuple[str, ...] = ("conv", "convtranspose", "maxpool", "avgpool")
+PAD_MODES: tuple[str, ...] = ("valid", "same", "full")
+Pad = tuple[int, int]
+
+
+def span(kernel: int, dilation: int = 1) -> int:
+    """Input positions one dilated kernel window covers."""
+    return dilation * (kernel - 1) + 1
+
+
+def conv_size(n: int, kernel: int, stride: int = 1, pad: Pad = (0, 0), dilation: int = 1) -> int:
+    """Output length of a convolution (PyTorch's floor rule).
+
+    Raises ShapeError when the dilated kernel does not fit in the padded input.
+    """
+    padded = n + pad[0] + pad[1]
+    extent = span(kernel, dilation)
+    if extent > padded:
+        raise ShapeError(
+            f"kernel spans {extent} positions but the padded input has only {padded} "
+            f"({n} + padding {pad[0]}+{pad[1]})"
+        )
+    return (padded - extent) // stride + 1
+
+
+def pool_size(
+    n: int,
+    kernel: int,
+    stride: int,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Output length of max/avg pooling, with PyTorch's ``ceil_mode`` rule.
+
+    In ceil mode the last window is kept only if it starts inside the input or its left
+    padding; PyTorch drops it when it would start in the right padding.
+    """
+    if padding > kernel // 2:
+        raise ShapeError(
+            f"padding {padding} is more than half the kernel {kernel}: PyTorch's pooling "
+            f"allows at most {kernel // 2}"
+        )
+    extent = span(kernel, dilation)
+    # PyTorch's pooling_output_shape: floor division (toward -inf) with stride-1 added in
+    # ceil mode; a window may then hang over the right padding, but may not start in it.
+    numerator = n + 2 * padding - extent + (stride - 1 if ceil_mode else 0)
+    out = numerator // stride + 1
+    if ceil_mode and (out - 1) * stride >= n + padding:
+        out -= 1
+    if out < 1:
+        raise ShapeError(
+            f"pooling window spans {extent} positions but the padded input has only "
+            f"{n + 2 * padding}"
+        )
+    return out
+
+
+def transposed_size(
+    n: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    output_padding: int = 0,
+) -> int:
+    """Output length of a transposed convolution (``ConvTranspose``), PyTorch's rule."""
+    if output_padding >= stride and output_padding >= dilation:
+        raise ShapeError(
+            f"output_padding {output_padding} must be smaller than either stride ({stride}) "
+            f"or dilation ({dilation})"
+        )
+    out = (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    if out < 1:
+        raise ShapeError(
+            f"output size would be {out}: padding {padding} removes more than the "
+            f"transposed convolution produces"
+        )
+    return out
+
+
+def same_pad(n: int, kernel: int, stride: int = 1, dilation: int = 1) -> Pad:
+    """Padding for "same" output, ``ceil(n / stride)``; the odd extra pixel goes after.
+
+    With stride 1 this is PyTorch's ``padding='same'`` split; with larger strides it is
+    TensorFlow's SAME rule, which PyTorch's ``padding='same'`` refuses.
+    """
+    out = -(-n // stride)
+    total = max((out - 1) * stride + span(kernel, dilation) - n, 0)
+    return total // 2, total - total // 2
+
+
+def mode_pad(mode: str, n: int, kernel: int, stride: int = 1, dilation: int = 1) -> Pad:
+    """Padding implied by a named mode: valid (narrow), same, full (wide)."""
+    if mode == "valid":
+        return 0, 0
+    if mode == "same":
+        return same_pad(n, kernel, stride, dilation)
+    if mode == "full":
+        full = span(kernel, dilation) - 1
+        return full, full
+    raise InputError(f"unknown padding mode {mode!r}; expected a number or one of {PAD_MODES}")
+
+
+def read_positions(
+    n: int, kernel: int, stride: int, pad: Pad, dilation: int, out: int
+) -> tuple[int, int]:
+    """(how many of the ``n`` real input positions some window reads, the last one read).
+
+    The last position is -1 when no window reads any real input.
+    """
+    if dilation == 1 and stride <= kernel:
+        # Undilated windows that overlap or touch read one contiguous run.
+        first = max(0, -pad[0])
+        last = min(n - 1, (out - 1) * stride + kernel - 1 - pad[0])
+        return max(0, last - first + 1), last if last >= first else -1
+    seen: set[int] = set()
+    for i in range(out):
+        base = i * stride - pad[0]
+        for j in range(kernel):
+            p = base + j * dilation
+            if 0 <= p < n:
+                seen.add(p)
+    return len(seen), max(seen, default=-1)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One spatial axis of a layer: its parameters, its output and what the stride left unread."""
+
+    input: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad: Pad
+    output: int
+    output_padding: int = 0
+    trailing_unread: int = 0  # real input positions after the last window (floor division)
+    unread: int = 0  # real input positions no window reads at all (includes trailing_unread)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The geometry of one conv / transposed conv / pooling layer over all spatial axes."""
+
+    op: str
+    axes: tuple[Axis, ...]
+    ceil_mode: bool = False
+    padding_mode: str | None = None  # "valid" | "same" | "full" when a mode was asked for
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def input(self) -> tuple[int, ...]:
+        return tuple(a.input for a in self.axes)
+
+    @property
+    def output(self) -> tuple[int, ...]:
+        return tuple(a.output for a in self.axes)
+
+
+PadSpec = int | str | tuple[int, int]
+
+
+def _per_axis(name: str, value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
+    values = (value,) * dims if isinstance(value, int) else tuple(value)
+    if len(values) == 1:
+        values = values * dims
+    if len(values) != dims:
+        raise InputError(f"--{name} has {len(values)} values but the input has {dims} dimensions")
+    return values
+
+
+def layer(
+    op: str,
+    input: tuple[int, ...],
+    kernel: int | tuple[int, ...],
+    stride: int | tuple[int, ...] | None = None,
+    padding: PadSpec | tuple[PadSpec, ...] = 0,
+    dilation: int | tuple[int, ...] = 1,
+    output_padding: int | tuple[int, ...] = 0,
+    ceil_mode: bool = False,
+) -> Layer:
+    """Compute a layer's geometry on the spatial ``input`` shape (1, 2 or 3 axes).
+
+    ``stride`` defaults to 1 for convolutions and to the kernel for pooling, as in PyTorch.
+    ``padding`` is an int, a per-axis tuple, or a mode name ("valid", "same", "full").
+    """
+    if op not in OPS:
+        raise InputError(f"unknown layer {op!r}; expected one of {', '.join(OPS)}")
+    dims = len(input)
+    if not 1 <= dims <= 3:
+        raise InputError(f"expected 1, 2 or 3 spatial dimensions, got {dims}")
+    ks = _per_axis("kernel", kernel, dims)
+    if stride is None:
+        stride = ks if op in ("maxpool", "avgpool") else 1
+    ss = _per_axis("stride", stride, dims)
+    ds = _per_axis("dilation", dilation, dims)
+    ops = _per_axis("output-padding", output_padding, dims)
+    for name, values, least in (
+        ("input", input, 1),
+        ("kernel", ks, 1),
+        ("stride", ss, 1),
+        ("dilation", ds, 1),
+        ("output-padding", ops, 0),
+    ):
+        for v in values:
+            if v < least:
+                what = "a positive integer" if least else "a non-negative integer"
+                raise InputError(f"--{name}: expected {what}, got {v}")
+    if op == "avgpool" and dims == 3 and any(n < k for n, k in zip(input, ks)):
+        raise ShapeError(
+            "PyTorch's 3-D average pooling needs the unpadded input to be at least the kernel "
+            f"size, got input {input} and kernel {ks}"
+        )
+    if op == "avgpool" and any(d != 1 for d in ds):
+        raise InputError("--dilation: average pooling has no dilation in PyTorch")
+    if op != "convtranspose" and any(ops):
+        raise InputError("--output-padding only applies to transposed convolution")
+
+    mode: str | None = None
+    notes: list[str] = []
+    if isinstance(padding, str):
+        mode = padding
+        if mode not in PAD_MODES:
+            raise InputError(
+                f"--padding: unknown mode {mode!r}; expected a number or valid, same, full"
+            )
+        if op != "conv" and mode != "valid":
+            raise InputError(
+                f"--padding {mode} is defined for convolution only; give {op} a number "
+                f"(or use --target to find one)"
+            )
+        pads = [mode_pad(mode, n, k, s, d) for n, k, s, d in zip(input, ks, ss, ds)]
+        if mode == "same" and any(s > 1 for s in ss):
+            notes.append(
+                "PyTorch refuses padding='same' with stride > 1; this is TensorFlow's SAME "
+                "rule, output = ceil(input / stride), with the padding it implies"
+            )
+        if any(lo != hi for lo, hi in pads):
+            notes.append(
+                "asymmetric padding: PyTorch puts the extra pixel after (right/bottom); "
+                "nn.Conv's padding= cannot express it, so use F.pad or padding='same'"
+            )
+    else:
+        raw = _per_axis("padding", padding, dims)  # type: ignore[arg-type]
+        pads = []
+        for p in raw:
+            if isinstance(p, tuple):
+                pads.append((int(p[0]), int(p[1])))
+            else:
+                pads.append((int(p), int(p)))
+        for lo, hi in pads:
+            if lo < 0 or hi < 0:
+                raise InputError(f"--padding: expected a non-negative integer, got {min(lo, hi)}")
+        if op != "conv" and any(lo != hi for lo, hi in pads):
+            raise InputError(f"--padding: {op} takes symmetric padding only")
+
+    axes: list[Axis] = []
+    for n, k, s, d, pad, op_pad in zip(input, ks, ss, ds, pads, ops):
+        if op == "conv":
+            out = conv_size(n, k, s, pad, d)
+        elif op == "convtranspose":
+            out = transposed_size(n, k, s, pad[0], d, op_pad)
+        else:
+            out = pool_size(n, k, s, pad[0], d, ceil_mode)
+        if op == "convtranspose":
+            axes.append(Axis(n, k, s, d, pad, out, op_pad))
+            continue
+        read, last = read_positions(n, k, s, pad, d, out)
+        axes.append(Axis(n, k, s, d, pad, out, 0, n - 1 - last, n - read))
+    return Layer(op, tuple(axes), ceil_mode, mode, tuple(notes))

@@ -1,0 +1,103 @@
+"""The ``cnnkit`` entry point: the Typer app and the one place where errors become exit codes.
+
+Every ``CnnkitError`` becomes one line on stderr and its ``exit_code`` (2 for bad input);
+anything unexpected becomes one line and exit code 1. ``--debug`` (anywhere on the command
+line) or ``CNNKIT_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from cnnkit import __version__
+from cnnkit.cli.conv import conv_command
+from cnnkit.errors import CnnkitError
+
+HELP = """\
+cnnkit: convolutional-network arithmetic, analysis, training and profiling.
+
+Examples:
+
+  cnnkit conv --input 3x224x224 --kernel 11 --stride 4 --out-channels 96
+
+  cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
+
+Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
+"""
+
+app = typer.Typer(
+    name="cnnkit",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cnnkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """cnnkit: convolutional-network arithmetic, analysis, training and profiling."""
+
+
+app.command(
+    "conv",
+    help=conv_command.__doc__,
+    epilog=(
+        "Examples: cnnkit conv --input 3x224x224 --kernel 11 --stride 4 --out-channels 96 | "
+        "cnnkit conv --input 28x28 --kernel 5 --target 28 | "
+        'cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --xcorr'
+    ),
+    no_args_is_help=True,
+)(conv_command)
+
+
+def _debug_wanted(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("CNNKIT_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map errors to one stderr line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_wanted(args)
+    try:
+        rc = app(args=args, prog_name="cnnkit", standalone_mode=False)
+    except CnnkitError as err:
+        if debug:
+            raise
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as err:  # the boundary: no traceback unless --debug
+        # Typer vendors click in recent releases, so match click's exceptions by shape.
+        if hasattr(err, "show") and hasattr(err, "exit_code"):  # click UsageError & co.
+            err.show()
+            sys.exit(err.exit_code)
+        if type(err).__name__ == "Abort":
+            sys.stderr.write("aborted\n")
+            sys.exit(1)
+        if debug:
+            raise
+        sys.stderr.write(
+            f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)\n"
+        )
+        sys.exit(1)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
