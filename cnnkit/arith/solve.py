@@ -80,7 +80,9 @@ def solve(
         else ([False, True] if ceil_mode is None else [ceil_mode])
     )
     if op == "convtranspose":
-        strides = [stride] if stride else list(range(1, max(target, 1) + 1))
+        # Output grows with the stride once n > 1; with n == 1 the stride does not matter.
+        top = (target + 2 * extent) // (n - 1) + 1 if n > 1 else target + 2 * extent
+        strides = [stride] if stride else list(range(1, top + 1))
     else:
         strides = [stride] if stride else list(range(1, n + 2 * extent + 1))
     found: list[Solution] = []
@@ -95,7 +97,8 @@ def solve(
                 ]
                 if not run:
                     continue
-                open_ended = stride is None and op != "convtranspose" and run[-1] == strides[-1]
+                open_ended = stride is None and run[-1] == strides[-1]
+                open_ended = open_ended and (op != "convtranspose" or n == 1)
                 s0 = run[0]
                 unread = 0
                 if op != "convtranspose":

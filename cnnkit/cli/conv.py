@@ -160,12 +160,14 @@ def _split_input(
     shape: tuple[int, ...], kernel: tuple[int, ...], dims: int | None
 ) -> tuple[int | None, tuple[int, ...]]:
     """Split ``--input`` into (channels or None, spatial) using --dims or the kernel's length."""
+    explicit = dims is not None
     if dims is None and len(kernel) > 1:
         dims = len(kernel)
     elif dims is None:
         dims = len(shape) if len(shape) <= 2 else len(shape) - 1
     if dims not in (1, 2, 3):
-        raise InputError(f"--dims: expected 1, 2 or 3, got {dims}")
+        source = "--dims" if explicit else ("--kernel" if len(kernel) > 1 else "--input")
+        raise InputError(f"{source}: convolutions have 1, 2 or 3 spatial dimensions, not {dims}")
     if len(shape) == dims:
         return None, shape
     if len(shape) == dims + 1:
