@@ -66,7 +66,7 @@ def test_chain_field_equals_gradient_extent(data, dims):
         start = index[axis] * field.stride[axis] - field.padding[axis]
         end = start + field.size[axis] - 1
         got = _extent(x.grad[0, 0], axis)
-        if 0 <= start and end < n[axis]:
+        if start >= 0 and end < n[axis]:
             # A field inside the input: its first and last taps are exactly the extent.
             assert got == (start, end), (layers, index, field)
         else:
