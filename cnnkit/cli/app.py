@@ -14,7 +14,9 @@ import typer
 
 from cnnkit import __version__
 from cnnkit.cli.conv import conv_command
+from cnnkit.cli.evaluate import eval_command
 from cnnkit.cli.recipes import recipes_command
+from cnnkit.cli.train import train_command
 from cnnkit.errors import CnnkitError
 
 HELP = """\
@@ -26,7 +28,11 @@ Examples:
 
   cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
 
-  cnnkit recipes
+  cnnkit recipes lenet --json
+
+  cnnkit train recipes/lenet.yaml
+
+  cnnkit eval runs/lenet-20250101-120000 --min-accuracy 0.97
 
 Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
 """
@@ -78,6 +84,31 @@ app.command(
         "cnnkit recipes resnet18 --set model.layers[0].conv.out=32"
     ),
 )(recipes_command)
+
+
+app.command(
+    "train",
+    help=train_command.__doc__,
+    epilog=(
+        "Examples: cnnkit train recipes/lenet.yaml | "
+        "cnnkit train lenet --set train.epochs=3 --out runs/quick | "
+        "cnnkit train --resume runs/lenet-20250101-120000 | "
+        "cnnkit train lenet --sweep train.lr=0.1,0.01 --sweep train.batch_size=32,128 --csv | "
+        "torchrun --nproc-per-node 2 -m cnnkit train lenet"
+    ),
+)(train_command)
+
+
+app.command(
+    "eval",
+    help=eval_command.__doc__,
+    epilog=(
+        "Examples: cnnkit eval runs/lenet-20250101-120000 | "
+        "cnnkit eval runs/x/best.pt --json | cnnkit eval runs/x --min-accuracy 0.97 | "
+        "cnnkit eval runs/x --data npz:more.npz --csv"
+    ),
+    no_args_is_help=True,
+)(eval_command)
 
 
 def _debug_wanted(argv: list[str]) -> bool:

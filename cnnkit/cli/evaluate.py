@@ -1,0 +1,204 @@
+"""``cnnkit eval``: score a run or checkpoint on its test split or on other data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cnnkit.errors import BudgetExceeded, InputError
+
+
+def eval_command(
+    target: Annotated[str, typer.Argument(help="A run folder (uses best.pt) or a .pt checkpoint.")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Other data, all of it: digits, synthetic, npz:FILE, csv:FILE, folder:DIR, "
+            "idx:DIR, torchvision:NAME:DIR.",
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Which split of the run's data: test, val or train.")
+    ] = "test",
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top-k accuracy's k.")] = 5,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda or mps (default: the run's).")
+    ] = None,
+    min_accuracy: Annotated[
+        float | None,
+        typer.Option("--min-accuracy", help="Exit 1 when accuracy is below this (0-1, or %)."),
+    ] = None,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Print per-class metrics and confusion rows as CSV.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Evaluate a trained model: loss, accuracy, top-k, per-class precision/recall/F1 and the
+    confusion matrix (classification), or MSE, MAE and R² (regression).
+
+    A run folder is evaluated with its best.pt (last.pt if there is none) on the same test
+    split cnnkit train used, normalised with the training statistics stored in the checkpoint.
+    """
+    if split not in ("test", "val", "train"):
+        raise InputError(f"--split: expected test, val or train, got {split!r}")
+    gate = _fraction(min_accuracy) if min_accuracy is not None else None
+    report = evaluate_target(target, data, split, top_k, device)
+    if as_json:
+        from cnnkit.cli.output import emit_json
+
+        emit_json(report)
+    elif as_csv:
+        typer.echo(_csv(report), nl=False)
+    else:
+        _render(report)
+    if gate is not None:
+        if report["task"] != "classify":
+            raise InputError("--min-accuracy applies to classification runs")
+        if report["accuracy"] < gate:
+            raise BudgetExceeded(
+                f"accuracy {report['accuracy']:.4f} is below --min-accuracy {gate:.4f} "
+                f"({report['checkpoint']} on {report['data']} {report['split']})"
+            )
+
+
+def _fraction(value: float) -> float:
+    if 1 < value <= 100:
+        return value / 100
+    if not 0 <= value <= 1:
+        raise InputError(f"--min-accuracy: expected a fraction 0-1 or a percentage, got {value}")
+    return value
+
+
+def _data_option(spec: str) -> tuple[str, str | None]:
+    """``npz:FILE`` -> ("npz", FILE); ``torchvision:MNIST:DIR`` -> ("torchvision:MNIST", DIR)."""
+    parts = spec.split(":")
+    if parts[0] == "torchvision":
+        if len(parts) < 2 or not parts[1]:
+            raise InputError(f"--data {spec}: expected torchvision:NAME:DIR")
+        return f"torchvision:{parts[1]}", ":".join(parts[2:]) or None
+    return parts[0], ":".join(parts[1:]) or None
+
+
+def evaluate_target(
+    target: str, data_spec: str | None, split: str, top_k: int, device_name: str | None
+) -> dict[str, Any]:
+    """Load the checkpoint, rebuild its model and data, and compute the full report."""
+    from cnnkit import runs
+    from cnnkit.errors import CheckpointError, DataError
+    from cnnkit.nn.build import build
+    from cnnkit.nn.checkpoint import load_checkpoint
+    from cnnkit.nn.data import load_data
+    from cnnkit.nn.evaluate import full_report
+    from cnnkit.nn.plan import recipe_of_run, sections
+    from cnnkit.nn.runtime import pick_device
+    from cnnkit.runconfig import NoLocation, parse_data, to_plain
+
+    path = Path(target)
+    if path.is_dir():
+        path = path / runs.BEST if (path / runs.BEST).is_file() else path / runs.LAST
+        if not path.is_file():
+            raise CheckpointError("no best.pt or last.pt in this folder", where=target)
+    checkpoint = load_checkpoint(path)
+    recipe = recipe_of_run(checkpoint["recipe"], f"{path}:recipe")
+    data_config, train_config = sections(recipe)
+    if data_spec is not None:
+        name, data_path = _data_option(data_spec)
+        raw = {**to_plain(data_config), "name": name, "path": data_path, "val": 0.0, "test": 0.0}
+        raw["augment"] = []
+        data_config = parse_data(raw, NoLocation(f"--data {data_spec}"))
+        split = "train"  # with val = test = 0 all of it lands in the train split
+    data_config = dataclasses.replace(data_config, augment=())
+    stats = (tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
+    bundle = load_data(data_config, tuple(checkpoint["input_shape"]), stats=stats)
+    chosen = getattr(bundle, split)
+    if chosen is None or len(chosen) == 0:
+        raise DataError(f"the run's data has no {split} split", where=bundle.source)
+    classes = tuple(checkpoint["classes"])
+    if checkpoint["task"] == "classify" and int(chosen.y.max()) >= len(classes):
+        raise DataError(
+            f"labels go up to {int(chosen.y.max())} but the model knows {len(classes)} classes",
+            where=bundle.source,
+        )
+    model = build(recipe)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"weights do not fit its recipe's model: {first}", where=str(path)
+        ) from None
+    device = pick_device(device_name or train_config.device)
+    report = full_report(
+        model.to(device),
+        chosen.to(device),
+        checkpoint["task"],
+        classes,
+        train_config.eval_batch_size,
+        top_k,
+    )
+    return {
+        "checkpoint": str(path),
+        "epoch": checkpoint["epoch"],
+        "data": bundle.source,
+        "split": "all" if data_spec is not None else split,
+        **report,
+    }
+
+
+def _csv(report: dict[str, Any]) -> str:
+    import pandas as pd
+
+    if report["task"] != "classify":
+        keys = ("samples", "mse", "mae", "r2")
+        return pd.DataFrame([{k: report[k] for k in keys}]).to_csv(index=False)
+    table = pd.DataFrame(report["per_class"])
+    names = [f"pred_{row['class']}" for row in report["per_class"]]
+    confusion = pd.DataFrame(report["confusion"], columns=names)
+    return pd.concat([table, confusion], axis=1).to_csv(index=False)
+
+
+def _render(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from cnnkit.cli.output import console
+
+    out = console()
+    head = (
+        f"{report['checkpoint']} (epoch {report['epoch']}) on {report['data']} "
+        f"{report['split']}: {report['samples']} samples"
+    )
+    out.print(head, markup=False)
+    if report["task"] != "classify":
+        out.print(
+            f"MSE {report['mse']:.6g}  MAE {report['mae']:.6g}  R² {report['r2']:.4f}", markup=False
+        )
+        return
+    out.print(
+        f"loss {report['loss']:.4f}  accuracy {report['accuracy']:.2%}  "
+        f"top-{report['top_k']} {report['top_k_accuracy']:.2%}  macro F1 {report['macro_f1']:.4f}",
+        markup=False,
+    )
+    per_class = Table(title="per class", title_justify="left")
+    for name in ("class", "precision", "recall", "F1", "support"):
+        per_class.add_column(name, justify="right")
+    for row in report["per_class"]:
+        per_class.add_row(
+            row["class"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    out.print(per_class)
+    confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    for row in report["per_class"]:
+        confusion.add_column(row["class"], justify="right")
+    for row, counts in zip(report["per_class"], report["confusion"]):
+        confusion.add_row(row["class"], *(str(c) if c else "." for c in counts))
+    out.print(confusion)

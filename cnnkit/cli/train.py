@@ -1,0 +1,301 @@
+"""``cnnkit train``: train a recipe into a run folder, resume a run, or sweep values."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cnnkit.errors import InputError
+
+
+def train_command(
+    recipe: Annotated[
+        str | None,
+        typer.Argument(help="Recipe file or built-in name (not needed with --resume)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (default runs/NAME-TIMESTAMP).")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option("--runs", help="Where new run folders go.")] = Path(
+        "runs"
+    ),
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the run in this folder from its last.pt."),
+    ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="KEY.PATH=V1,V2,... : train every combination (repeatable), then compare.",
+        ),
+    ] = None,
+    grad_stats: Annotated[
+        bool,
+        typer.Option("--grad-stats", help="Log per-layer gradient norms to grad_stats.csv."),
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Sweep: print the table as CSV.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Train a recipe on its data: a progress bar, a run folder, a final table.
+
+    The run folder holds recipe.yaml (fully resolved), metrics.csv, summary.json, last.pt and
+    best.pt. Under torchrun (torchrun --nproc-per-node N -m cnnkit train RECIPE) it trains
+    with DDP and rank 0 alone writes.
+    """
+    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
+
+    overrides = list(set_ or [])
+    if resume is not None:
+        if recipe is not None or overrides or sweep:
+            raise InputError(
+                "--resume continues a run exactly as it was: give no recipe, --set or --sweep"
+            )
+        _resume(resume, grad_stats, as_json)
+        return
+    if recipe is None:
+        raise InputError("give a RECIPE to train (or --resume RUN_DIR)")
+    if sweep:
+        _sweep(recipe, overrides, sweep, runs_root, grad_stats, as_csv, as_json)
+        return
+    parsed = load_with_overrides(recipe, overrides)
+    note = f"resolved by cnnkit train from {recipe}" + "".join(f" --set {o}" for o in overrides)
+    plan = plan_from_recipe(parsed, note)
+    _run(plan, out=out, runs_root=runs_root, grad_stats=grad_stats, as_json=as_json)
+
+
+def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
+    from cnnkit import runs
+    from cnnkit.errors import CheckpointError
+    from cnnkit.nn.checkpoint import load_checkpoint
+    from cnnkit.nn.plan import plan_from_recipe, recipe_of_run
+
+    if not (run_dir / runs.LAST).is_file():
+        raise CheckpointError("not a run folder with last.pt to resume from", where=str(run_dir))
+    checkpoint = load_checkpoint(run_dir / runs.LAST)
+    text = checkpoint["recipe"]
+    recipe = recipe_of_run(text, str(run_dir / runs.RECIPE))
+    plan = plan_from_recipe(recipe, text.splitlines()[0].lstrip("# "), name=checkpoint["name"])
+    plan.recipe_text = text  # byte-identical to what the run started with
+    _run(plan, resume_dir=run_dir, grad_stats=grad_stats, as_json=as_json)
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _run(plan: Any, *, as_json: bool, grad_stats: bool, **where: Any) -> dict[str, Any]:
+    from cnnkit.cli.output import emit_json
+    from cnnkit.nn.experiment import train_run
+
+    show = _is_main_rank() and not as_json
+    reporter = _ProgressReporter() if show else None
+    try:
+        summary = train_run(
+            plan,
+            reporter=reporter,
+            grad_stats=grad_stats,
+            on_start=_announce if show else None,
+            **where,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if not _is_main_rank():
+        return summary
+    if as_json:
+        emit_json(summary)
+    else:
+        _final_table(summary, reporter.rows if reporter else [])
+    return summary
+
+
+def _announce(run: Path, data: Any, params: int) -> None:
+    from cnnkit.cli.output import console
+
+    sizes = f"{len(data.train)} train / {len(data.val or [])} val / {len(data.test or [])} test"
+    console(stderr=True).print(
+        f"training {params:,} parameters on {data.source} ({sizes}) -> {run}", markup=False
+    )
+
+
+class _ProgressReporter:
+    """Renders ``fit``'s reports as a rich progress bar on stderr (stdout stays for results)."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from cnnkit.cli.output import console
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=False,
+        )
+        self.progress.start()
+        self.task: Any = None
+        self.rows: list[dict[str, Any]] = []
+        self.last = ""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, stats="")
+
+    def step(self, step: int, stats: dict[str, float] | None) -> None:
+        if stats is not None:
+            self.last = f"loss {stats['loss']:.4f}  acc {stats['accuracy']:.2%}"
+            self.progress.update(self.task, completed=step, stats=self.last)
+        elif step % 5 == 0:
+            self.progress.update(self.task, completed=step)
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        val = f"  val acc {row['val_accuracy']:.2%}" if "val_accuracy" in row else ""
+        self.progress.update(self.task, stats=f"{self.last}{val}  {row['images_per_s']:,.0f} img/s")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+_COLUMNS = {  # metrics.csv column -> (table header, format)
+    "epoch": ("epoch", "{:d}"),
+    "lr": ("lr", "{:.3g}"),
+    "train_loss": ("train loss", "{:.4f}"),
+    "train_accuracy": ("train acc", "{:.2%}"),
+    "val_loss": ("val loss", "{:.4f}"),
+    "val_accuracy": ("val acc", "{:.2%}"),
+    "images_per_s": ("img/s", "{:,.0f}"),
+    "time_s": ("time s", "{:.2f}"),
+}
+
+
+def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from cnnkit.cli.output import console
+
+    out = console()
+    if rows:
+        keys = [k for k in _COLUMNS if k in rows[0]]
+        table = Table(title=f"{summary['name']}: {summary['status']}", title_justify="left")
+        for k in keys:
+            table.add_column(_COLUMNS[k][0], justify="right")
+        for row in rows:
+            table.add_row(*(_COLUMNS[k][1].format(row[k]) for k in keys))
+        out.print(table)
+    test = summary.get("test")
+    best = summary["best"]
+    lines = [f"best {summary['monitor']}: {best['value']:.4g} at epoch {best['epoch']}"]
+    if test and test["task"] == "classify":
+        lines.append(
+            f"test accuracy {test['accuracy']:.2%} (top-{test['top_k']} "
+            f"{test['top_k_accuracy']:.2%}, loss {test['loss']:.4f}) on {test['samples']} "
+            f"images with {summary['test_weights']}"
+        )
+    elif test:
+        lines.append(f"test MSE {test['mse']:.4g}  MAE {test['mae']:.4g}  R² {test['r2']:.4f}")
+    lines.append(f"run folder: {summary['run_dir']}  ({summary['time_s']:.1f} s)")
+    for line in lines:
+        out.print(line, markup=False)
+
+
+def _parse_sweep(items: list[str]) -> list[tuple[str, list[str]]]:
+    axes = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not choices:
+            raise InputError(f"--sweep {item}: expected KEY.PATH=V1,V2,... e.g. train.lr=0.1,0.01")
+        axes.append((key.strip(), choices))
+    return axes
+
+
+def _sweep(
+    recipe: str,
+    overrides: list[str],
+    items: list[str],
+    runs_root: Path,
+    grad_stats: bool,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Every combination of the swept values as its own run, then one comparison table."""
+    from cnnkit.cli.output import emit_json
+    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
+
+    axes = _parse_sweep(items)
+    combos = [
+        dict(zip([k for k, _ in axes], values))
+        for values in itertools.product(*(v for _, v in axes))
+    ]
+    plans = []  # validate every combination before training any
+    for combo in combos:
+        sets = overrides + [f"{k}={v}" for k, v in combo.items()]
+        note = f"resolved by cnnkit train --sweep from {recipe}" + "".join(
+            f" --set {s}" for s in sets
+        )
+        plans.append((combo, plan_from_recipe(load_with_overrides(recipe, sets), note)))
+    quiet = as_json or as_csv
+    rows = []
+    for combo, plan in plans:
+        summary = (
+            _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=True)
+            if quiet
+            else _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=False)
+        )
+        rows.append(_sweep_row(combo, summary))
+    if not _is_main_rank():
+        return
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    if as_json:
+        emit_json({"runs": rows})
+    elif as_csv:
+        typer.echo(table.to_csv(index=False), nl=False)
+    else:
+        from cnnkit.cli.output import console
+
+        console().print(table.to_string(index=False), markup=False)
+
+
+def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+    final, test = summary.get("final", {}), summary.get("test") or {}
+    row: dict[str, Any] = dict(combo)
+    row.update(
+        {
+            "status": summary["status"],
+            "epochs": summary["epochs"],
+            f"best_{summary['monitor']}": summary["best"]["value"],
+            "best_epoch": summary["best"]["epoch"],
+            "final_train_loss": final.get("train_loss"),
+            "final_val_loss": final.get("val_loss"),
+            "final_val_accuracy": final.get("val_accuracy"),
+            "test_accuracy": test.get("accuracy"),
+            "test_mse": test.get("mse"),
+            "time_s": round(summary["time_s"], 2),
+            "params": summary["params"],
+            "run_dir": summary["run_dir"],
+        }
+    )
+    return {k: v for k, v in row.items() if v is not None}

@@ -1,0 +1,69 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``, checked for origin.
+
+A checkpoint is a plain dict of tensors, numbers and strings (so ``weights_only`` loading can
+read it and a checkpoint can never run code), marked with ``FORMAT`` so a foreign file gets a
+clear message instead of a ``KeyError`` deep in training.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnkit.errors import CheckpointError
+
+FORMAT = "cnnkit-checkpoint"
+VERSION = 1
+REQUIRED = ("model", "recipe", "epoch", "task", "classes", "mean", "std")
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then ``os.replace``: a reader (or a
+    resumed run after SIGKILL) sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save({"format": FORMAT, "version": VERSION, **obj}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and check a cnnkit checkpoint; every failure is one ``CheckpointError``."""
+    where = str(path)
+    if not path.is_file():
+        raise CheckpointError("no such checkpoint file", where=where)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            "refused: not loadable with weights_only=True "
+            f"(holds code or foreign objects): {first}",
+            where=where,
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"corrupt or truncated checkpoint ({first})", where=where) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(
+            "not a cnnkit checkpoint (a bare state_dict or another tool's file?); "
+            "use runs/NAME/best.pt or last.pt written by cnnkit train",
+            where=where,
+        )
+    if obj.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint version {obj.get('version')} is not {VERSION}", where=where
+        )
+    missing = [k for k in REQUIRED if k not in obj]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}", where=where)
+    return obj

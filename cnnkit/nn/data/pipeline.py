@@ -1,0 +1,192 @@
+"""From a ``DataConfig`` to normalised train/val/test tensors that fit the recipe's input.
+
+Order matters and is fixed: read -> fit channels and size -> limit -> split (seeded, or as the
+source gives it) -> normalise with the train split's statistics -> centre-crop eval splits.
+Every mismatch with the recipe is found here, before any training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from cnnkit.errors import DataError
+from cnnkit.nn.data.augment import CROPPING
+from cnnkit.nn.data.sources import Raw, Want, read_source
+from cnnkit.runconfig import Augment, DataConfig
+
+# Sources whose images have no fixed size of their own: always resized to the recipe input.
+AUTO_RESIZE = {"digits", "synthetic", "folder"}
+
+
+@dataclass
+class Split:
+    """One split held as whole tensors: ``x`` float32 [N, C, H, W] normalised, ``y`` targets."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class DataBundle:
+    """Everything training and evaluation need from the data, plus what to save with a model."""
+
+    train: Split
+    val: Split | None
+    test: Split | None
+    task: str
+    classes: tuple[str, ...]  # empty for regression
+    mean: tuple[float, ...]  # per-channel statistics of the train split, stored in checkpoints
+    std: tuple[float, ...]
+    input_shape: tuple[int, ...]
+    source: str  # "digits", or "npz:data/x.npz": for tables and summaries
+    augment: tuple[Augment, ...] = ()  # training-time augmentations (applied per batch)
+
+    @property
+    def outputs(self) -> int:
+        """How many values the model must produce per image."""
+        return len(self.classes) if self.task == "classify" else int(self.train.y.shape[1])
+
+    def to(self, device: torch.device | str) -> DataBundle:
+        def move(split: Split | None) -> Split | None:
+            return None if split is None else split.to(device)
+
+        return replace(self, train=self.train.to(device), val=move(self.val), test=move(self.test))
+
+
+def _fit(raw: Raw, config: DataConfig, want: Want, where: str) -> Raw:
+    x = raw.x
+    if x.shape[1] != want.channels:
+        if x.shape[1] == 1:
+            x = x.expand(-1, want.channels, -1, -1)  # grey images for a colour recipe
+        else:
+            raise DataError(
+                f"images have {x.shape[1]} channels but the recipe's input has {want.channels}",
+                where=where,
+            )
+    size = tuple(x.shape[2:])
+    if size != want.size:
+        if config.name not in AUTO_RESIZE and config.resize is None:
+            h, w = want.size
+            raise DataError(
+                f"images are {size[0]}x{size[1]} but the recipe's input is {h}x{w}; "
+                f"set data.resize: [{h}, {w}] to resize them",
+                where=where,
+            )
+        x = F.interpolate(x, size=want.size, mode="bilinear", align_corners=False, antialias=True)
+    given = {k: _fit(v, config, want, where) for k, v in raw.given.items()}
+    return Raw(x.contiguous(), raw.y, raw.classes, given)
+
+
+def _read(config: DataConfig, want: Want) -> Raw:
+    if isinstance(config.path, dict):
+        raw = read_source(config, config.path["train"], want)
+        for split in ("val", "test"):
+            if split in config.path:
+                raw.given[split] = read_source(config, config.path[split], want)
+        return raw
+    return read_source(config, config.path, want)
+
+
+def _split(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | None]:
+    n = len(raw.y)
+    if n == 0:
+        raise DataError("the data set is empty", where=config.path_text)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
+    n_test = 0 if "test" in raw.given else round(n * config.test)
+    n_val = 0 if "val" in raw.given else round(n * config.val)
+    if n - n_test - n_val < 1:
+        raise DataError(f"only {n} samples: nothing left to train on", where=config.path_text)
+    test_i, val_i, train_i = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+
+    def take(index: torch.Tensor, name: str) -> Split | None:
+        if name in raw.given:
+            g = raw.given[name]
+            return Split(g.x, g.y)
+        return Split(raw.x[index], raw.y[index]) if len(index) else None
+
+    train = take(train_i, "train")
+    assert train is not None
+    return train, take(val_i, "val"), take(test_i, "test")
+
+
+def _centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    top, left = (x.shape[2] - size[0]) // 2, (x.shape[3] - size[1]) // 2
+    return x[:, :, top : top + size[0], left : left + size[1]].contiguous()
+
+
+def load_data(
+    config: DataConfig,
+    input_shape: tuple[int, ...],
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> DataBundle:
+    """Read, check and prepare the data for a recipe whose input is ``[C, H, W]``.
+
+    ``stats`` (mean, std) replaces the train split's statistics: evaluation must normalise new
+    data exactly as the model saw its training data.
+    """
+    if len(input_shape) != 3:
+        raise DataError(
+            f"image data needs a recipe input [C, H, W], the recipe has {list(input_shape)}",
+            where=config.name,
+        )
+    channels, height, width = input_shape
+    size = config.resize or (height, width)
+    if size[0] < height or size[1] < width:
+        raise DataError(
+            f"data.resize {list(size)} is smaller than the recipe input {height}x{width}",
+            where=config.name,
+        )
+    want = Want(channels, size)
+    raw = _fit(_read(config, want), config, want, config.path_text)
+    if config.limit is not None:
+        raw = Raw(raw.x[: config.limit], raw.y[: config.limit], raw.classes, raw.given)
+    if config.task == "classify" and raw.y.dtype != torch.int64:
+        raise DataError("task classify needs integer or named labels", where=config.path_text)
+    if config.task == "regress" and not raw.y.is_floating_point():
+        raise DataError("task regress needs numeric targets", where=config.path_text)
+    train, val, test = _split(raw, config)
+    classes = raw.classes if config.task == "classify" else ()
+    if classes and train.y.numel() and int(train.y.max()) >= len(classes):
+        classes = tuple(str(i) for i in range(int(train.y.max()) + 1))
+
+    if stats is not None:
+        mean, std = torch.tensor(stats[0]), torch.tensor(stats[1])
+    elif config.normalize:
+        mean = train.x.mean(dim=(0, 2, 3))
+        std = train.x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    else:
+        mean, std = torch.zeros(channels), torch.ones(channels)
+
+    crops_in_training = any(a.kind in CROPPING for a in config.augment)
+
+    def prepare(split: Split | None, is_train: bool) -> Split | None:
+        if split is None:
+            return None
+        x = (split.x - mean[None, :, None, None]) / std[None, :, None, None]
+        if tuple(x.shape[2:]) != (height, width) and not (is_train and crops_in_training):
+            x = _centre_crop(x, (height, width))
+        return Split(x.float().contiguous(), split.y)
+
+    prepared = prepare(train, True)
+    assert prepared is not None
+    return DataBundle(
+        train=prepared,
+        val=prepare(val, False),
+        test=prepare(test, False),
+        task=config.task,
+        classes=classes,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+        input_shape=tuple(input_shape),
+        source=config.name if config.path is None else f"{config.name}:{config.path_text}",
+        augment=config.augment,
+    )

@@ -1,0 +1,309 @@
+"""The training loop: ``fit`` runs epochs of ``train_one_epoch`` and ``evaluate``.
+
+Read top to bottom: ``fit`` prepares the device, optimiser and schedule, restores a checkpoint
+when resuming, then per epoch trains, validates, keeps the best and last checkpoints and
+decides whether to stop. Reproducibility rests on one rule: every random draw of epoch ``e``
+(data order, augmentation, dropout) comes from generators seeded with ``(seed, e)``, so a run
+resumed at epoch ``e`` replays exactly what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from cnnkit.errors import CnnkitError, InputError
+from cnnkit.nn.data import DataBundle, Split
+from cnnkit.nn.data.augment import make_augment
+from cnnkit.nn.evaluate import evaluate
+from cnnkit.nn.optim import make_optimizer, make_scheduler
+from cnnkit.nn.runtime import World, pick_device
+from cnnkit.runconfig import TrainConfig
+
+SYNC_EVERY = 25  # steps between host syncs for the progress bar and the NaN check
+
+
+class Diverged(CnnkitError):
+    """The loss became NaN or infinite; the last good checkpoint is kept (exit code 1)."""
+
+    exit_code = 1
+
+
+class Reporter(Protocol):
+    """What ``fit`` tells its caller (the CLI renders it; the library never prints)."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def epoch_end(self, row: dict[str, Any]) -> None: ...
+
+
+class Silent:
+    """A reporter that reports nothing (library use, non-zero DDP ranks, sweeps with --json)."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, step: int, stats: dict[str, float] | None) -> None: ...
+    def epoch_end(self, row: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainState:
+    """The progress a checkpoint carries besides weights and optimiser state."""
+
+    epoch: int = 0  # epochs completed
+    best_value: float | None = None  # best value of train.monitor so far
+    best_epoch: int | None = None
+    stale_epochs: int = 0  # epochs since the monitor last improved (early stopping)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
+    status: str = "running"  # running | completed | early_stopped
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Loop:
+    """The pieces one epoch uses, made once by ``fit``."""
+
+    model: torch.nn.Module  # what runs forward: maybe DDP- and/or compile-wrapped
+    module: torch.nn.Module  # the plain model underneath, for state_dict and grad stats
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    autocast: Callable[[], Any]
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+    config: TrainConfig
+    task: str
+    world: World
+    channels_last: bool
+    grad_norms: torch.Tensor | None = None  # per-parameter sums of gradient norms this epoch
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator for epoch ``epoch``'s data order and augmentation."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train_one_epoch(
+    loop: Loop, split: Split, epoch: int, reporter: Reporter, sync_every: int = SYNC_EVERY
+) -> dict[str, float]:
+    """One pass over this rank's share of ``split``; returns the epoch's train metrics.
+
+    Loss and accuracy are summed on the device; the host reads them only every ``sync_every``
+    steps (progress bar and NaN check) and at the end, so the GPU is never stalled per step.
+    """
+    c, world, model = loop.config, loop.world, loop.model
+    g = epoch_generator(c.seed, epoch)
+    torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009)  # dropout & co. for this epoch
+    order = torch.randperm(len(split), generator=g)
+    order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
+    order = order.to(split.x.device)
+    per_rank = max(1, c.batch_size // world.size)
+    starts = range(0, len(order), per_rank)
+    model.train()
+    sums = torch.zeros(3, device=split.x.device, dtype=torch.float64)  # loss, correct, count
+    for step, start in enumerate(starts):
+        index = order[start : start + per_rank]
+        x, y = split.x[index], split.y[index]
+        if loop.augment is not None:
+            x = loop.augment(x, g)
+        if loop.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with loop.autocast():
+            out = model(x)
+            loss = loop.loss_fn(out, y)
+        loop.optimizer.zero_grad(set_to_none=True)
+        backward_and_step(loop, loss)
+        loop.scheduler.step()
+        sums[0] += loss.detach() * len(y)
+        if loop.task == "classify":
+            sums[1] += (out.detach().argmax(1) == y).sum()
+        sums[2] += len(y)
+        if (step + 1) % sync_every == 0 or step == len(starts) - 1:
+            loss_now, correct, seen = sums.tolist()
+            if not math.isfinite(loss_now):
+                raise Diverged(
+                    f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
+                    "The last good checkpoint is kept; lower train.lr or set train.clip_grad_norm"
+                )
+            reporter.step(step + 1, {"loss": loss_now / seen, "accuracy": correct / seen})
+        else:
+            reporter.step(step + 1, None)
+    loss_sum, correct, count = world.sum(sums).tolist()
+    if not math.isfinite(loss_sum):
+        raise Diverged(
+            f"loss became {loss_sum} in epoch {epoch + 1}; the last good checkpoint is kept"
+        )
+    metrics = {"train_loss": loss_sum / count}
+    if loop.task == "classify":
+        metrics["train_accuracy"] = correct / count
+    metrics["images"] = count
+    return metrics
+
+
+def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
+    """Backward pass, optional gradient statistics and clipping, optimiser step (AMP-aware)."""
+    if loop.scaler is not None:
+        loop.scaler.scale(loss).backward()
+        loop.scaler.unscale_(loop.optimizer)
+    else:
+        loss.backward()
+    if loop.grad_norms is not None:
+        grads = [p.grad for p in loop.module.parameters() if p.requires_grad]
+        norms = torch._foreach_norm([g if g is not None else torch.zeros(1) for g in grads])
+        loop.grad_norms += torch.stack([n.to(loop.grad_norms) for n in norms])
+    if loop.config.clip_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(loop.module.parameters(), loop.config.clip_grad_norm)
+    if loop.scaler is not None:
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
+    else:
+        loop.optimizer.step()
+
+
+def _loss_fn(task: str, c: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if task == "classify":
+        return partial(_cross_entropy, smoothing=c.label_smoothing)
+    return lambda out, y: F.mse_loss(out.float(), y)
+
+
+def _cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
+    return F.cross_entropy(out.float(), y, label_smoothing=smoothing)
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(c: TrainConfig, device: torch.device) -> Callable[[], Any]:
+    if c.amp == "off":
+        return contextlib.nullcontext
+    if c.amp == "fp16" and device.type != "cuda":
+        raise InputError(f"train.amp: fp16 needs a CUDA device, training runs on {device.type}")
+    return partial(torch.autocast, device_type=device.type, dtype=_AMP_DTYPES[c.amp])
+
+
+def _improved(value: float, best: float | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    return value > best if monitor.endswith("accuracy") else value < best
+
+
+Checkpointer = Callable[[str, dict[str, Any]], None]
+
+
+def fit(
+    module: torch.nn.Module,
+    data: DataBundle,
+    c: TrainConfig,
+    *,
+    save: Checkpointer | None = None,
+    resume: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    world: World = World(),
+    grad_stats: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainState:
+    """Train ``module`` on ``data`` as ``c`` says; returns the final ``TrainState``.
+
+    ``save(name, payload)`` receives ``"last"`` after every epoch and ``"best"`` when the
+    monitored metric improves (the caller adds recipe and data metadata and writes atomically);
+    ``resume`` is a loaded checkpoint to continue from; ``grad_stats(epoch, norms)`` receives
+    each parameter's mean gradient L2 norm per epoch when given.
+    """
+    reporter = reporter or Silent()
+    device = pick_device(c.device, world)
+    data = data.to(device)
+    module.to(device)
+    channels_last = c.channels_last and device.type == "cuda"
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    per_rank = max(1, c.batch_size // world.size)
+    steps = math.ceil((len(data.train) - len(data.train) % world.size) // world.size / per_rank)
+    optimizer = make_optimizer(module, c)
+    scheduler = make_scheduler(optimizer, c, steps)
+    scaler = torch.amp.GradScaler("cuda") if c.amp == "fp16" else None
+    state = TrainState()
+    if resume is not None:
+        module.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if scaler is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        state = TrainState(**resume["state"])
+    model = module
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if c.compile:
+        model = torch.compile(model)
+    params = [name for name, p in module.named_parameters() if p.requires_grad]
+    loop = Loop(
+        model=model,
+        module=module,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        loss_fn=_loss_fn(data.task, c),
+        autocast=_autocast(c, device),
+        augment=make_augment(data.augment, tuple(data.input_shape[1:])),
+        config=c,
+        task=data.task,
+        world=world,
+        channels_last=channels_last,
+    )
+
+    for epoch in range(state.epoch, c.epochs):
+        reporter.epoch_start(epoch, c.epochs, steps)
+        started = time.perf_counter()
+        if grad_stats is not None:
+            loop.grad_norms = torch.zeros(len(params), device=device, dtype=torch.float64)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(train_one_epoch(loop, data.train, epoch, reporter))
+        train_seconds = time.perf_counter() - started
+        if data.val is not None:
+            val = evaluate(model, data.val, data.task, c.eval_batch_size, world, loop.autocast)
+            row.update({f"val_{k}": v for k, v in val.items()})
+        row["time_s"] = time.perf_counter() - started
+        row["images_per_s"] = row.pop("images") / train_seconds
+        state.history.append(row)
+        state.epoch = epoch + 1
+        monitor = c.monitor if c.monitor in row else "train_loss"
+        if _improved(row[monitor], state.best_value, monitor):
+            state.best_value, state.best_epoch, state.stale_epochs = row[monitor], epoch + 1, 0
+            if save is not None:
+                save("best", {"model": module.state_dict(), "epoch": epoch + 1})
+        else:
+            state.stale_epochs += 1
+        stop = c.early_stop is not None and state.stale_epochs >= c.early_stop
+        state.status = (
+            "completed" if state.epoch == c.epochs else ("early_stopped" if stop else "running")
+        )
+        if grad_stats is not None and loop.grad_norms is not None:
+            means = (loop.grad_norms / steps).tolist()
+            grad_stats(epoch + 1, dict(zip(params, means)))
+        if save is not None:
+            save(
+                "last",
+                {
+                    "model": module.state_dict(),
+                    "epoch": state.epoch,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else {},
+                    "state": state.as_dict(),
+                },
+            )
+        reporter.epoch_end(row)
+        if stop:
+            break
+    return state

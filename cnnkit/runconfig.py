@@ -1,0 +1,397 @@
+"""The ``data:`` and ``train:`` sections of a recipe as two typed, validated dataclasses.
+
+Pure Python (no torch): ``cnnkit train --help`` and recipe checks stay fast, and every error
+names the file, line and key through the recipe loader's locator, in the house format
+``recipes/x.yaml:14: train.lr: expected a positive number, got 'a'``.
+Validation is table-driven: each field has one checker in ``_DATA_FIELDS``/``_TRAIN_FIELDS``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
+
+from cnnkit.errors import RecipeError
+
+KeyPath = tuple[str | int, ...]
+
+
+class Locator(Protocol):
+    """What the recipe loader's ``Source`` offers: an error that names ``file:line: key``."""
+
+    def error(self, path: KeyPath, message: str) -> RecipeError: ...
+
+
+class NoLocation:
+    """A locator for sections that did not come from a file (library callers, tests)."""
+
+    def __init__(self, name: str = "<recipe>") -> None:
+        self.name = name
+
+    def error(self, path: KeyPath, message: str) -> RecipeError:
+        key = ""
+        for part in path:
+            key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+        return RecipeError(message, where=f"{self.name}: {key}" if key else self.name)
+
+
+# The data sources cnnkit reads; ``torchvision:NAME`` is matched by prefix.
+DATA_SOURCES = ("digits", "synthetic", "folder", "csv", "npz", "idx")
+TASKS = ("classify", "regress")
+AUGMENTS = ("random_crop", "hflip", "random_resized_crop", "alexnet_crop")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("constant", "step", "cosine", "onecycle")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP_MODES = ("off", "bf16", "fp16")
+MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """One training-time augmentation; ``args`` are checked by ``_AUGMENT_ARGS``."""
+
+    kind: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split, normalised and augmented."""
+
+    name: str = "digits"  # source: digits | synthetic | folder | csv | npz | idx | torchvision:NAME
+    path: str | Mapping[str, str] | None = None  # a file/folder, or {train:, val:, test:} splits
+    task: str = "classify"  # classify: cross-entropy on labels; regress: MSE on target columns
+    val: float = 0.1  # fraction held out for validation (ignored for a given val split)
+    test: float = 0.2  # fraction held out for test (ignored for a given test split)
+    seed: int = 0  # the split's seed: independent of train.seed, so runs share one test set
+    resize: tuple[int, int] | None = None  # store images at HxW; None: the recipe input size
+    normalize: bool = True  # per-channel mean/std from the train split only (no test leakage)
+    augment: tuple[Augment, ...] = ()  # training only; eval sees centre crops
+    label_column: str = "label"  # csv: the label column (MNIST-CSV calls it "label")
+    path_column: str = "path"  # csv: a column of image paths makes it a path,label table
+    targets: tuple[str, ...] = ()  # regress from csv: the target columns
+    classes: int = 10  # synthetic: how many classes
+    samples: int = 1000  # synthetic: how many images
+    limit: int | None = None  # use only the first N samples (quick experiments)
+
+    @property
+    def path_text(self) -> str:
+        """The path to name in messages: the file/folder, the train split's, or the source."""
+        if isinstance(self.path, Mapping):
+            return self.path["train"]
+        return self.path or self.name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, schedule, precision, device, stopping (``train:``)."""
+
+    epochs: int = 10  # passes over the train split
+    batch_size: int = 64  # global batch: under DDP each of N processes takes batch_size / N
+    eval_batch_size: int = 512  # evaluation has no gradients, so larger batches are cheap
+    seed: int = 0  # weight init, data order, augmentation and dropout all derive from it
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.05  # peak learning rate (after warm-up)
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only (Sutskever et al. 2013)
+    weight_decay: float = 0.0  # L2 for sgd/adam, decoupled for adamw (Loshchilov & Hutter 2019)
+    betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw moment decay rates
+    scheduler: str = "constant"  # constant | step | cosine | onecycle, stepped once per batch
+    step_size: int = 10  # step: epochs between decays
+    gamma: float = 0.1  # step: decay factor
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (Goyal et al. 2017), fractional ok
+    min_lr: float = 0.0  # cosine/onecycle: the floor the schedule decays to
+    label_smoothing: float = 0.0  # classify: Szegedy et al. 2016 (Inception v3)
+    clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this value
+    early_stop: int | None = None  # stop after this many epochs without improving `monitor`
+    monitor: str = "val_accuracy"  # the metric for best.pt and early stopping
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    amp: str = "off"  # off | bf16 | fp16 autocast on CUDA (fp16 adds a GradScaler)
+    channels_last: bool = False  # NHWC memory format on CUDA (faster convs with tensor cores)
+    compile: bool = False  # torch.compile the model (opt-in: compiling costs start-up time)
+
+
+# ---- checkers: each returns the clean value or raises ValueError(expected-text) ----
+
+
+def _fail(expected: str, value: Any) -> ValueError:
+    return ValueError(f"expected {expected}, got {value!r}")
+
+
+def _int(least: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = "a positive integer" if least >= 1 else "a non-negative integer"
+            raise _fail(what, value)
+        return value
+
+    return check
+
+
+def _number(low: float, high: float | None = None, *, open_low: bool = False) -> Callable:
+    def check(value: Any) -> float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        if ok and (value < low or (open_low and value == low)):
+            ok = False
+        if ok and high is not None and value >= high:
+            ok = False
+        if not ok:
+            if high is not None:
+                raise _fail(f"a number in [{low:g}, {high:g})", value)
+            raise _fail("a positive number" if open_low else "a non-negative number", value)
+        return float(value)
+
+    return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else check(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail("true or false", value)
+    return value
+
+
+def _word(choices: tuple[str, ...], prefix: str | None = None) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if isinstance(value, str) and (value in choices or (prefix and value.startswith(prefix))):
+            return value
+        listed = ", ".join(choices) + (f", {prefix}NAME" if prefix else "")
+        hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
+        raise ValueError(f"expected one of {listed}, got {value!r}{hint}")
+
+    return check
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail("a non-empty string", value)
+    return value
+
+
+def _path(value: Any) -> str | dict[str, str]:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and value and set(value) <= {"train", "val", "test"}:
+        if "train" not in value:
+            raise ValueError(f"a split mapping needs a 'train' entry, got keys {sorted(value)}")
+        return {k: _text(v) for k, v in value.items()}
+    raise _fail("a path, or a mapping of train/val/test to paths", value)
+
+
+def _size(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return (value, value)
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        return (value[0], value[1])
+    raise _fail("a size like 32 or [32, 32]", value)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise _fail("a column name or a list of column names", value)
+    return tuple(value)
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and all(0 <= v < 1 for v in value)
+    ):
+        return (float(value[0]), float(value[1]))
+    raise _fail("two numbers in [0, 1) like [0.9, 0.999]", value)
+
+
+_DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "name": _word(DATA_SOURCES, prefix="torchvision:"),
+    "path": _optional(_path),
+    "task": _word(TASKS),
+    "val": _number(0, 1),
+    "test": _number(0, 1),
+    "seed": _int(0),
+    "resize": _size,
+    "normalize": _bool,
+    "augment": lambda v: v,  # checked item by item in _augments, which needs the key path
+    "label_column": _text,
+    "path_column": _text,
+    "targets": _texts,
+    "classes": _int(2),
+    "samples": _int(1),
+    "limit": _optional(_int(1)),
+}
+
+_TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "epochs": _int(1),
+    "batch_size": _int(1),
+    "eval_batch_size": _int(1),
+    "seed": _int(0),
+    "optimizer": _word(OPTIMIZERS),
+    "lr": _number(0, open_low=True),
+    "momentum": _number(0, 1),
+    "nesterov": _bool,
+    "weight_decay": _number(0),
+    "betas": _betas,
+    "scheduler": _word(SCHEDULERS),
+    "step_size": _int(1),
+    "gamma": _number(0, open_low=True),
+    "warmup_epochs": _number(0),
+    "min_lr": _number(0),
+    "label_smoothing": _number(0, 1),
+    "clip_grad_norm": _optional(_number(0, open_low=True)),
+    "early_stop": _optional(_int(1)),
+    "monitor": _word(MONITORS),
+    "device": _word(DEVICES),
+    "amp": _word(AMP_MODES),
+    "channels_last": _bool,
+    "compile": _bool,
+}
+
+# Each augmentation's arguments and their checkers; a bare name takes the defaults.
+_AUGMENT_ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "random_crop": {"padding": _int(0)},  # pad, then crop back to the input size (CIFAR-style)
+    "hflip": {"p": _number(0, 1.000001)},
+    "random_resized_crop": {"scale": _betas, "ratio": lambda v: _pair_positive(v)},
+    "alexnet_crop": {},  # random input-sized crop of a larger stored image + flip (AlexNet 2012)
+}
+_AUGMENT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "random_crop": {"padding": 4},
+    "hflip": {"p": 0.5},
+    "random_resized_crop": {"scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3)},
+    "alexnet_crop": {},
+}
+
+
+def _pair_positive(value: Any) -> tuple[float, float]:
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+        and value[0] <= value[1]
+    ):
+        return (float(value[0]), float(value[1]))
+    raise _fail("two positive numbers [low, high]", value)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _section(
+    raw: Any, table: dict[str, Callable[[Any], Any]], section: str, where: Locator
+) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise where.error((section,), f"expected a mapping of keys, got {raw!r}")
+    clean: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in table:
+            hint = _did_you_mean(str(key), table)
+            raise where.error((section, key), f"unknown key{hint}; known: {', '.join(table)}")
+        try:
+            clean[key] = table[key](value)
+        except ValueError as err:
+            raise where.error((section, key), str(err)) from None
+    return clean
+
+
+def _augments(raw: Any, where: Locator) -> tuple[Augment, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise where.error(("data", "augment"), f"expected a list of augmentations, got {raw!r}")
+    out = []
+    for i, item in enumerate(raw):
+        path: KeyPath = ("data", "augment", i)
+        if isinstance(item, str):
+            kind, args = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            kind, args = next(iter(item.items()))
+            args = {} if args is None else args
+        else:
+            raise where.error(path, f"expected a name or {{name: {{args}}}}, got {item!r}")
+        if kind not in _AUGMENT_ARGS:
+            hint = _did_you_mean(str(kind), AUGMENTS)
+            raise where.error(path, f"unknown augmentation {kind!r}{hint}; known: {AUGMENTS}")
+        if not isinstance(args, dict):
+            raise where.error((*path, kind), f"expected a mapping of arguments, got {args!r}")
+        checked = dict(_AUGMENT_DEFAULTS[kind])
+        checked.update(_section(args, _AUGMENT_ARGS[kind], "", _Nested(where, (*path, kind))))
+        out.append(Augment(kind, checked))
+    return tuple(out)
+
+
+class _Nested:
+    """Re-roots a locator so a sub-mapping's errors keep their full key path."""
+
+    def __init__(self, where: Locator, prefix: KeyPath) -> None:
+        self.where, self.prefix = where, prefix
+
+    def error(self, path: KeyPath, message: str) -> RecipeError:
+        return self.where.error((*self.prefix, *path[1:]), message)
+
+
+def parse_data(raw: Any, where: Locator) -> DataConfig:
+    """Validate a recipe's ``data:`` mapping (None: all defaults) into a ``DataConfig``."""
+    clean = _section(raw, _DATA_FIELDS, "data", where)
+    clean["augment"] = _augments(clean.get("augment"), where)
+    config = DataConfig(**clean)
+    needs_path = config.name in ("folder", "csv", "npz", "idx")
+    if needs_path and config.path is None:
+        raise where.error(("data", "name"), f"data source {config.name!r} needs data.path")
+    if config.val + config.test >= 1:
+        raise where.error(("data", "test"), "data.val + data.test must leave some train data")
+    if config.task == "regress" and config.name == "csv" and not config.targets:
+        raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
+    return config
+
+
+def parse_train(raw: Any, where: Locator) -> TrainConfig:
+    """Validate a recipe's ``train:`` mapping (None: all defaults) into a ``TrainConfig``."""
+    config = TrainConfig(**_section(raw, _TRAIN_FIELDS, "train", where))
+    if config.amp == "fp16" and config.device == "cpu":
+        raise where.error(("train", "amp"), "fp16 autocast needs a GPU; use bf16 or off on cpu")
+    return config
+
+
+def to_plain(config: DataConfig | TrainConfig) -> dict[str, Any]:
+    """The config as YAML-ready plain data (tuples as lists), for the run's resolved recipe."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    out = {f.name: plain(getattr(config, f.name)) for f in fields(config)}
+    if isinstance(config, DataConfig):
+        out["augment"] = [{a.kind: plain(dict(a.args))} for a in config.augment]
+    return out
+
+
+__all__ = [
+    "Augment",
+    "DataConfig",
+    "TrainConfig",
+    "Locator",
+    "NoLocation",
+    "parse_data",
+    "parse_train",
+    "to_plain",
+]
