@@ -93,11 +93,15 @@ def _is_main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _run(plan: Any, *, as_json: bool, grad_stats: bool, **where: Any) -> dict[str, Any]:
+def _run(
+    plan: Any, *, as_json: bool, grad_stats: bool, quiet: bool = False, **where: Any
+) -> dict[str, Any]:
+    """Train with progress on stderr, then the JSON summary or the final table on stdout;
+    ``quiet`` (sweeps printing one table) shows neither."""
     from cnnkit.cli.output import emit_json
     from cnnkit.nn.experiment import train_run
 
-    show = _is_main_rank() and not as_json
+    show = _is_main_rank() and not as_json and not quiet
     reporter = _ProgressReporter() if show else None
     try:
         summary = train_run(
@@ -110,7 +114,7 @@ def _run(plan: Any, *, as_json: bool, grad_stats: bool, **where: Any) -> dict[st
     finally:
         if reporter is not None:
             reporter.close()
-    if not _is_main_rank():
+    if not _is_main_rank() or quiet:
         return summary
     if as_json:
         emit_json(summary)
@@ -151,12 +155,15 @@ class _ProgressReporter:
             console=console(stderr=True),
             transient=False,
         )
-        self.progress.start()
+        self.started = False
         self.task: Any = None
         self.rows: list[dict[str, Any]] = []
         self.last = ""
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if not self.started:  # lazily: an error before training leaves stderr one line
+            self.progress.start()
+            self.started = True
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, stats="")
@@ -174,7 +181,8 @@ class _ProgressReporter:
         self.progress.update(self.task, stats=f"{self.last}{val}  {row['images_per_s']:,.0f} img/s")
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
 
 _COLUMNS = {  # metrics.csv column -> (table header, format)
@@ -258,11 +266,7 @@ def _sweep(
     quiet = as_json or as_csv
     rows = []
     for combo, plan in plans:
-        summary = (
-            _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=True)
-            if quiet
-            else _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=False)
-        )
+        summary = _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=False, quiet=quiet)
         rows.append(_sweep_row(combo, summary))
     if not _is_main_rank():
         return

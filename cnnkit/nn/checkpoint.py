@@ -44,15 +44,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            "refused: not loadable with weights_only=True "
-            f"(holds code or foreign objects): {first}",
-            where=where,
-        ) from None
+        detail = _detail(str(err))
+        if "GLOBAL" in detail or "global" in detail:  # a class or function: code, refused
+            raise CheckpointError(
+                f"refused: holds code or foreign objects that weights_only=True will not load "
+                f"({detail})",
+                where=where,
+            ) from None
+        raise CheckpointError(f"corrupt or truncated checkpoint ({detail})", where=where) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"corrupt or truncated checkpoint ({first})", where=where) from None
+        detail = _detail(str(err)) or type(err).__name__
+        raise CheckpointError(f"corrupt or truncated checkpoint ({detail})", where=where) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(
             "not a cnnkit checkpoint (a bare state_dict or another tool's file?); "
@@ -67,3 +69,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint lacks {', '.join(missing)}", where=where)
     return obj
+
+
+def _detail(message: str) -> str:
+    """The informative line of torch's multi-paragraph load errors (not the boilerplate)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    boring = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    useful = [line for line in lines if not line.startswith(boring)]
+    return (useful or lines or [""])[0][:200]

@@ -34,6 +34,7 @@ class Plan:
     data: DataConfig
     train: TrainConfig
     build: Callable[[], torch.nn.Module]  # a fresh, initialised model
+    source: str = ""  # the recipe file, for messages
 
 
 def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None:
@@ -43,7 +44,7 @@ def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None
         out = module.eval()(data.train.x[:2])
         module.train(was)
     if out.dim() != 2 or out.shape[1] != data.outputs:
-        what = f"{len(data.classes)} classes" if data.task == "classify" else "targets"
+        what = "classes" if data.task == "classify" else "targets"
         raise DataError(
             f"the model outputs {list(out.shape[1:])} per image but the data has "
             f"{data.outputs} {what}; make the last layer produce {data.outputs}",
@@ -95,10 +96,11 @@ def _train_run(
     on_start: Callable[[Path, DataBundle, int], None] | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    device = pick_device(plan.train.device, world)  # fail on an unavailable device up front
     torch.manual_seed(plan.train.seed)
     module = plan.build()
     data = load_data(plan.data, plan.input_shape)
-    check_outputs(module, data, plan.name)
+    check_outputs(module, data, plan.source or plan.name)
     params = sum(p.numel() for p in module.parameters())
 
     resume = None
@@ -134,7 +136,7 @@ def _train_run(
         "name": plan.name,
         "run_dir": str(run),
         "world_size": world.size,
-        "device": str(pick_device(plan.train.device, world)),
+        "device": str(device),
         "params": params,
         "data": {
             "source": data.source,
@@ -173,7 +175,6 @@ def _train_run(
         best = run / runs.BEST
         weights = load_checkpoint(best if best.exists() else run / runs.LAST)["model"]
         module.load_state_dict(weights)
-        device = pick_device(plan.train.device, world)
         summary["test_weights"] = runs.BEST if best.exists() else runs.LAST
         summary["test"] = full_report(
             module.to(device),

@@ -56,6 +56,7 @@ def plan_from_recipe(recipe: Recipe, note: str, name: str | None = None) -> Plan
         data=data,
         train=train,
         build=lambda: build(recipe),
+        source=recipe.source.name,
     )
 
 

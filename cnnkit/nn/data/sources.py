@@ -62,7 +62,7 @@ def _labels(values: np.ndarray, where: str, classes: tuple[str, ...] = ()) -> tu
 
 def _scaled(x: np.ndarray) -> torch.Tensor:
     """Pixels to float32 in [0, 1]: uint8 and 0..255 floats are divided by 255."""
-    t = torch.from_numpy(np.ascontiguousarray(x)).float()
+    t = torch.from_numpy(np.array(x, dtype=np.float32))  # a copy: readers may hand read-only views
     if x.dtype == np.uint8 or (t.numel() and t.max() > 1.0):
         t = t / 255.0
     return t

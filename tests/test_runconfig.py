@@ -1,0 +1,65 @@
+"""data:/train: validation: defaults, every checker, and errors in the house format."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnkit.errors import RecipeError
+from cnnkit.nn.plan import load_with_overrides, sections
+from cnnkit.runconfig import DataConfig, NoLocation, TrainConfig, parse_data, parse_train, to_plain
+from tests.trainkit import TINY_MODEL, tiny_recipe
+
+
+def test_defaults_when_sections_are_absent(tmp_path):
+    recipe = load_with_overrides(tiny_recipe(tmp_path, extra=""))
+    assert sections(recipe) == (DataConfig(), TrainConfig())
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "message"),
+    [
+        ("train:\n  lr: a\n", ":11: train.lr", "expected a positive number, got 'a'"),
+        ("train:\n  epochs: 0\n", ":11: train.epochs", "expected a positive integer, got 0"),
+        ("train:\n  optimiser: sgd\n", ":11: train.optimiser", "did you mean 'optimizer'"),
+        ("train:\n  optimizer: sdg\n", ":11: train.optimizer", "did you mean 'sgd'"),
+        ("train:\n  betas: [0.9]\n", ":11: train.betas", "two numbers"),
+        ("data:\n  name: foo\n", ":11: data.name", "expected one of digits"),
+        ("data:\n  name: npz\n", ":11: data.name", "needs data.path"),
+        ("data:\n  val: 0.6\n  test: 0.5\n", ":12: data.test", "must leave some train data"),
+        ("data:\n  augment: [flip]\n", ":11: data.augment[0]", "did you mean 'hflip'"),
+        (
+            "data:\n  augment:\n    - random_crop: {padding: -1}\n",
+            ":12: data.augment[0].random_crop.padding",
+            "non-negative integer",
+        ),
+        ("data:\n  resize: [1, 2, 3]\n", ":11: data.resize", "a size like 32"),
+    ],
+)
+def test_errors_name_file_line_and_key(tmp_path, body, where, message):
+    path = tiny_recipe(tmp_path, extra=body)
+    with pytest.raises(RecipeError) as err:
+        sections(load_with_overrides(path))
+    assert str(err.value).startswith(f"{path}{where}: "), str(err.value)
+    assert message in str(err.value)
+
+
+def test_set_creates_missing_sections_and_names_itself_in_errors(tmp_path):
+    path = tiny_recipe(tmp_path, extra="")
+    data, train = sections(load_with_overrides(path, ["train.lr=0.5", "data.name=synthetic"]))
+    assert (train.lr, data.name) == (0.5, "synthetic")
+    with pytest.raises(RecipeError, match=r"^--set train.lr=x: train.lr: expected a positive"):
+        sections(load_with_overrides(path, ["train.lr=x"]))
+
+
+def test_to_plain_round_trips():
+    data = parse_data(
+        {"name": "digits", "augment": ["hflip", {"random_crop": {"padding": 2}}], "resize": 36},
+        NoLocation(),
+    )
+    assert parse_data(to_plain(data), NoLocation()) == data
+    train = parse_train({"betas": [0.8, 0.9], "clip_grad_norm": 1}, NoLocation())
+    assert parse_train(to_plain(train), NoLocation()) == train
+
+
+def test_tiny_model_text_is_a_valid_recipe():
+    assert "input: [1, 8, 8]" in TINY_MODEL

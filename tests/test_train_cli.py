@@ -1,0 +1,156 @@
+"""cnnkit train / eval from the command line: the shipped LeNet, JSON, sweeps, gates, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from tests.clitools import run_cli
+from tests.trainkit import summary, tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("lenet") / "run"
+    r = run_cli("train", "recipes/lenet.yaml", "--out", str(run))
+    assert r.code == 0, r.err
+    return run, r
+
+
+def test_shipped_lenet_reaches_97_percent_on_digits(lenet_run):
+    run, r = lenet_run
+    document = summary(run)
+    assert document["data"]["source"] == "digits" and document["params"] == 61706
+    assert document["test"]["accuracy"] >= 0.97
+    assert "test accuracy" in r.out and "run folder" in r.out
+    for name in ("recipe.yaml", "metrics.csv", "summary.json", "last.pt", "best.pt"):
+        assert (run / name).is_file(), name
+
+
+def test_eval_of_the_run_reports_the_same_accuracy(lenet_run):
+    run, _ = lenet_run
+    r = run_cli("eval", str(run), "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["accuracy"] == summary(run)["test"]["accuracy"]
+    assert report["samples"] == summary(run)["data"]["test"]
+    assert len(report["confusion"]) == 10 and len(report["per_class"]) == 10
+    r = run_cli("eval", str(run))
+    assert "confusion" in r.out and "precision" in r.out
+    r = run_cli("eval", str(run / "best.pt"), "--min-accuracy", "0.97")
+    assert r.code == 0, r.err
+
+
+def test_eval_gate_and_csv(lenet_run):
+    run, _ = lenet_run
+    r = run_cli("eval", str(run), "--min-accuracy", "0.999")
+    assert r.code == 1 and r.err.startswith("error: accuracy 0.9") and "Traceback" not in r.err
+    r = run_cli("eval", str(run), "--csv")
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(r.out))
+    assert list(table.columns[:5]) == ["class", "precision", "recall", "f1", "support"]
+    assert table["support"].sum() == summary(run)["data"]["test"]
+
+
+def test_eval_on_other_data(lenet_run, tmp_path):
+    run, _ = lenet_run
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.savez(tmp_path / "d.npz", x=digits.images[:50] / 16.0, y=digits.target[:50])
+    r = run_cli("eval", str(run), "--data", f"npz:{tmp_path / 'd.npz'}", "--json")
+    assert r.code == 2 and "images are 8x8 but the recipe's input is 32x32" in r.err
+    r = run_cli("eval", str(run), "--data", "digits", "--json")
+    assert r.code == 0 and json.loads(r.out)["samples"] == 1797
+
+
+def test_train_json_is_the_summary(tmp_path):
+    r = run_cli("train", str(tiny_recipe(tmp_path)), "--out", str(tmp_path / "r"), "--json")
+    assert r.code == 0, r.err
+    document = json.loads(r.out)
+    assert document == summary(tmp_path / "r")
+    expected = {
+        "name",
+        "run_dir",
+        "status",
+        "epochs",
+        "epochs_planned",
+        "best",
+        "final",
+        "test",
+        "test_weights",
+        "params",
+        "data",
+        "device",
+        "world_size",
+        "seed",
+        "monitor",
+        "time_s",
+    }
+    assert expected <= set(document)
+
+
+def test_sweep_table(tmp_path):
+    recipe = tiny_recipe(tmp_path)
+    r = run_cli(
+        "train",
+        str(recipe),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--sweep",
+        "train.lr=0.05,0.1",
+        "--sweep",
+        "train.batch_size=10,20",
+        "--csv",
+    )
+    assert r.code == 0, r.err
+    import pandas as pd
+
+    table = pd.read_csv(io.StringIO(r.out))
+    assert len(table) == 4 and {"train.lr", "train.batch_size", "test_accuracy"} <= set(table)
+    assert len(list((tmp_path / "runs").iterdir())) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "missing.yaml"], "missing.yaml"),
+        (
+            ["train", "{recipe}", "--set", "train.optimizer=rmsprop"],
+            "train.optimizer: expected one",
+        ),
+        (
+            ["train", "{recipe}", "--set", "data.name=npz", "--set", "data.path=no.npz"],
+            "no.npz: no such file",
+        ),
+        (["train", "{recipe}", "--set", "model.layers[5].linear=3"], "the model outputs [3]"),
+        (["train", "--resume", "{tmp}"], "not a run folder"),
+        (["train", "{recipe}", "--resume", "{tmp}"], "--resume continues a run"),
+        (["train", "{recipe}", "--sweep", "train.lr"], "--sweep train.lr: expected"),
+        (["train"], "give a RECIPE"),
+        (["eval", "{tmp}/nothing"], "no best.pt or last.pt"),
+        (["eval", "{tmp}", "--split", "dev"], "--split: expected"),
+        (["train", "{recipe}", "--set", "train.device=cuda"], "cuda is not available"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    recipe = tiny_recipe(tmp_path)
+    (tmp_path / "nothing").mkdir()
+    args = [a.format(recipe=recipe, tmp=tmp_path) for a in args]
+    r = (
+        run_cli(*args, "--out", str(tmp_path / "out"))
+        if args[0] == "train" and "--resume" not in args
+        else run_cli(*args)
+    )
+    if "cuda" in needle:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    assert r.code == 2, (r.code, r.err)
+    assert needle in r.err and r.err.startswith("error: ") and "Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) == 1, r.err
