@@ -88,7 +88,8 @@ class Loop:
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The CPU generator for epoch ``epoch``'s data order and augmentation."""
+    """A CPU generator for epoch ``epoch``: a pure function of (seed, epoch), so resuming at
+    any epoch boundary replays the same draws with no RNG state to save."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
@@ -101,9 +102,10 @@ def train_one_epoch(
     steps (progress bar and NaN check) and at the end, so the GPU is never stalled per step.
     """
     c, world, model = loop.config, loop.world, loop.model
-    g = epoch_generator(c.seed, epoch)
-    torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009)  # dropout & co. for this epoch
-    order = torch.randperm(len(split), generator=g)
+    order = torch.randperm(len(split), generator=epoch_generator(c.seed, epoch))  # all ranks
+    # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
+    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch)
+    torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
     order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
     order = order.to(split.x.device)
     per_rank = max(1, c.batch_size // world.size)
