@@ -111,7 +111,10 @@ def train_one_epoch(
     per_rank = max(1, c.batch_size // world.size)
     starts = range(0, len(order), per_rank)
     model.train()
-    sums = torch.zeros(3, device=split.x.device, dtype=torch.float64)  # loss, correct, count
+    device = split.x.device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # sum of per-image losses
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
     for step, start in enumerate(starts):
         index = order[start : start + per_rank]
         x, y = split.x[index], split.y[index]
@@ -125,21 +128,22 @@ def train_one_epoch(
         loop.optimizer.zero_grad(set_to_none=True)
         backward_and_step(loop, loss)
         loop.scheduler.step()
-        sums[0] += loss.detach() * len(y)
+        seen += len(y)
+        loss_sum.add_(loss.detach(), alpha=len(y))  # in-place: one kernel, no host sync
         if loop.task == "classify":
-            sums[1] += (out.detach().argmax(1) == y).sum()
-        sums[2] += len(y)
+            correct.add_((out.detach().argmax(1) == y).sum())
         if (step + 1) % sync_every == 0 or step == len(starts) - 1:
-            loss_now, correct, seen = sums.tolist()
+            loss_now, correct_now = torch.stack([loss_sum, correct.double()]).tolist()
             if not math.isfinite(loss_now):
                 raise Diverged(
                     f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
                     "The last good checkpoint is kept; lower train.lr or set train.clip_grad_norm"
                 )
-            reporter.step(step + 1, {"loss": loss_now / seen, "accuracy": correct / seen})
+            reporter.step(step + 1, {"loss": loss_now / seen, "accuracy": correct_now / seen})
         else:
             reporter.step(step + 1, None)
-    loss_sum, correct, count = world.sum(sums).tolist()
+    totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device)])
+    loss_sum, correct, count = world.sum(totals.double()).tolist()
     if not math.isfinite(loss_sum):
         raise Diverged(
             f"loss became {loss_sum} in epoch {epoch + 1}; the last good checkpoint is kept"
