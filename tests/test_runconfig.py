@@ -7,7 +7,7 @@ import pytest
 from cnnkit.errors import RecipeError
 from cnnkit.nn.plan import load_with_overrides, sections
 from cnnkit.runconfig import DataConfig, NoLocation, TrainConfig, parse_data, parse_train, to_plain
-from tests.trainkit import TINY_MODEL, tiny_recipe
+from tests.trainkit import tiny_recipe
 
 
 def test_defaults_when_sections_are_absent(tmp_path):
@@ -61,5 +61,8 @@ def test_to_plain_round_trips():
     assert parse_train(to_plain(train), NoLocation()) == train
 
 
-def test_tiny_model_text_is_a_valid_recipe():
-    assert "input: [1, 8, 8]" in TINY_MODEL
+def test_yaml_1_1_scientific_notation_is_a_number(tmp_path):
+    # PyYAML reads 1e-4 (no dot) as a string; a learning rate written that way must still work
+    path = tiny_recipe(tmp_path, extra="train:\n  lr: 1e-4\n  weight_decay: 5e-4\n")
+    _, train = sections(load_with_overrides(path))
+    assert (train.lr, train.weight_decay) == (1e-4, 5e-4)

@@ -177,3 +177,21 @@ def test_regression_end_to_end(tmp_path):
     assert test["task"] == "regress" and {"mse", "mae", "r2"} <= set(test)
     r = run_cli("eval", str(tmp_path / "r"), "--json")
     assert r.code == 0 and json.loads(r.out)["mse"] == pytest.approx(test["mse"])
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["train.optimizer=adam", "train.scheduler=step", "train.step_size=1"],
+        ["train.optimizer=adamw", "train.weight_decay=0.01", "train.scheduler=onecycle"],
+        ["train.label_smoothing=0.1", "train.clip_grad_norm=1.0", "train.nesterov=true"],
+        ["train.amp=bf16", "train.warmup_epochs=1"],
+        ["data.augment=[random_resized_crop]", "data.resize=10"],
+    ],
+)
+def test_option_combinations_train(tmp_path, sets):
+    args = [a for s in sets for a in ("--set", s)]
+    r = run_cli("train", str(tiny_recipe(tmp_path)), "--out", str(tmp_path / "r"), "--json", *args)
+    assert r.code == 0, r.err
+    document = json.loads(r.out)
+    assert document["status"] == "completed" and document["test"]["accuracy"] > 0.2

@@ -39,9 +39,11 @@ class Plan:
 
 def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None:
     """Fail before training when the model's output does not fit the data's targets."""
+    h, w = data.input_shape[1:]
+    x = data.train.x[:2, :, :h, :w]  # train images may be stored larger for crop augmentation
     with torch.no_grad():
         was = module.training
-        out = module.eval()(data.train.x[:2])
+        out = module.eval()(x)
         module.train(was)
     if out.dim() != 2 or out.shape[1] != data.outputs:
         what = "classes" if data.task == "classify" else "targets"
