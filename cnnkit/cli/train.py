@@ -213,7 +213,7 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         out.print(table)
     test = summary.get("test")
     best = summary["best"]
-    lines = [f"best {summary['monitor']}: {best['value']:.4g} at epoch {best['epoch']}"]
+    lines = [f"best {best['metric']}: {best['value']:.4g} at epoch {best['epoch']}"]
     if test and test["task"] == "classify":
         lines.append(
             f"test accuracy {test['accuracy']:.2%} (top-{test['top_k']} "
@@ -290,7 +290,7 @@ def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]
         {
             "status": summary["status"],
             "epochs": summary["epochs"],
-            f"best_{summary['monitor']}": summary["best"]["value"],
+            f"best_{summary['best']['metric']}": summary["best"]["value"],
             "best_epoch": summary["best"]["epoch"],
             "final_train_loss": final.get("train_loss"),
             "final_val_loss": final.get("val_loss"),

@@ -195,6 +195,6 @@ def _state_summary(state: TrainState) -> dict[str, Any]:
     return {
         "status": state.status,
         "epochs": state.epoch,
-        "best": {"epoch": state.best_epoch, "value": state.best_value},
+        "best": {"epoch": state.best_epoch, "value": state.best_value, "metric": state.monitor},
         "final": state.history[-1] if state.history else {},
     }

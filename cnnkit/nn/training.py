@@ -63,6 +63,7 @@ class TrainState:
     stale_epochs: int = 0  # epochs since the monitor last improved (early stopping)
     history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
     status: str = "running"  # running | completed | early_stopped
+    monitor: str = ""  # the metric best_value tracks (train.monitor, or its fallback)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -205,27 +206,16 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
 Checkpointer = Callable[[str, dict[str, Any]], None]
 
 
-def fit(
+def prepare(
     module: torch.nn.Module,
     data: DataBundle,
     c: TrainConfig,
-    *,
-    save: Checkpointer | None = None,
-    resume: dict[str, Any] | None = None,
-    reporter: Reporter | None = None,
-    world: World = World(),
-    grad_stats: Callable[[int, dict[str, float]], None] | None = None,
-) -> TrainState:
-    """Train ``module`` on ``data`` as ``c`` says; returns the final ``TrainState``.
-
-    ``save(name, payload)`` receives ``"last"`` after every epoch and ``"best"`` when the
-    monitored metric improves (the caller adds recipe and data metadata and writes atomically);
-    ``resume`` is a loaded checkpoint to continue from; ``grad_stats(epoch, norms)`` receives
-    each parameter's mean gradient L2 norm per epoch when given.
-    """
-    reporter = reporter or Silent()
+    world: World,
+    resume: dict[str, Any] | None,
+) -> tuple[Loop, TrainState, int]:
+    """Move the model to its device, make optimiser, schedule and scaler, restore a checkpoint,
+    wrap for DDP / torch.compile. Returns the loop, the progress so far and steps per epoch."""
     device = pick_device(c.device, world)
-    data = data.to(device)
     module.to(device)
     channels_last = c.channels_last and device.type == "cuda"
     if channels_last:
@@ -252,7 +242,6 @@ def fit(
         )
     if c.compile:
         model = torch.compile(model)
-    params = [name for name, p in module.named_parameters() if p.requires_grad]
     loop = Loop(
         model=model,
         module=module,
@@ -267,48 +256,86 @@ def fit(
         world=world,
         channels_last=channels_last,
     )
+    return loop, state, steps
+
+
+def checkpoint(loop: Loop, state: TrainState) -> dict[str, Any]:
+    """Everything ``--resume`` needs (plain tensors and numbers: ``weights_only``-loadable)."""
+    return {
+        "model": loop.module.state_dict(),
+        "epoch": state.epoch,
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "scaler": loop.scaler.state_dict() if loop.scaler is not None else {},
+        "state": state.as_dict(),
+    }
+
+
+def record(state: TrainState, row: dict[str, Any], c: TrainConfig) -> tuple[bool, bool]:
+    """Add the epoch's row to ``state``; return (improved the monitor, stop early now)."""
+    state.history.append(row)
+    state.epoch = row["epoch"]
+    # Without a val split, val_* monitors fall back to the train loss.
+    state.monitor = c.monitor if c.monitor in row else "train_loss"
+    improved = _improved(row[state.monitor], state.best_value, state.monitor)
+    if improved:
+        state.best_value, state.best_epoch, state.stale_epochs = row[state.monitor], state.epoch, 0
+    else:
+        state.stale_epochs += 1
+    stop = c.early_stop is not None and state.stale_epochs >= c.early_stop
+    done = state.epoch == c.epochs
+    state.status = "completed" if done else ("early_stopped" if stop else "running")
+    return improved, stop
+
+
+def fit(
+    module: torch.nn.Module,
+    data: DataBundle,
+    c: TrainConfig,
+    *,
+    save: Checkpointer | None = None,
+    resume: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    world: World = World(),
+    grad_stats: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainState:
+    """Train ``module`` on ``data`` as ``c`` says; returns the final ``TrainState``.
+
+    ``save(name, payload)`` receives ``"best"`` when the monitored metric improves and
+    ``"last"`` after every epoch (the caller adds recipe and data metadata and writes
+    atomically); ``resume`` is a loaded checkpoint to continue from; ``grad_stats(epoch,
+    norms)`` receives each parameter's mean gradient L2 norm per epoch when given.
+    """
+    reporter = reporter or Silent()
+    loop, state, steps = prepare(module, data, c, world, resume)
+    device = next(module.parameters()).device
+    data = data.to(device)
+    params = [name for name, p in module.named_parameters() if p.requires_grad]
+    # DDP forwards can hold collectives, and ranks may get unequal eval batches: evaluate the
+    # plain module there (validation sums are all-reduced once at the end instead).
+    scorer = loop.module if world.size > 1 else loop.model
 
     for epoch in range(state.epoch, c.epochs):
         reporter.epoch_start(epoch, c.epochs, steps)
         started = time.perf_counter()
         if grad_stats is not None:
             loop.grad_norms = torch.zeros(len(params), device=device, dtype=torch.float64)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": loop.optimizer.param_groups[0]["lr"]}
         row.update(train_one_epoch(loop, data.train, epoch, reporter))
         train_seconds = time.perf_counter() - started
         if data.val is not None:
-            val = evaluate(model, data.val, data.task, c.eval_batch_size, world, loop.autocast)
+            val = evaluate(scorer, data.val, data.task, c.eval_batch_size, world, loop.autocast)
             row.update({f"val_{k}": v for k, v in val.items()})
         row["time_s"] = time.perf_counter() - started
         row["images_per_s"] = row.pop("images") / train_seconds
-        state.history.append(row)
-        state.epoch = epoch + 1
-        monitor = c.monitor if c.monitor in row else "train_loss"
-        if _improved(row[monitor], state.best_value, monitor):
-            state.best_value, state.best_epoch, state.stale_epochs = row[monitor], epoch + 1, 0
-            if save is not None:
-                save("best", {"model": module.state_dict(), "epoch": epoch + 1})
-        else:
-            state.stale_epochs += 1
-        stop = c.early_stop is not None and state.stale_epochs >= c.early_stop
-        state.status = (
-            "completed" if state.epoch == c.epochs else ("early_stopped" if stop else "running")
-        )
+
+        improved, stop = record(state, row, c)
         if grad_stats is not None and loop.grad_norms is not None:
-            means = (loop.grad_norms / steps).tolist()
-            grad_stats(epoch + 1, dict(zip(params, means)))
+            grad_stats(epoch + 1, dict(zip(params, (loop.grad_norms / steps).tolist())))
         if save is not None:
-            save(
-                "last",
-                {
-                    "model": module.state_dict(),
-                    "epoch": state.epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "state": state.as_dict(),
-                },
-            )
+            if improved:
+                save("best", {"model": module.state_dict(), "epoch": state.epoch})
+            save("last", checkpoint(loop, state))
         reporter.epoch_end(row)
         if stop:
             break
