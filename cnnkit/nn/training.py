@@ -88,10 +88,10 @@ class Loop:
     grad_norms: torch.Tensor | None = None  # per-parameter sums of gradient norms this epoch
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator for epoch ``epoch``: a pure function of (seed, epoch), so resuming at
-    any epoch boundary replays the same draws with no RNG state to save."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for epoch ``epoch``: a pure function of (seed, epoch), so resuming at any
+    epoch boundary replays the same draws with no RNG state to save."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
 def train_one_epoch(
@@ -105,7 +105,7 @@ def train_one_epoch(
     c, world, model = loop.config, loop.world, loop.model
     order = torch.randperm(len(split), generator=epoch_generator(c.seed, epoch))  # all ranks
     # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
-    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch)
+    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.x.device)
     torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
     order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
     order = order.to(split.x.device)
@@ -164,9 +164,11 @@ def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
     else:
         loss.backward()
     if loop.grad_norms is not None:
-        grads = [p.grad for p in loop.module.parameters() if p.requires_grad]
-        norms = torch._foreach_norm([g if g is not None else torch.zeros(1) for g in grads])
-        loop.grad_norms += torch.stack([n.to(loop.grad_norms) for n in norms])
+        params = [p for p in loop.module.parameters() if p.requires_grad]
+        norms = torch._foreach_norm(
+            [p.grad if p.grad is not None else p.new_zeros(1) for p in params]
+        )
+        loop.grad_norms += torch.stack(norms).to(loop.grad_norms.dtype)
     if loop.config.clip_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(loop.module.parameters(), loop.config.clip_grad_norm)
     if loop.scaler is not None:

@@ -1,7 +1,8 @@
 """Batched, on-device training augmentations, one function per kind in ``AUGMENTS``.
 
 Each works on a whole batch ``[B, C, H, W]`` at once (no per-image Python loop) and draws its
-random numbers from the epoch's CPU generator, so a resumed run replays them exactly.
+random numbers from the epoch's generator, which lives on the batch's device: no host-to-device
+copy (and so no stream sync) per batch on a GPU, and a resumed run replays the same draws.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ AugmentFn = Callable[[torch.Tensor, Mapping[str, Any], Size, torch.Generator], t
 def _crop_at(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: Size) -> torch.Tensor:
     """Crop image b at (top[b], left[b]) to ``size`` with one gather (advanced indexing)."""
     b = torch.arange(x.shape[0], device=x.device)[:, None, None]
-    rows = (top.to(x.device)[:, None] + torch.arange(size[0], device=x.device))[:, :, None]
-    cols = (left.to(x.device)[:, None] + torch.arange(size[1], device=x.device))[:, None, :]
+    rows = (top[:, None] + torch.arange(size[0], device=x.device))[:, :, None]
+    cols = (left[:, None] + torch.arange(size[1], device=x.device))[:, None, :]
     return x.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)
 
 
@@ -37,14 +38,14 @@ def random_crop(x: torch.Tensor, args: Mapping[str, Any], size: Size, g: torch.G
     if p:
         x = F.pad(x, (p, p, p, p))
     n = x.shape[0]
-    top = torch.randint(0, x.shape[2] - size[0] + 1, (n,), generator=g)
-    left = torch.randint(0, x.shape[3] - size[1] + 1, (n,), generator=g)
+    top = torch.randint(0, x.shape[2] - size[0] + 1, (n,), generator=g, device=x.device)
+    left = torch.randint(0, x.shape[3] - size[1] + 1, (n,), generator=g, device=x.device)
     return _crop_at(x, top, left, size)
 
 
 def hflip(x: torch.Tensor, args: Mapping[str, Any], size: Size, g: torch.Generator):
     """Mirror each image left-right with probability ``p``."""
-    flip = (torch.rand(x.shape[0], generator=g) < float(args.get("p", 0.5))).to(x.device)
+    flip = torch.rand(x.shape[0], generator=g, device=x.device) < float(args.get("p", 0.5))
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -54,16 +55,18 @@ def random_resized_crop(x: torch.Tensor, args: Mapping[str, Any], size: Size, g:
     n = x.shape[0]
     lo, hi = args.get("scale", (0.08, 1.0))
     r_lo, r_hi = args.get("ratio", (3 / 4, 4 / 3))
-    area = lo + (hi - lo) * torch.rand(n, generator=g)
-    log_ratio = math.log(r_lo) + (math.log(r_hi) - math.log(r_lo)) * torch.rand(n, generator=g)
+    area = lo + (hi - lo) * torch.rand(n, generator=g, device=x.device)
+    log_ratio = math.log(r_lo) + (math.log(r_hi) - math.log(r_lo)) * torch.rand(
+        n, generator=g, device=x.device
+    )
     ratio = torch.exp(log_ratio)
     w = torch.sqrt(area * ratio).clamp(max=1.0)  # fractions of the full width / height
     h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (1 - w) * (2 * torch.rand(n, generator=g) - 1)  # centre in [-1+w, 1-w]
-    cy = (1 - h) * (2 * torch.rand(n, generator=g) - 1)
-    theta = torch.zeros(n, 2, 3)
+    cx = (1 - w) * (2 * torch.rand(n, generator=g, device=x.device) - 1)  # centre in [-1+w, 1-w]
+    cy = (1 - h) * (2 * torch.rand(n, generator=g, device=x.device) - 1)
+    theta = torch.zeros(n, 2, 3, device=x.device)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
-    grid = F.affine_grid(theta.to(x.device, x.dtype), [n, x.shape[1], *size], align_corners=False)
+    grid = F.affine_grid(theta.to(x.dtype), [n, x.shape[1], *size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
