@@ -14,6 +14,7 @@ import typer
 
 from cnnkit import __version__
 from cnnkit.cli.conv import conv_command
+from cnnkit.cli.recipes import recipes_command
 from cnnkit.errors import CnnkitError
 
 HELP = """\
@@ -24,6 +25,8 @@ Examples:
   cnnkit conv --input 3x224x224 --kernel 11 --stride 4 --out-channels 96
 
   cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
+
+  cnnkit recipes
 
 Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
 """
@@ -65,6 +68,16 @@ app.command(
     ),
     no_args_is_help=True,
 )(conv_command)
+
+
+app.command(
+    "recipes",
+    help=recipes_command.__doc__,
+    epilog=(
+        "Examples: cnnkit recipes | cnnkit recipes --json | cnnkit recipes my.yaml | "
+        "cnnkit recipes resnet18 --set model.layers[0].conv.out=32"
+    ),
+)(recipes_command)
 
 
 def _debug_wanted(argv: list[str]) -> bool:

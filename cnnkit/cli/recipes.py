@@ -1,0 +1,68 @@
+"""``cnnkit recipes``: list the built-in recipes, or check one recipe file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+
+def recipes_command(
+    recipe: Annotated[
+        str | None,
+        typer.Argument(help="A recipe file or built-in name to check (default: list all)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """List the built-in recipes (name, input, parameters, description), or validate RECIPE.
+
+    Parameters are trainable parameters from the pure analysis (no torch import).
+    """
+    from cnnkit.recipe import builtin_recipes, load_recipe
+
+    if recipe is None:
+        rows = [_summary(load_recipe(path)) for path in builtin_recipes().values()]
+    else:
+        rows = [_summary(load_recipe(recipe, set_ or ()))]
+    if as_json:
+        from cnnkit.cli.output import emit_json
+
+        emit_json(rows if recipe is None else rows[0])
+        return
+    from cnnkit.cli.output import console
+
+    out = console()
+    width = max(len(r["name"]) for r in rows) if rows else 0
+    for r in rows:
+        params = f"{r['params']:,}" if r["params"] is not None else r["external"]
+        shape = "x".join(map(str, r["input"]))
+        out.print(
+            f"{r['name']:<{width}}  {shape:<11}  {params:>12} params  {r['description']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _summary(recipe: Any) -> dict[str, Any]:
+    from cnnkit.analysis import totals
+
+    counts = totals(recipe.graph) if recipe.graph is not None else None
+    external = recipe.external
+    return {
+        "name": recipe.name,
+        "path": recipe.path,
+        "input": list(recipe.input_shape),
+        "output": list(recipe.graph.output_shape) if recipe.graph is not None else None,
+        "layers": len(recipe.graph.nodes) if recipe.graph is not None else None,
+        "params": counts.params if counts else None,
+        "buffers": counts.buffers if counts else None,
+        "macs": counts.macs if counts else None,
+        "external": f"{external.library}:{external.name}" if external else None,
+        "description": recipe.description,
+    }

@@ -1,0 +1,207 @@
+"""What a layer kind is: its argument schema and its shape, receptive-field and count rules.
+
+Every rule is a plain function on ints and tuples, so the recipe loader and the analyses can
+use them without torch. Shapes exclude the batch: ``(C, *spatial)`` for feature maps,
+``(features,)`` for vectors, ``(L,)`` for a sequence of token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, ...]
+Args = Mapping[str, Any]
+
+
+class ArgError(ValueError):
+    """A bad argument; ``key`` is the user's key (None for the kind's value as a whole)."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(message)
+
+
+REQUIRED: Any = object()  # sentinel default: the argument must be given
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: canonical name, validator (returns the normalised value or raises
+    ``ValueError("expected ..., got ...")``), default and the other keys that mean it."""
+
+    name: str
+    check: Callable[[Any], Any]
+    default: Any = REQUIRED
+    aliases: tuple[str, ...] = ()
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the receptive-field algebra sees of a sliding-window layer, per spatial axis.
+
+    ``exact`` is False for adaptive pooling whose windows differ in size (the largest
+    window and the average stride are given).
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad_before: tuple[int, ...]
+    dilation: tuple[int, ...]
+    exact: bool = True
+
+
+class _SeesAll:
+    """Marker: every output unit sees the whole input (flatten, linear, global pooling)."""
+
+    def __repr__(self) -> str:
+        return "SEES_ALL"
+
+
+SEES_ALL = _SeesAll()
+RF = Window | _SeesAll | None  # None: pointwise, the receptive field passes through unchanged
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Costs of one layer (or a sum of layers).
+
+    params: trainable parameters. buffers: non-trainable state (BN running statistics and
+    its batch counter, fixed RBF prototypes). macs: conv + linear multiply-accumulates, bias
+    excluded (the convention of torchvision's published GFLOPS and fvcore). ops: every
+    operation, one per MAC plus the per-kind rule in each kind's ``doc``. activations:
+    output elements per sample.
+    """
+
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    ops: int = 0
+    activations: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.params + other.params,
+            self.buffers + other.buffers,
+            self.macs + other.macs,
+            self.ops + other.ops,
+            self.activations + other.activations,
+        )
+
+
+ShapeRule = Callable[[Args, tuple[Shape, ...]], Shape]
+RFRule = Callable[[Args, tuple[Shape, ...]], RF]
+CountRule = Callable[[Args, tuple[Shape, ...], Shape], Counts]
+
+
+def same_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
+    """Shape rule of elementwise kinds: the output has the input's shape."""
+    return inputs[0]
+
+
+def pointwise(args: Args, inputs: tuple[Shape, ...]) -> RF:
+    """Receptive-field rule of kinds that look at one position at a time."""
+    return None
+
+
+def sees_all(args: Args, inputs: tuple[Shape, ...]) -> RF:
+    """Receptive-field rule of kinds whose every output reads the whole input."""
+    return SEES_ALL
+
+
+def elementwise_ops(per_element: int) -> CountRule:
+    """Count rule of parameter-free kinds costing ``per_element`` ops per output element."""
+
+    def count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
+        n = prod(out)
+        return Counts(ops=per_element * n, activations=n)
+
+    return count
+
+
+def prod(values: tuple[int, ...]) -> int:
+    result = 1
+    for v in values:
+        result *= v
+    return result
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One row of the registry. ``short`` names the argument a bare value fills
+    (``- conv: 64`` is ``out``); ``arity`` is (fewest, most) inputs, None for no limit."""
+
+    name: str
+    doc: str
+    args: tuple[Arg, ...] = ()
+    shape: ShapeRule = same_shape
+    rf: RFRule = pointwise
+    count: CountRule = elementwise_ops(0)
+    short: str | None = None
+    aliases: tuple[str, ...] = ()
+    arity: tuple[int, int | None] = (1, 1)
+    _keys: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for arg in self.args:
+            for key in (arg.name, *arg.aliases):
+                self._keys[key] = arg.name
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        """Every accepted key (names and aliases) -> canonical argument name."""
+        return self._keys
+
+    def resolve(self, value: Any) -> dict[str, Any]:
+        """Validate a recipe value (None, a short-form scalar or a mapping) into full args."""
+        if value is None:
+            given: dict[str, Any] = {}
+        elif isinstance(value, Mapping):
+            given = {}
+            seen: dict[str, str] = {}
+            for key, raw in value.items():
+                name = self._keys.get(key) if isinstance(key, str) else None
+                if name is None:
+                    raise ArgError(str(key), f"unknown argument{suggest(str(key), self._keys)}")
+                if name in seen:
+                    raise ArgError(key, f"repeats {seen[name]!r} (both mean {name!r})")
+                seen[name] = key
+                given[name] = (key, raw)
+        elif self.short is not None:
+            given = {self.short: (None, value)}
+        else:
+            raise ArgError(
+                None,
+                f"{self.name} takes named arguments ({', '.join(a.name for a in self.args)}), "
+                f"got {value!r}"
+                if self.args
+                else f"{self.name} takes no arguments, got {value!r}",
+            )
+        resolved: dict[str, Any] = {}
+        for arg in self.args:
+            if arg.name in given:
+                key, raw = given[arg.name]
+                try:
+                    resolved[arg.name] = arg.check(raw)
+                except ValueError as err:
+                    raise ArgError(key, str(err)) from None
+            elif arg.default is REQUIRED:
+                raise ArgError(None, f"missing argument {arg.name!r} ({arg.doc})")
+            else:
+                resolved[arg.name] = arg.default
+        return resolved
+
+
+def suggest(word: str, choices: Mapping[str, Any] | list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else a list of what is allowed."""
+    import difflib
+
+    options = sorted(choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f" {word!r} (did you mean {close[0]!r}?)"
+    shown = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "")
+    return f" {word!r}; expected one of: {shown}"

@@ -1,0 +1,93 @@
+"""Activations of the classic literature. All are pointwise in space.
+
+ops rule: one op per output element for comparisons and simple functions (relu, leaky
+relu, prelu, rrelu, sigmoid, tanh, elu), two for LeCun's scaled tanh (the tanh and the
+scale), three for softmax (exp, sum, divide); maxout costs pieces - 1 comparisons per output.
+"""
+
+from __future__ import annotations
+
+from cnnkit.errors import ShapeError
+from cnnkit.layers import _checks as c
+from cnnkit.layers._geometry import fmt
+from cnnkit.layers._kind import Arg, Args, Counts, LayerKind, Shape, elementwise_ops, prod
+
+
+def _act(name: str, doc: str, ops: int, *args: Arg, short: str | None = None, aliases=()):
+    return LayerKind(
+        name, doc, tuple(args), count=elementwise_ops(ops), short=short, aliases=aliases
+    )
+
+
+def prelu_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
+    """params: one slope, or one per channel with ``per_channel``."""
+    n = prod(out)
+    return Counts(out[0] if args["per_channel"] else 1, 0, 0, n, n)
+
+
+def maxout_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
+    ch, *rest = inputs[0]
+    if ch % args["pieces"]:
+        raise ShapeError(
+            f"maxout with {args['pieces']} pieces needs channels divisible by it, "
+            f"got shape {fmt(inputs[0])}"
+        )
+    return (ch // args["pieces"], *rest)
+
+
+def maxout_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
+    n = prod(out)
+    return Counts(ops=n * (args["pieces"] - 1), activations=n)
+
+
+SLOPE = Arg("slope", c.number(), 0.01, ("negative_slope",), "slope for x < 0")
+
+KINDS = (
+    _act("relu", "Rectified linear unit (nn.ReLU).", 1),
+    _act("relu6", "ReLU clipped at 6 (nn.ReLU6).", 1),
+    _act("sigmoid", "Logistic sigmoid (nn.Sigmoid).", 1),
+    _act("tanh", "Hyperbolic tangent (nn.Tanh).", 1),
+    _act(
+        "scaled_tanh",
+        "LeCun's squashing function A*tanh(S*x), A = 1.7159, S = 2/3 (LeCun et al. 1998, "
+        "appendix A): f(1) = 1, f(-1) = -1.",
+        2,
+        Arg("a", c.number(), 1.7159, ("amplitude",), "amplitude A"),
+        Arg("s", c.number(), 2 / 3, ("slope",), "slope S at the origin over A"),
+        aliases=("lecun_tanh",),
+    ),
+    _act(
+        "leaky_relu", "Leaky ReLU (nn.LeakyReLU).", 1, SLOPE, short="slope", aliases=("leakyrelu",)
+    ),
+    LayerKind(
+        "prelu",
+        "Parametric ReLU with learned slope(s) (nn.PReLU, He et al. 2015).",
+        (
+            Arg("per_channel", c.boolean, False, (), "one slope per channel"),
+            Arg("init", c.number(), 0.25, (), "initial slope"),
+        ),
+        count=prelu_count,
+    ),
+    _act(
+        "rrelu",
+        "Randomised leaky ReLU (nn.RReLU): slope drawn from [lower, upper] while training.",
+        1,
+        Arg("lower", c.number(), 1 / 8, (), "lowest slope"),
+        Arg("upper", c.number(), 1 / 3, (), "highest slope"),
+    ),
+    _act(
+        "elu", "Exponential linear unit (nn.ELU).", 1, Arg("alpha", c.number(), 1.0), short="alpha"
+    ),
+    LayerKind(
+        "maxout",
+        "Maxout (Goodfellow et al. 2013): the max over groups of `pieces` consecutive "
+        "channels; put it after a conv or linear with pieces x the wanted channels.",
+        (Arg("pieces", c.positive_int, 2, ("k",), "channels per group"),),
+        maxout_shape,
+        count=maxout_count,
+        short="pieces",
+    ),
+    _act("softmax", "Softmax over the channel/feature axis (nn.Softmax(dim=1)).", 3),
+    _act("log_softmax", "Log-softmax over the channel/feature axis (nn.LogSoftmax(dim=1)).", 3),
+    _act("identity", "Passes its input through (nn.Identity).", 0),
+)

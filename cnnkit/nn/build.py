@@ -1,0 +1,67 @@
+"""Recipe -> ``nn.Module``: the graph module with seeded initialisation, or an external
+library's model (``model: {torchvision: resnet50}``)."""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import nn
+
+from cnnkit.errors import MissingDependencyError, RecipeError
+from cnnkit.nn.graph_module import GraphModule
+from cnnkit.nn.init import initialise
+from cnnkit.recipe import INPUT, Recipe
+from cnnkit.recipe.model import External
+
+
+def build(recipe: Recipe, seed: int | None = None) -> nn.Module:
+    """Build the recipe's model; the same seed (default: ``model.seed``) gives the same
+    weights. The global torch RNG is left as it was."""
+    seed = recipe.seed if seed is None else seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if recipe.external is not None:
+            return build_external(recipe.external)
+        assert recipe.graph is not None
+        model = GraphModule(recipe.graph)
+        for node in recipe.graph.nodes:
+            scheme = node.init or recipe.init
+            initialise(model.get_submodule(node.name), scheme)
+    return model
+
+
+_INSTALL = "pip install 'cnnkit[vision]'"
+
+
+def build_external(spec: External) -> nn.Module:
+    """torchvision.models.get_model / timm.create_model, or a message saying what to install."""
+    try:
+        library = importlib.import_module(
+            spec.library if spec.library == "timm" else "torchvision.models"
+        )
+    except ImportError:
+        raise MissingDependencyError(
+            f"model {spec.library}:{spec.name} needs {spec.library}, which is not installed; "
+            f"run: {_INSTALL}"
+        ) from None
+    try:
+        if spec.library == "timm":
+            return library.create_model(spec.name, **spec.kwargs)
+        return library.get_model(spec.name, **spec.kwargs)
+    except (ValueError, RuntimeError, KeyError, TypeError) as err:
+        raise RecipeError(f"{spec.library} cannot build {spec.name!r}: {err}") from None
+
+
+def example_input(recipe: Recipe, batch: int = 1) -> torch.Tensor:
+    """A random input batch for the recipe: token ids below the smallest vocabulary when
+    an embedding reads the input, else standard normal values."""
+    shape = (batch, *recipe.input_shape)
+    vocabs = [
+        n.args["vocab"]
+        for n in (recipe.graph.nodes if recipe.graph else ())
+        if n.kind == "embedding" and INPUT in n.inputs
+    ]
+    if vocabs:
+        return torch.randint(0, min(vocabs), shape)
+    return torch.randn(shape)

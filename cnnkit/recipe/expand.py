@@ -1,0 +1,424 @@
+"""Expansion of a model section's structures into primitive node specs.
+
+Structures: nested ``sequence``, ``repeat`` (inlined into the enclosing sequence unless it is
+named), ``residual`` (identity, automatic projection or given shortcut), ``parallel``
+(branches merged by concat or add), ``dense`` (each copy sees the concat of all earlier
+outputs) and calls of user-defined ``blocks``. Every node gets a hierarchical name from the
+sequence positions and ``name:``/``id:`` keys, so ``layer3.1.conv2`` in a recipe is
+``layer3.1.conv2.weight`` in the torch ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cnnkit.layers import ALIASES, LAYERS, ArgError, lookup, suggest
+from cnnkit.recipe.blocks import SubstitutionError, substitute
+from cnnkit.recipe.graph import INPUT, Lookup, Ref, Scope, Spec
+from cnnkit.recipe.source import Path, Source
+
+META = ("name", "id", "from", "init")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+# Attributes of torch.nn.Module that a submodule name may not shadow.
+RESERVED = frozenset(
+    {
+        INPUT,
+        "forward",
+        "training",
+        "train",
+        "eval",
+        "to",
+        "cuda",
+        "cpu",
+        "type",
+        "float",
+        "double",
+        "half",
+        "apply",
+        "parameters",
+        "buffers",
+        "modules",
+        "children",
+        "state_dict",
+        "zero_grad",
+        "register_buffer",
+        "add_module",
+        "named_modules",
+        "requires_grad_",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A user-defined block: its arguments (None default = required) and its body."""
+
+    name: str
+    args: dict[str, Any]
+    body: Any
+    path: Path
+
+
+@dataclass(frozen=True)
+class Call:
+    block: str
+    path: Path
+
+
+class Expander:
+    """Turns recipe items into ``Spec``s; ``fail`` adds file, line, key path and block calls."""
+
+    def __init__(
+        self, source: Source, blocks: dict[str, Block], init: str | None, depth: float
+    ) -> None:
+        self.source = source
+        self.blocks = blocks
+        self.depth = depth
+        self.specs: list[Spec] = []
+        self.paths: dict[str, Path] = {}
+        self.calls: list[Call] = []
+        self.inits: list[str | None] = [init]
+        self.structures: dict[str, Callable[..., Ref]] = {
+            "sequence": self._sequence_item,
+            "repeat": self._repeat,
+            "residual": self._residual,
+            "parallel": self._parallel,
+            "dense": self._dense,
+        }
+
+    # -- errors -----------------------------------------------------------------------------
+
+    @property
+    def context(self) -> str:
+        return "".join(
+            f" (in block {c.block!r} used at {self.source.locate(c.path)})"
+            for c in reversed(self.calls)
+        )
+
+    def fail(self, path: Path, message: str) -> Exception:
+        return self.source.error(path, message + self.context)
+
+    # -- items ------------------------------------------------------------------------------
+
+    def parse(self, raw: Any, path: Path) -> tuple[str, Any, dict[str, Any]]:
+        """Split an item into (head word, its value, meta keys)."""
+        if isinstance(raw, str):
+            return raw, None, {}
+        if not isinstance(raw, dict):
+            raise self.fail(path, f"expected a layer (a kind name or a mapping), got {raw!r}")
+        meta = {k: v for k, v in raw.items() if k in META}
+        heads = [k for k in raw if k not in META]
+        if len(heads) != 1:
+            found = ", ".join(map(str, heads)) or "none"
+            raise self.fail(
+                path, f"expected exactly one layer kind or structure per item, found: {found}"
+            )
+        if "name" in meta and "id" in meta:
+            raise self.fail((*path, "id"), "give either name or id (they mean the same)")
+        return str(heads[0]), raw[heads[0]], meta
+
+    def local_name(self, meta: dict[str, Any], default: str, path: Path) -> str:
+        key = "name" if "name" in meta else "id"
+        name = meta.get(key, default)
+        if not isinstance(name, str | int) or not _NAME.match(str(name)):
+            raise self.fail((*path, key), f"expected a name of letters, digits and _, got {name!r}")
+        if str(name) in RESERVED:
+            raise self.fail((*path, key), f"{name!r} is reserved; choose another name")
+        return str(name)
+
+    def sequence(
+        self, items: Any, path: Path, prefix: str, input: Ref, outer: Scope | None, start: int = 0
+    ) -> Ref:
+        """Chain ``items``: each takes the previous output unless it says ``from:``."""
+        if not isinstance(items, list) or not items:
+            raise self.fail(path, f"expected a non-empty list of layers, got {items!r}")
+        scope = Scope(outer, {INPUT: input})
+        current, index = input, start
+        for i, raw in enumerate(items):
+            item_path = (*path, i)
+            head, value, meta = self.parse(raw, item_path)
+            if head == "repeat" and "name" not in meta and "id" not in meta:
+                current = self.single(self.inputs(meta, item_path, scope, current), item_path)
+                names = self.copy_names(value, (*item_path, "repeat"), index)
+                with self.init_of(meta, item_path):
+                    for name in names:
+                        body_path = (*item_path, "repeat", "layers")
+                        current = self.body(
+                            value["layers"], body_path, join(prefix, name), current, scope
+                        )
+                index += len(names)
+                continue
+            local = self.local_name(meta, str(index), item_path)
+            index += 1
+            source = self.inputs(meta, item_path, scope, current)
+            with self.init_of(meta, item_path):
+                current = self.dispatch(head, value, item_path, join(prefix, local), source, scope)
+            scope.names[local] = current
+        return current
+
+    def body(self, raw: Any, path: Path, name: str, input: Ref, scope: Scope | None) -> Ref:
+        """A list is a sequence under ``name``; a single item *is* ``name``."""
+        if isinstance(raw, list):
+            return self.sequence(raw, path, name, input, scope)
+        head, value, meta = self.parse(raw, path)
+        if "name" in meta or "id" in meta:
+            name = join(name, self.local_name(meta, "", path))
+        source = self.inputs(meta, path, scope or Scope(None, {INPUT: input}), input)
+        with self.init_of(meta, path):
+            return self.dispatch(head, value, path, name, source, scope)
+
+    def inputs(self, meta: dict[str, Any], path: Path, scope: Scope, current: Ref) -> Any:
+        if "from" not in meta:
+            return current
+        refs = meta["from"]
+        words = refs if isinstance(refs, list) else [refs]
+        if not words or not all(isinstance(w, str | int) for w in words):
+            raise self.fail(
+                (*path, "from"), f"expected a layer name or a list of them, got {refs!r}"
+            )
+        found = [Lookup(str(w), scope, (*path, "from")) for w in words]
+        return found if isinstance(refs, list) else found[0]
+
+    @contextmanager
+    def init_of(self, meta: dict[str, Any], path: Path) -> Iterator[None]:
+        """Within the block, nodes default to this item's ``init:`` scheme."""
+        if "init" not in meta:
+            yield
+            return
+        from cnnkit.recipe.model import check_init
+
+        self.inits.append(check_init(meta["init"], self.source, (*path, "init")))
+        try:
+            yield
+        finally:
+            self.inits.pop()
+
+    def dispatch(
+        self, head: str, value: Any, path: Path, name: str, input: Any, scope: Scope | None
+    ) -> Ref:
+        where = (*path, head)
+        if head in self.structures:
+            return self.structures[head](value, where, name, self.single(input, where), scope)
+        if head in self.blocks:
+            return self.call(self.blocks[head], value, where, name, self.single(input, where))
+        kind = lookup(head)
+        if kind is None:
+            words = [*ALIASES, *self.structures, *self.blocks]
+            raise self.fail(path, f"unknown layer kind{suggest(head, words)}")
+        try:
+            args = kind.resolve(value)
+        except ArgError as err:
+            raise self.fail(where if err.key is None else (*where, err.key), err.message) from None
+        inputs = input if isinstance(input, list) else [input]
+        return self.emit(
+            Spec(
+                name,
+                kind.name,
+                args,
+                inputs,
+                path,
+                self.inits[-1],
+                self.context,
+                (*path, "from") if isinstance(input, list | Lookup) else None,
+            ),
+        )
+
+    def single(self, input: Any, path: Path) -> Ref:
+        if isinstance(input, list):
+            if len(input) != 1:
+                raise self.fail(
+                    input[0].path, "only merge layers (add, concat) take several inputs"
+                )
+            return input[0]
+        return input
+
+    def emit(self, spec: Spec) -> str:
+        if spec.name in self.paths:
+            first = self.source.locate(self.paths[spec.name])
+            raise self.fail(spec.path, f"duplicate layer name {spec.name!r} (also at {first})")
+        self.paths[spec.name] = spec.path
+        self.specs.append(spec)
+        return spec.name
+
+    # -- structures -------------------------------------------------------------------------
+
+    def mapping(self, value: Any, path: Path, allowed: dict[str, bool]) -> dict[str, Any]:
+        """Check a structure's keys: ``allowed`` maps each key to whether it is required."""
+        if not isinstance(value, dict):
+            keys = ", ".join(allowed)
+            raise self.fail(path, f"expected a mapping with keys {keys}, got {value!r}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail((*path, key), f"unknown key{suggest(str(key), list(allowed))}")
+        for key, required in allowed.items():
+            if required and key not in value:
+                raise self.fail(path, f"missing key {key!r}")
+        return value
+
+    def copy_names(self, value: Any, path: Path, start: int) -> list[str]:
+        spec = self.mapping(value, path, {"times": True, "layers": True, "names": False})
+        times = spec["times"]
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise self.fail((*path, "times"), f"expected a positive integer, got {times!r}")
+        times = max(1, round(times * self.depth))
+        pattern = spec.get("names", "{i}")
+        if not isinstance(pattern, str):
+            raise self.fail((*path, "names"), f"expected a text like 'layer{{n}}', got {pattern!r}")
+        try:
+            return [pattern.format(i=start + t, n=start + t + 1) for t in range(times)]
+        except (KeyError, IndexError, ValueError):
+            raise self.fail(
+                (*path, "names"), f"use {{i}} (from 0) or {{n}} (from 1) in {pattern!r}"
+            ) from None
+
+    def _sequence_item(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
+        return self.sequence(value, path, name, input, scope)
+
+    def _repeat(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
+        current = input
+        for copy in self.copy_names(value, path, 0):
+            current = self.body(
+                value["layers"], (*path, "layers"), join(name, copy), current, scope
+            )
+        return current
+
+    def _residual(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
+        spec = self.mapping(
+            value, path, {"layers": True, "shortcut": False, "after": False, "shortcut_name": False}
+        )
+        layers = as_list(spec["layers"])
+        body_out = self.sequence(layers, (*path, "layers"), name, input, scope)
+        shortcut = spec.get("shortcut", "auto")
+        short_name = join(name, str(spec.get("shortcut_name", "downsample")))
+        if shortcut == "identity":
+            short: Ref = input
+        elif shortcut in ("auto", "projection"):
+            short = self.emit(
+                Spec(
+                    short_name,
+                    "shortcut",
+                    {},
+                    [input, body_out],
+                    (*path, "shortcut") if "shortcut" in spec else path,
+                    self.inits[-1],
+                    self.context,
+                    force=shortcut == "projection",
+                )
+            )
+        elif isinstance(shortcut, list | dict):
+            short = self.body(shortcut, (*path, "shortcut"), short_name, input, scope)
+        else:
+            raise self.fail(
+                (*path, "shortcut"),
+                f"expected identity, auto, projection or a list of layers, got {shortcut!r}",
+            )
+        out = self.emit(
+            Spec(
+                join(name, "add"), "add", {}, [body_out, short], path, self.inits[-1], self.context
+            )
+        )
+        if "after" in spec:
+            after = as_list(spec["after"])
+            return self.sequence(after, (*path, "after"), name, out, scope, start=len(layers))
+        return out
+
+    def _parallel(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
+        spec = self.mapping(value, path, {"branches": True, "merge": False})
+        branches = spec["branches"]
+        if isinstance(branches, list):
+            named = [(str(i), b) for i, b in enumerate(branches)]
+        elif isinstance(branches, dict):
+            named = [(str(k), b) for k, b in branches.items()]
+        else:
+            named = []
+        if len(named) < 2:
+            raise self.fail(
+                (*path, "branches"), "expected two or more branches (a list or a mapping)"
+            )
+        merge = spec.get("merge", "concat")
+        if merge not in ("concat", "add"):
+            raise self.fail((*path, "merge"), f"expected concat or add, got {merge!r}")
+        outs: list[Ref] = []
+        for key, branch in named:
+            bpath = (*path, "branches", int(key) if isinstance(branches, list) else key)
+            if not isinstance(branches, list):
+                self.local_name({"name": key}, key, bpath)
+            outs.append(self.body(branch, bpath, join(name, key), input, scope))
+        return self.emit(
+            Spec(join(name, merge), merge, {}, outs, path, self.inits[-1], self.context)
+        )
+
+    def _dense(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
+        features: list[Ref] = [input]
+        for t, copy in enumerate(self.copy_names(value, path, 0)):
+            source = features[0]
+            if t:
+                source = self.emit(
+                    Spec(
+                        join(name, f"cat{t}"),
+                        "concat",
+                        {},
+                        list(features),
+                        path,
+                        self.inits[-1],
+                        self.context,
+                    )
+                )
+            features.append(
+                self.body(value["layers"], (*path, "layers"), join(name, copy), source, scope)
+            )
+        return self.emit(
+            Spec(join(name, "cat"), "concat", {}, features, path, self.inits[-1], self.context)
+        )
+
+    # -- blocks -----------------------------------------------------------------------------
+
+    def call(self, block: Block, value: Any, path: Path, name: str, input: Ref) -> Ref:
+        if any(c.block == block.name for c in self.calls):
+            raise self.fail(path, f"block {block.name!r} uses itself")
+        if value is None:
+            given: dict[str, Any] = {}
+        elif isinstance(value, dict):
+            given = value
+        elif (
+            len(required := [k for k, v in block.args.items() if v is None] or list(block.args))
+            == 1
+        ):
+            given = {required[0]: value}  # short form: the one required (or only) argument
+        else:
+            raise self.fail(
+                path, f"block {block.name!r} takes named arguments: {', '.join(block.args)}"
+            )
+        for key in given:
+            if key not in block.args:
+                raise self.fail(
+                    (*path, key), f"unknown block argument{suggest(str(key), block.args)}"
+                )
+        values = {**block.args, **given}
+        missing = [k for k, v in values.items() if v is None]
+        if missing:
+            raise self.fail(path, f"block {block.name!r} needs {', '.join(map(repr, missing))}")
+        self.calls.append(Call(block.name, path))
+        try:
+            try:
+                body = substitute(block.body, values)
+            except SubstitutionError as err:
+                raise self.fail((*block.path, *err.path), str(err)) from None
+            return self.body(body, block.path, name, input, Scope(None, {INPUT: input}))
+        finally:
+            self.calls.pop()
+
+
+def join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+__all__ = ["LAYERS", "Block", "Expander"]

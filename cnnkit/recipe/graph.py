@@ -1,0 +1,268 @@
+"""The flat graph every recipe becomes, and its assembly: reference resolution, cycle
+detection, automatic residual projections and shape inference, in one topological pass."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnkit.arith.sizes import conv_size
+from cnnkit.errors import ShapeError
+from cnnkit.layers import LAYERS, ArgError, Shape
+from cnnkit.recipe.source import Path, Source, fmt_path
+
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One primitive layer: a registry kind with validated args, wired to named inputs.
+
+    ``name`` is hierarchical (``layer3.1.conv2``) and becomes the torch submodule path;
+    ``shape`` is the output shape without the batch; ``where`` is ``file:line: key.path``.
+    """
+
+    name: str
+    kind: str
+    args: Mapping[str, Any]
+    inputs: tuple[str, ...]
+    shape: Shape
+    where: str
+    init: str | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A DAG of primitive nodes in topological order; ``"input"`` names the model input."""
+
+    input_shape: Shape
+    nodes: tuple[Node, ...]
+    output: str
+    _index: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update((n.name, n) for n in self.nodes)
+
+    def __getitem__(self, name: str) -> Node:
+        return self._index[name]
+
+    def shape_of(self, name: str) -> Shape:
+        return self.input_shape if name == INPUT else self._index[name].shape
+
+    def input_shapes(self, node: Node) -> tuple[Shape, ...]:
+        return tuple(self.shape_of(i) for i in node.inputs)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shape_of(self.output)
+
+
+@dataclass
+class Lookup:
+    """A ``from:`` reference, resolved once every name in the recipe is known."""
+
+    word: str
+    scope: Scope
+    path: Path
+
+
+@dataclass
+class Scope:
+    """Names visible to ``from:`` in one sequence; inner scopes see outer ones."""
+
+    parent: Scope | None
+    names: dict[str, Ref]
+
+    def find(self, word: str) -> Ref | None:
+        scope: Scope | None = self
+        while scope is not None:
+            if word in scope.names:
+                return scope.names[word]
+            scope = scope.parent
+        return None
+
+    def visible(self) -> set[str]:
+        out: set[str] = set()
+        scope: Scope | None = self
+        while scope is not None:
+            out |= set(scope.names)
+            scope = scope.parent
+        return out
+
+
+Ref = str | Lookup
+
+
+@dataclass
+class Spec:
+    """A node before assembly. ``kind`` ``"shortcut"`` is a residual's automatic shortcut:
+    identity when the shapes agree, else a strided 1x1 conv + BN (always with ``force``)."""
+
+    name: str
+    kind: str
+    args: dict[str, Any]
+    inputs: list[Ref]
+    path: Path
+    init: str | None = None
+    context: str = ""
+    from_path: Path | None = None
+    force: bool = False
+
+
+def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source) -> Graph:
+    """Resolve references, order topologically, expand shortcuts and infer every shape."""
+    names = {s.name for s in specs}
+    by_name = {s.name: s for s in specs}
+    inputs = {s.name: [_resolve(r, s, source, names) for r in s.inputs] for s in specs}
+    out_name = _resolve(output, None, source, names)
+    order = _toposort(specs, inputs, by_name, source)
+
+    alias: dict[str, str] = {}
+    shapes: dict[str, Shape] = {INPUT: input_shape}
+    nodes: list[Node] = []
+
+    def real(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    def add(spec: Spec, ins: list[str]) -> None:
+        kind = LAYERS[spec.kind]
+        lo, hi = kind.arity
+        where = f"{source.locate(spec.path)}: {fmt_path(spec.path)}"
+        if len(ins) < lo or (hi is not None and len(ins) > hi):
+            want = f"at least {lo}" if hi is None else str(lo)
+            raise source.error(
+                spec.from_path or spec.path,
+                f"layer {spec.name} ({spec.kind}) takes {want} input(s), got {len(ins)}"
+                + ("; list them with from: [a, b]" if hi is None else "")
+                + spec.context,
+            )
+        in_shapes = tuple(shapes[i] for i in ins)
+        try:
+            shape = kind.shape(spec.args, in_shapes)
+        except ShapeError as err:
+            raise ShapeError(
+                f"layer {spec.name} ({spec.kind}): {err.message}{spec.context}", where=where
+            ) from None
+        shapes[spec.name] = shape
+        nodes.append(Node(spec.name, spec.kind, spec.args, tuple(ins), shape, where, spec.init))
+
+    for spec in order:
+        ins = [real(i) for i in inputs[spec.name]]
+        if spec.kind == "shortcut":
+            x, body = ins
+            if shapes[x] == shapes[body] and not spec.force:
+                alias[spec.name] = x
+                continue
+            conv, bn = _projection(spec, shapes[x], shapes[body], source)
+            add(conv, [x])
+            add(bn, [conv.name])
+            alias[spec.name] = bn.name
+        else:
+            add(spec, ins)
+    _check_group_names(nodes, by_name, source)
+    return Graph(input_shape, tuple(nodes), real(out_name))
+
+
+def _resolve(ref: Ref, spec: Spec | None, source: Source, names: set[str]) -> str:
+    if isinstance(ref, str):
+        return ref
+    found = ref.scope.find(ref.word)
+    if found is not None:
+        return _resolve(found, spec, source, names)
+    if ref.word in names or ref.word == INPUT:
+        return ref.word
+    from cnnkit.layers import suggest
+
+    hint = suggest(ref.word, sorted(ref.scope.visible() | names))
+    raise source.error(ref.path, f"no layer named{hint}")
+
+
+def _toposort(
+    specs: list[Spec], inputs: dict[str, list[str]], by_name: dict[str, Spec], source: Source
+) -> list[Spec]:
+    """Kahn's algorithm, ties broken by recipe order so names stay in reading order."""
+    position = {s.name: i for i, s in enumerate(specs)}
+    waiting = {s.name: {i for i in inputs[s.name] if i != INPUT} for s in specs}
+    users: dict[str, list[str]] = {}
+    for name, deps in waiting.items():
+        for d in deps:
+            users.setdefault(d, []).append(name)
+    ready = [position[n] for n, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    order: list[Spec] = []
+    while ready:
+        spec = specs[heapq.heappop(ready)]
+        order.append(spec)
+        for user in users.get(spec.name, ()):
+            waiting[user].discard(spec.name)
+            if not waiting[user]:
+                heapq.heappush(ready, position[user])
+    if len(order) < len(specs):
+        cycle = _find_cycle({n: d for n, d in waiting.items() if d})
+        culprit = next((by_name[n] for n in cycle if by_name[n].from_path), by_name[cycle[0]])
+        raise source.error(
+            culprit.from_path or culprit.path,
+            f"cycle: {' -> '.join([*cycle, cycle[0]])} (each layer needs the next one's output)",
+        )
+    return order
+
+
+def _find_cycle(waiting: dict[str, set[str]]) -> list[str]:
+    """A cycle among nodes that still wait on each other (every one of them waits)."""
+    node = next(iter(waiting))
+    seen: list[str] = []
+    while node not in seen:
+        seen.append(node)
+        node = min(waiting[node])
+    return seen[seen.index(node) :][::-1]
+
+
+def _projection(spec: Spec, x: Shape, body: Shape, source: Source) -> tuple[Spec, Spec]:
+    """The strided 1x1 conv + BN that maps the block input's shape to the body's."""
+    where = f"{source.locate(spec.path)}: {fmt_path(spec.path)}"
+    strides = []
+    ok = len(x) == len(body) and len(x) >= 2
+    for n, m in zip(x[1:], body[1:]):
+        stride = next((s for s in range(1, n + 1) if conv_size(n, 1, s) == m), None)
+        ok = ok and stride is not None
+        strides.append(stride)
+    if not ok:
+        raise ShapeError(
+            f"layer {spec.name} (residual shortcut): a strided 1x1 conv cannot turn the block "
+            f"input {_fmt(x)} into the body output {_fmt(body)}; give 'shortcut:' layers"
+            f"{spec.context}",
+            where=where,
+        )
+    try:
+        conv_args = LAYERS["conv"].resolve(
+            {"out": body[0], "kernel": 1, "stride": strides, "bias": False}
+        )
+    except ArgError as err:  # pragma: no cover - built from checked shapes
+        raise ShapeError(err.message, where=where) from None
+    conv = Spec(f"{spec.name}.0", "conv", conv_args, [], spec.path, spec.init, spec.context)
+    bn_args = LAYERS["bn"].resolve(spec.args.get("bn") or None)
+    bn = Spec(f"{spec.name}.1", "bn", bn_args, [], spec.path, spec.init, spec.context)
+    return conv, bn
+
+
+def _fmt(shape: Shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _check_group_names(nodes: list[Node], by_name: dict[str, Spec], source: Source) -> None:
+    leaves = {n.name for n in nodes}
+    for node in nodes:
+        parts = node.name.split(".")
+        for end in range(1, len(parts)):
+            prefix = ".".join(parts[:end])
+            if prefix in leaves:
+                spec = by_name.get(node.name) or by_name[prefix]
+                raise source.error(
+                    spec.path,
+                    f"{prefix!r} names a layer and also the group holding {node.name!r}; "
+                    "rename one of them",
+                )
