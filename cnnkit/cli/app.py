@@ -15,6 +15,7 @@ import typer
 from cnnkit import __version__
 from cnnkit.cli.conv import conv_command
 from cnnkit.cli.recipes import recipes_command
+from cnnkit.cli.rf import rf_command
 from cnnkit.errors import CnnkitError
 
 HELP = """\
@@ -27,6 +28,10 @@ Examples:
   cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
 
   cnnkit recipes
+
+  cnnkit rf resnet50 --verify
+
+  cnnkit rf --layers "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2" --input 227
 
 Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
 """
@@ -78,6 +83,17 @@ app.command(
         "cnnkit recipes resnet18 --set model.layers[0].conv.out=32"
     ),
 )(recipes_command)
+
+
+app.command(
+    "rf",
+    help=rf_command.__doc__,
+    epilog=(
+        "Examples: cnnkit rf vgg16 | cnnkit rf resnet50 --at layer3.5.add --json | "
+        'cnnkit rf --layers "conv k=3; conv k=3; maxpool k=2" --input 32x32 --verify | '
+        "cnnkit rf resnet18 --erf erf.png"
+    ),
+)(rf_command)
 
 
 def _debug_wanted(argv: list[str]) -> bool:
