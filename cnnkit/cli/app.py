@@ -14,6 +14,7 @@ import typer
 
 from cnnkit import __version__
 from cnnkit.cli.conv import conv_command
+from cnnkit.cli.profiling import profile_command
 from cnnkit.cli.recipes import recipes_command
 from cnnkit.cli.rf import rf_command
 from cnnkit.errors import CnnkitError
@@ -30,6 +31,8 @@ Examples:
   cnnkit recipes
 
   cnnkit rf resnet50 --verify
+
+  cnnkit profile resnet18 --device cpu --batch 1,8 --layers
 
   cnnkit rf --layers "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2" --input 227
 
@@ -94,6 +97,17 @@ app.command(
         "cnnkit rf resnet18 --erf erf.png"
     ),
 )(rf_command)
+
+
+app.command(
+    "profile",
+    help=profile_command.__doc__,
+    epilog=(
+        "Examples: cnnkit profile resnet18 --batch 1,8,32 | "
+        "cnnkit profile lenet --mode train --layers | "
+        "cnnkit profile resnet50 --device cuda --batch 256 --dtype bf16 --channels-last --json"
+    ),
+)(profile_command)
 
 
 def _debug_wanted(argv: list[str]) -> bool:
