@@ -14,6 +14,7 @@ import typer
 
 from cnnkit import __version__
 from cnnkit.cli.conv import conv_command
+from cnnkit.cli.params import ParamsCommand, params_command
 from cnnkit.cli.profiling import profile_command
 from cnnkit.cli.recipes import recipes_command
 from cnnkit.cli.rf import rf_command
@@ -29,6 +30,10 @@ Examples:
   cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
 
   cnnkit recipes
+
+  cnnkit params resnet50 --batch 32 --optimizer adam
+
+  cnnkit params recipes/resnet50.yaml --max-params 30M --max-macs 5G --json
 
   cnnkit rf resnet50 --verify
 
@@ -97,6 +102,22 @@ app.command(
         "cnnkit rf resnet18 --erf erf.png"
     ),
 )(rf_command)
+
+
+app.command(
+    "params",
+    cls=ParamsCommand,
+    help=params_command.__doc__,
+    epilog=(
+        "Examples: cnnkit params resnet50 | cnnkit params vgg16 --depth 1 | "
+        "cnnkit params resnet50 --batch 32 --dtype bf16 --optimizer adam | "
+        "cnnkit params lenet1998 --verify | "
+        "cnnkit params recipes/resnet50.yaml --max-params 30M --max-macs 5G --json | "
+        "cnnkit params densenet121 --csv layers.csv --markdown - | "
+        "cnnkit params torchvision:resnet50"
+    ),
+    no_args_is_help=True,
+)(params_command)
 
 
 app.command(
