@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -24,7 +25,7 @@ def test_help_shows_an_example_for_every_command():
     from cnnkit.cli.app import app
 
     for command in app.registered_commands:
-        assert f"cnnkit {command.name} " in r.out, command.name
+        assert re.search(rf"^\s+cnnkit {command.name}\b", r.out, re.MULTILINE), command.name
 
 
 def test_python_dash_m_works():

@@ -15,7 +15,10 @@ import typer
 from cnnkit import __version__
 from cnnkit.cli.conv import conv_command
 from cnnkit.cli.evaluate import eval_command
+from cnnkit.cli.params import ParamsCommand, params_command
+from cnnkit.cli.profiling import profile_command
 from cnnkit.cli.recipes import recipes_command
+from cnnkit.cli.rf import rf_command
 from cnnkit.cli.train import train_command
 from cnnkit.errors import CnnkitError
 
@@ -28,11 +31,21 @@ Examples:
 
   cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
 
-  cnnkit recipes lenet --json
+  cnnkit recipes
 
   cnnkit train recipes/lenet.yaml
 
   cnnkit eval runs/lenet-20250101-120000 --min-accuracy 0.97
+
+  cnnkit params resnet50 --batch 32 --optimizer adam
+
+  cnnkit params recipes/resnet50.yaml --max-params 30M --max-macs 5G --json
+
+  cnnkit rf resnet50 --verify
+
+  cnnkit profile resnet18 --device cpu --batch 1,8 --layers
+
+  cnnkit rf --layers "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2" --input 227
 
 Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
 """
@@ -84,6 +97,44 @@ app.command(
         "cnnkit recipes resnet18 --set model.layers[0].conv.out=32"
     ),
 )(recipes_command)
+
+
+app.command(
+    "rf",
+    help=rf_command.__doc__,
+    epilog=(
+        "Examples: cnnkit rf vgg16 | cnnkit rf resnet50 --at layer3.5.add --json | "
+        'cnnkit rf --layers "conv k=3; conv k=3; maxpool k=2" --input 32x32 --verify | '
+        "cnnkit rf resnet18 --erf erf.png"
+    ),
+)(rf_command)
+
+
+app.command(
+    "params",
+    cls=ParamsCommand,
+    help=params_command.__doc__,
+    epilog=(
+        "Examples: cnnkit params resnet50 | cnnkit params vgg16 --depth 1 | "
+        "cnnkit params resnet50 --batch 32 --dtype bf16 --optimizer adam | "
+        "cnnkit params lenet1998 --verify | "
+        "cnnkit params recipes/resnet50.yaml --max-params 30M --max-macs 5G --json | "
+        "cnnkit params densenet121 --csv layers.csv --markdown - | "
+        "cnnkit params torchvision:resnet50"
+    ),
+    no_args_is_help=True,
+)(params_command)
+
+
+app.command(
+    "profile",
+    help=profile_command.__doc__,
+    epilog=(
+        "Examples: cnnkit profile resnet18 --batch 1,8,32 | "
+        "cnnkit profile lenet --mode train --layers | "
+        "cnnkit profile resnet50 --device cuda --batch 256 --dtype bf16 --channels-last --json"
+    ),
+)(profile_command)
 
 
 app.command(

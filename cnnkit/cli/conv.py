@@ -80,12 +80,16 @@ def conv_command(
     x: Annotated[
         str | None,
         typer.Option(
-            "--x", help='Numeric input: "1 2 3; 4 5 6", a 1-D list, C planes split by |, or a file.'
+            "--x",
+            help='Numeric input: "1 2 3; 4 5 6" (rows by ;), a 1-D list, C planes split by |, '
+            "or a .csv/.npy file. A trailing ; or | keeps one row/plane as 2-D/3-D.",
         ),
     ] = None,
     w: Annotated[
         str | None,
-        typer.Option("--w", help="Numeric kernel, same forms; P filters split by ||."),
+        typer.Option(
+            "--w", help="Numeric kernel, same forms; P filters split by || (trailing || for one)."
+        ),
     ] = None,
     bias: Annotated[
         str | None, typer.Option("--bias", "-b", help="Numeric bias, one value per filter.")

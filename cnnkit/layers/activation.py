@@ -14,8 +14,9 @@ from cnnkit.layers._kind import Arg, Args, Counts, LayerKind, Shape, elementwise
 
 
 def _act(name: str, doc: str, ops: int, *args: Arg, short: str | None = None, aliases=()):
+    rule = f" ops = {ops} per output element."
     return LayerKind(
-        name, doc, tuple(args), count=elementwise_ops(ops), short=short, aliases=aliases
+        name, doc + rule, tuple(args), count=elementwise_ops(ops), short=short, aliases=aliases
     )
 
 
@@ -61,7 +62,8 @@ KINDS = (
     ),
     LayerKind(
         "prelu",
-        "Parametric ReLU with learned slope(s) (nn.PReLU, He et al. 2015).",
+        "Parametric ReLU with learned slope(s) (nn.PReLU, He et al. 2015). "
+        "ops = 1 per output element.",
         (
             Arg("per_channel", c.boolean, False, (), "one slope per channel"),
             Arg("init", c.number(), 0.25, (), "initial slope"),
@@ -81,7 +83,8 @@ KINDS = (
     LayerKind(
         "maxout",
         "Maxout (Goodfellow et al. 2013): the max over groups of `pieces` consecutive "
-        "channels; put it after a conv or linear with pieces x the wanted channels.",
+        "channels; put it after a conv or linear with pieces x the wanted channels. "
+        "ops = pieces - 1 comparisons per output element.",
         (Arg("pieces", c.positive_int, 2, ("k",), "channels per group"),),
         maxout_shape,
         count=maxout_count,

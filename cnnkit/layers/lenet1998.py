@@ -84,7 +84,8 @@ def partial_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
 PARTIAL_CONV = LayerKind(
     "partial_conv",
     "Convolution in which output map j reads only the input maps listed in table[j] "
-    "(LeNet-5's C3, Table I of the paper). Stride 1, no padding.",
+    "(LeNet-5's C3, Table I of the paper). Stride 1, no padding. "
+    "ops = MACs + one bias add per output element.",
     (
         Arg("table", c.connection_table, aliases=("connections",), doc="input maps per output"),
         Arg("kernel", c.per_axis(1), 5, ("k",), "kernel size"),

@@ -25,16 +25,21 @@ class GraphModule(nn.Module):
             for name in node.inputs:
                 last_use[name] = step
         last_use[graph.output] = len(graph.nodes)
-        self._steps: list[tuple[str, nn.Module, tuple[str, ...], tuple[str, ...]]] = []
+        # Modules are looked up by path at every call (a few dict lookups), so replacing
+        # a submodule (``model.fc = nn.Linear(...)``, a probe swapping pools) takes effect.
+        self._steps: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
         for step, node in enumerate(graph.nodes):
             module = BUILDERS[node.kind](node.args, graph.input_shapes(node), node.shape)
             _attach(self, node.name, module, node.where)
             done = tuple(n for n in set(node.inputs) if last_use.get(n) == step)
-            self._steps.append((node.name, module, node.inputs, done))
+            self._steps.append((node.name, tuple(node.name.split(".")), node.inputs, done))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = {INPUT: x}
-        for name, module, inputs, done in self._steps:
+        for name, path, inputs, done in self._steps:
+            module: nn.Module = self
+            for part in path:
+                module = module._modules[part]  # type: ignore[assignment]
             values[name] = module(*(values[i] for i in inputs))
             for finished in done:
                 del values[finished]

@@ -384,8 +384,11 @@ class Expander:
             given: dict[str, Any] = {}
         elif isinstance(value, dict):
             given = value
-        elif len(block.args) == 1:
-            given = {next(iter(block.args)): value}
+        elif (
+            len(required := [k for k, v in block.args.items() if v is None] or list(block.args))
+            == 1
+        ):
+            given = {required[0]: value}  # short form: the one required (or only) argument
         else:
             raise self.fail(
                 path, f"block {block.name!r} takes named arguments: {', '.join(block.args)}"

@@ -52,6 +52,8 @@ def apply(data: Any, source: Source, overrides: list[str] | tuple[str, ...]) -> 
         data = _set(data, path, value, where)
         for recorded in [p for p in source.lines if p[: len(path)] == path]:
             del source.lines[recorded]
+        for end in range(1, len(path)):  # mappings the override created
+            source.lines.setdefault(path[:end], where)
         source.lines[path] = where
     return data
 
@@ -76,7 +78,9 @@ def _set(data: Any, path: Path, value: Any, where: str) -> Any:
                     f"{fmt_path(path[:depth]) or 'the recipe'} is not a mapping", where=where
                 )
             if part not in node and not last:
-                raise RecipeError(f"{here}: no key{suggest(part, list(node))}", where=where)
+                if isinstance(path[depth + 1], int):
+                    raise RecipeError(f"{here}: no key{suggest(part, list(node))}", where=where)
+                node[part] = {}  # a new mapping: validation then names any unknown key
         if last:
             node[part] = value
         else:

@@ -61,7 +61,10 @@ def read_yaml(text: str, name: str) -> tuple[Any, Source]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
-        problem = " ".join(str(p) for p in (err.context, err.problem) if p)
+        problem = str(err.problem or err.context or "unreadable YAML")
+        if err.context and err.problem:
+            started = f" at line {err.context_mark.line + 1}" if err.context_mark else ""
+            problem += f" ({err.context}{started})"
         if "could not determine a constructor" in problem:
             problem = f"unsafe or unknown YAML tag refused ({problem})"
         raise RecipeError(f"YAML error: {problem}", where=f"{name}{line}") from None

@@ -1,0 +1,220 @@
+"""Measure receptive fields in PyTorch: the brute-force check behind ``cnnkit rf --verify``
+and the effective receptive field behind ``--erf`` (Luo et al., NeurIPS 2016).
+
+``--verify`` must see every input position the algebra says a unit reads, so nothing may
+cancel or vanish: weights are set positive (uniform in [0.5, 1.5] / fan-in, which keeps
+activations O(1) through deep nets), inputs are positive, the model runs in eval mode in
+float64, and max pooling (whose gradient reaches one position per window) is swapped for
+average pooling of the same geometry. ``--erf`` keeps the network as initialised and averages
+the gradient magnitude over a few random inputs, as Luo et al. do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnkit.recipe import Recipe
+
+MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+AVGPOOLS = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
+ADAPTIVE = {
+    nn.AdaptiveMaxPool1d: nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d,
+}
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Where the gradient of one output unit is non-zero, per spatial axis (inclusive)."""
+
+    unit: tuple[int, ...]  # the probed unit's spatial index in the node's output
+    first: tuple[int, ...]
+    last: tuple[int, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _tokens_in(recipe: Recipe) -> bool:
+    graph = recipe.graph
+    return graph is not None and any(
+        n.kind == "embedding" and "input" in n.inputs for n in graph.nodes
+    )
+
+
+def _swap_max_pools(model: nn.Module) -> list[str]:
+    """Average pools of the same geometry instead of max pools; returns what could not swap."""
+    kept = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MAXPOOLS):
+                dims = MAXPOOLS.index(type(child)) + 1
+                dilation = child.dilation
+                if any(d != 1 for d in (dilation if isinstance(dilation, tuple) else (dilation,))):
+                    kept.append(name)
+                    continue
+                setattr(
+                    parent,
+                    name,
+                    AVGPOOLS[dims](
+                        child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode
+                    ),
+                )
+            elif type(child) in ADAPTIVE:
+                setattr(parent, name, ADAPTIVE[type(child)](child.output_size))
+    return kept
+
+
+def _positive_weights(model: nn.Module) -> None:
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if name == "weight" and param.dim() >= 2:
+                    fan_in = param[0].numel()
+                    param.uniform_(0.5, 1.5).div_(fan_in)
+                elif name == "weight":
+                    param.fill_(1.0)
+                else:
+                    param.uniform_(0.0, 0.1)
+
+
+def _probe(
+    model: nn.Module, recipe: Recipe, node: str, unit: tuple[int, ...] | None, dtype: torch.dtype
+) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor]:
+    """Backpropagate from one unit of ``node``; return |grad| at the input (or embedding
+    output), the unit, and the probed tensor's spatial shape."""
+    captured: dict[str, torch.Tensor] = {}
+    target = model.get_submodule(node)
+    handle = target.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
+    handles = [handle]
+    if _tokens_in(recipe):
+        x = torch.randint(0, _vocab(recipe), (1, *recipe.input_shape))
+        first = next(n for n in recipe.graph.nodes if n.kind == "embedding")  # type: ignore[union-attr]
+
+        def keep(m: nn.Module, i: object, o: torch.Tensor) -> torch.Tensor:
+            o = o.detach().requires_grad_(True)
+            captured["probe"] = o
+            return o
+
+        handles.append(model.get_submodule(first.name).register_forward_hook(keep))
+    else:
+        x = (torch.rand(1, *recipe.input_shape, dtype=dtype) + 0.5).requires_grad_(True)
+        captured["probe"] = x
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    out = captured["out"]
+    spatial = tuple(out.shape[2:])
+    if unit is None:
+        unit = tuple(n // 2 for n in spatial)
+    out[(0, slice(None), *unit)].sum().backward()
+    grad = captured["probe"].grad
+    assert grad is not None
+    return grad[0].abs().sum(dim=0), unit, out
+
+
+def _vocab(recipe: Recipe) -> int:
+    graph = recipe.graph
+    assert graph is not None
+    return min(n.args["vocab"] for n in graph.nodes if n.kind == "embedding")
+
+
+def measure_extent(
+    recipe: Recipe, node: str, unit: tuple[int, ...] | None = None, seed: int = 0
+) -> Extent:
+    """The input positions one unit of ``node`` really depends on, found by backpropagation."""
+    from cnnkit.nn.build import build
+
+    torch.manual_seed(seed)
+    model = build(recipe, seed=seed).double().eval()
+    kept = _swap_max_pools(model)
+    _positive_weights(model)
+    grad, unit, _ = _probe(model, recipe, node, unit, torch.float64)
+    first, last = [], []
+    for axis in range(grad.dim()):
+        other = tuple(a for a in range(grad.dim()) if a != axis)
+        hit = (grad.sum(dim=other) if other else grad) > 0
+        where = hit.nonzero().flatten()
+        first.append(int(where.min()) if len(where) else -1)
+        last.append(int(where.max()) if len(where) else -1)
+    notes = ()
+    if kept:
+        notes = (
+            f"dilated max pooling kept ({', '.join(kept)}): its gradient reaches one position "
+            "per window, so the measured extent can be smaller",
+        )
+    return Extent(unit, tuple(first), tuple(last), notes)
+
+
+def effective_field(
+    recipe: Recipe, node: str, samples: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Mean |d unit / d input| over random inputs, summed over channels (Luo et al. 2016)."""
+    from cnnkit.nn.build import build
+
+    torch.manual_seed(seed)
+    model = build(recipe, seed=seed).eval()
+    total = None
+    unit: tuple[int, ...] = ()
+    for _ in range(samples):
+        grad, unit, _ = _probe(model, recipe, node, None, torch.float32)
+        total = grad if total is None else total + grad
+    assert total is not None
+    return total / samples, unit
+
+
+def save_heatmap(values: torch.Tensor, path: str, box: tuple[tuple[int, int], ...] | None) -> None:
+    """Write a 2-D map as a PNG (black -> red -> yellow -> white), upscaled to >= 256 px,
+    with the theoretical field's outline (``box`` = (first, last) per axis) in cyan."""
+    import os
+    import tempfile
+
+    from PIL import Image
+
+    v = values.detach().double()
+    v = v / v.max() if float(v.max()) > 0 else v
+    v = v.sqrt()  # the ERF is sharply peaked: a square root shows its Gaussian-like tail
+    r = (v * 3).clamp(0, 1)
+    g = (v * 3 - 1).clamp(0, 1)
+    b = (v * 3 - 2).clamp(0, 1)
+    rgb = (torch.stack([r, g, b], dim=-1) * 255).round().to(torch.uint8)
+    if box is not None:
+        (y0, y1), (x0, x1) = box
+        h, w = v.shape
+        y0, y1, x0, x1 = max(y0, 0), min(y1, h - 1), max(x0, 0), min(x1, w - 1)
+        cyan = torch.tensor([0, 255, 255], dtype=torch.uint8)
+        rgb[y0, x0 : x1 + 1] = cyan
+        rgb[y1, x0 : x1 + 1] = cyan
+        rgb[y0 : y1 + 1, x0] = cyan
+        rgb[y0 : y1 + 1, x1] = cyan
+    image = Image.fromarray(rgb.numpy(), "RGB")
+    scale = max(1, -(-256 // max(image.size)))
+    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def mass_extent(values: torch.Tensor, fraction: float = 0.95) -> tuple[tuple[int, int], ...]:
+    """Per axis, the central interval holding ``fraction`` of the map's mass."""
+    spans = []
+    v = values.double()
+    tail = (1 - fraction) / 2
+    for axis in range(v.dim()):
+        other = tuple(a for a in range(v.dim()) if a != axis)
+        marginal = v.sum(dim=other) if other else v
+        cdf = marginal.cumsum(0) / marginal.sum()
+        lo = int((cdf < tail).sum())
+        hi = int((cdf < 1 - tail).sum())
+        spans.append((lo, min(hi, len(cdf) - 1)))
+    return tuple(spans)

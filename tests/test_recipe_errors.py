@@ -1,0 +1,222 @@
+"""Every recipe error names the file, the line and the key path, in the library and the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnkit.cli.app import main
+from cnnkit.errors import RecipeError, ShapeError
+from cnnkit.recipe import apply_overrides, recipe_from_text
+
+HEAD = "input: [1, 8, 8]\nmodel:\n  layers:\n"
+
+# name: (recipe text, error type, expected message prefix "file:line: key.path", then a part)
+CASES = {
+    "bad type": (
+        HEAD + "    - relu\n    - conv: {out: 4, kernel: a}\n",
+        RecipeError,
+        "recipes/x.yaml:5: model.layers[1].conv.kernel: expected a positive integer",
+        "got 'a'",
+    ),
+    "unknown argument": (
+        HEAD + "    - conv: {out: 4, kernal: 3}\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].conv.kernal: unknown argument",
+        "did you mean 'kernel'?",
+    ),
+    "unknown kind": (
+        HEAD + "    - conv: 4\n    - rellu\n",
+        RecipeError,
+        "recipes/x.yaml:5: model.layers[1]: unknown layer kind 'rellu'",
+        "did you mean 'relu'?",
+    ),
+    "bad reference": (
+        HEAD + "    - {conv: 4, id: stem}\n    - {conv: 4, from: stme}\n",
+        RecipeError,
+        "recipes/x.yaml:5: model.layers[1].from: no layer named 'stme'",
+        "did you mean 'stem'?",
+    ),
+    "cycle": (
+        HEAD
+        + "    - {conv: {out: 1, p: 1}, id: a, from: b}\n    - {conv: {out: 1, p: 1}, id: b}\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].from: cycle: b -> a -> b",
+        "cycle",
+    ),
+    "shape mismatch": (
+        HEAD + "    - conv: 4\n    - flatten\n    - {linear: {out: 10, in: 100}}\n",
+        ShapeError,
+        "recipes/x.yaml:6: model.layers[2]: layer 2 (linear): input has 144 features",
+        "in_features is 100",
+    ),
+    "missing flatten": (
+        HEAD + "    - conv: 4\n    - linear: 10\n",
+        ShapeError,
+        "recipes/x.yaml:5: model.layers[1]: layer 1 (linear): input has shape 4x6x6",
+        "add a flatten",
+    ),
+    "add of different shapes": (
+        HEAD + "    - {conv: 4, id: a}\n    - {conv: 3, id: b, from: input}\n"
+        "    - {add, from: [a, b]}\n",
+        ShapeError,
+        "recipes/x.yaml:6: model.layers[2]: layer 2 (add): cannot add inputs",
+        "4x6x6, 3x6x6",
+    ),
+    "yaml syntax": (
+        HEAD + "    - conv: {out: 4\n    - relu\n",
+        RecipeError,
+        "recipes/x.yaml:6: YAML error:",
+        "flow mapping at line 4",
+    ),
+    "unknown section": (
+        HEAD + "    - relu\ntrian: {}\n",
+        RecipeError,
+        "recipes/x.yaml:5: trian: unknown section 'trian'",
+        "did you mean 'train'?",
+    ),
+    "unknown model key": (
+        "input: [1, 8, 8]\nmodel:\n  layer: [relu]\n",
+        RecipeError,
+        "recipes/x.yaml:3: model.layer: unknown key 'layer'",
+        "did you mean 'layers'?",
+    ),
+    "duplicate key": (
+        HEAD + "    - relu\n  layers: [relu]\n",
+        RecipeError,
+        "recipes/x.yaml:5: model.layers: duplicate key 'layers'",
+        "first at line 3",
+    ),
+    "unsafe tag": (
+        "input: !!python/object/apply:os.system ['echo pwned']\nmodel:\n  layers: [relu]\n",
+        RecipeError,
+        "recipes/x.yaml:1: YAML error: unsafe or unknown YAML tag refused",
+        "python/object",
+    ),
+    "block argument": (
+        "input: [1, 8, 8]\nmodel:\n  blocks:\n    cb:\n      args: {out: ~}\n      layers:\n"
+        "        - conv: {out: $out}\n  layers:\n    - relu\n    - cb: {out: a}\n",
+        RecipeError,
+        "recipes/x.yaml:7: model.blocks.cb.layers[0].conv.out: expected a positive integer",
+        "in block 'cb' used at recipes/x.yaml:10",
+    ),
+    "unknown block argument": (
+        "input: [1, 8, 8]\nmodel:\n  blocks:\n    cb:\n      args: {out: ~}\n      layers:\n"
+        "        - conv: {out: $out}\n  layers:\n    - cb: {outt: 3}\n",
+        RecipeError,
+        "recipes/x.yaml:9: model.layers[0].cb.outt: unknown block argument 'outt'",
+        "did you mean 'out'?",
+    ),
+    "structure key": (
+        HEAD + "    - residual: {layers: [relu], shortcutt: identity}\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].residual.shortcutt: unknown key",
+        "did you mean 'shortcut'?",
+    ),
+    "merge arity": (
+        HEAD + "    - relu\n    - add\n",
+        RecipeError,
+        "recipes/x.yaml:5: model.layers[1]: layer 1 (add) takes at least 2 input(s)",
+        "from: [a, b]",
+    ),
+    "bad input": (
+        "input: [1, 0]\nmodel:\n  layers: [relu]\n",
+        RecipeError,
+        "recipes/x.yaml:1: input: expected a shape like [1, 32, 32]",
+        "got [1, 0]",
+    ),
+    "missing section": (
+        "input: [1, 8, 8]\n",
+        RecipeError,
+        "recipes/x.yaml:1: missing section 'model'",
+        "model",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_error_names_file_line_and_path(case):
+    text, kind, prefix, part = CASES[case]
+    with pytest.raises(kind) as info:
+        recipe_from_text(text, "recipes/x.yaml")
+    message = str(info.value)
+    assert message.startswith(prefix), message
+    assert part in message
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cli_reports_one_line_and_exit_code_2(case, tmp_path, capsys, monkeypatch):
+    text, _, prefix, part = CASES[case]
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "x.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["recipes", "recipes/x.yaml"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: {captured.err[7:]}"
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(f"error: {prefix}") and part in captured.err
+
+
+VALID = HEAD + "    - {conv: {out: 4, k: 3}, name: c1}\n    - relu\n"
+
+OVERRIDE_CASES = {
+    "bad value type": (
+        "model.layers[0].conv.out=a",
+        "--set model.layers[0].conv.out=a: model.layers[0].conv.out: expected a positive integer",
+    ),
+    "unknown key in path": (
+        "model.layres[0]=relu",
+        "--set model.layres[0]=relu: model.layres: no key 'layres' (did you mean 'layers'?)",
+    ),
+    "index out of range": (
+        "model.layers[5]=relu",
+        "--set model.layers[5]=relu: model.layers[5]: index out of range",
+    ),
+    "no equals sign": ("model.layers", "--set model.layers: expected KEY.PATH=VALUE"),
+    "yaml value": ("train.lr=[1,", "--set train.lr=[1,: cannot read the value as YAML"),
+    "unknown argument": (
+        "model.layers[0].conv.outt=3",
+        "--set model.layers[0].conv.outt=3: model.layers[0].conv.outt: unknown argument",
+    ),
+    "unknown section": (
+        "trian.lr=0.1",
+        "--set trian.lr=0.1: trian: unknown section 'trian' (did you mean 'train'?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERRIDE_CASES))
+def test_override_errors_name_the_set(case):
+    override, prefix = OVERRIDE_CASES[case]
+    recipe = recipe_from_text(VALID, "recipes/x.yaml")
+    with pytest.raises(RecipeError) as info:
+        apply_overrides(recipe, [override])
+    assert str(info.value).startswith(prefix), str(info.value)
+
+
+def test_override_cli_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["recipes", "lenet", "--set", "model.layers[0].conv.k=a"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set model.layers[0].conv.k=a: model.layers[0].conv.k: ")
+    assert err.count("\n") == 1
+
+
+def test_errors_after_an_override_keep_file_lines_elsewhere():
+    recipe = recipe_from_text(VALID, "recipes/x.yaml")
+    with pytest.raises(ShapeError, match=r"^recipes/x.yaml:4: model.layers\[0\]: layer c1"):
+        apply_overrides(recipe, ["input=[1, 2, 2]"])
+    changed = apply_overrides(recipe, ["model.layers[0].conv.out=7", "train.lr=0.01"])
+    assert changed.graph["c1"].shape == (7, 6, 6)
+    assert changed.train == {"lr": 0.01}
+    assert recipe.graph["c1"].shape == (4, 6, 6)  # the original is untouched
+
+
+def test_unknown_recipe_name_suggests_a_builtin():
+    from cnnkit.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match="did you mean 'lenet'"):
+        load_recipe("lenett")
