@@ -154,3 +154,38 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     assert r.code == 2, (r.code, r.err)
     assert needle in r.err and r.err.startswith("error: ") and "Traceback" not in r.err
     assert len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_eval_on_another_folder_maps_classes_by_name(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for root, names in (("train", ("cat", "dog")), ("other", ("dog",)), ("bad", ("emu",))):
+        for name in names:
+            (tmp_path / root / name).mkdir(parents=True)
+            for i in range(12):
+                value = 30 if name == "cat" else 220  # dark cats, bright dogs: learnable
+                pixels = np.clip(rng.normal(value, 10, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / root / name / f"{i}.png")
+    recipe = tiny_recipe(
+        tmp_path,
+        extra=f"data: {{name: folder, path: {tmp_path / 'train'}, val: 0, test: 0.25}}\n"
+        "train: {epochs: 8, batch_size: 6, lr: 0.05, device: cpu}\n",
+    )
+    r = run_cli(
+        "train",
+        str(recipe),
+        "--out",
+        str(tmp_path / "r"),
+        "--json",
+        "--set",
+        "model.layers[5].linear=2",
+    )
+    assert r.code == 0, r.err
+    r = run_cli("eval", str(tmp_path / "r"), "--data", f"folder:{tmp_path / 'other'}", "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)  # every image is a dog: class index 1 of the model, not 0
+    assert [row["support"] for row in report["per_class"]] == [0, 12]
+    assert report["accuracy"] == 1.0
+    r = run_cli("eval", str(tmp_path / "r"), "--data", f"folder:{tmp_path / 'bad'}")
+    assert r.code == 2 and "classes ['emu'] are not among the model's 2 classes" in r.err

@@ -109,7 +109,7 @@ def evaluate_target(
     if data_spec is not None:
         name, data_path = _data_option(data_spec)
         raw = {**to_plain(data_config), "name": name, "path": data_path, "val": 0.0, "test": 0.0}
-        raw["augment"] = []
+        raw.update(augment=[], limit=None)
         data_config = parse_data(raw, NoLocation(f"--data {data_spec}"))
         split = "train"  # with val = test = 0 all of it lands in the train split
     data_config = dataclasses.replace(data_config, augment=())
@@ -119,6 +119,8 @@ def evaluate_target(
     if chosen is None or len(chosen) == 0:
         raise DataError(f"the run's data has no {split} split", where=bundle.source)
     classes = tuple(checkpoint["classes"])
+    if checkpoint["task"] == "classify" and bundle.classes != classes[: len(bundle.classes)]:
+        chosen = _by_name(chosen, bundle.classes, classes, bundle.source)
     if checkpoint["task"] == "classify" and int(chosen.y.max()) >= len(classes):
         raise DataError(
             f"labels go up to {int(chosen.y.max())} but the model knows {len(classes)} classes",
@@ -148,6 +150,21 @@ def evaluate_target(
         "split": "all" if data_spec is not None else split,
         **report,
     }
+
+
+def _by_name(split: Any, names: tuple[str, ...], known: tuple[str, ...], where: str) -> Any:
+    """Relabel other data by class name: its folder or label names index its own sorted list,
+    the model's output ``i`` means ``known[i]``."""
+    from cnnkit.errors import DataError
+    from cnnkit.nn.data import Split
+
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DataError(
+            f"classes {unknown[:5]} are not among the model's {len(known)} classes", where=where
+        )
+    index = split.y.new_tensor([known.index(n) for n in names])
+    return Split(split.x, index[split.y])
 
 
 def _csv(report: dict[str, Any]) -> str:
