@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -84,8 +85,8 @@ def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
     checkpoint = load_checkpoint(run_dir / runs.LAST)
     text = checkpoint["recipe"]
     recipe = recipe_of_run(text, str(run_dir / runs.RECIPE))
-    plan = plan_from_recipe(recipe, text.splitlines()[0].lstrip("# "), name=checkpoint["name"])
-    plan.recipe_text = text  # byte-identical to what the run started with
+    plan = plan_from_recipe(recipe, "", name=checkpoint["name"])
+    plan = dataclasses.replace(plan, recipe_text=text)  # byte-identical to the run's own
     _run(plan, resume_dir=run_dir, grad_stats=grad_stats, as_json=as_json)
 
 

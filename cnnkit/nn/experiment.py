@@ -99,7 +99,7 @@ def _train_run(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     device = pick_device(plan.train.device, world)  # fail on an unavailable device up front
-    torch.manual_seed(plan.train.seed)
+    torch.manual_seed(plan.train.seed)  # recipe builds seed themselves; custom builders may not
     module = plan.build()
     data = load_data(plan.data, plan.input_shape)
     check_outputs(module, data, plan.source or plan.name)
