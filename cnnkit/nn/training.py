@@ -218,6 +218,9 @@ def prepare(
     """Move the model to its device, make optimiser, schedule and scaler, restore a checkpoint,
     wrap for DDP / torch.compile. Returns the loop, the progress so far and steps per epoch."""
     device = pick_device(c.device, world)
+    if device.type == "cuda":
+        # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
     module.to(device)
     channels_last = c.channels_last and device.type == "cuda"
     if channels_last:
