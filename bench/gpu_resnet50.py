@@ -149,6 +149,7 @@ def main() -> None:
     results["hand loop, cnnkit-built resnet50"] = hand_loops(
         cnnkit.build(cnnkit.load_recipe("resnet50")), args.batch, args.steps
     )
+    torchvision = None
     try:
         import torchvision
 

@@ -315,6 +315,10 @@ def fit(
     loop, state, steps = prepare(module, data, c, world, resume)
     device = next(module.parameters()).device
     data = data.to(device)
+    if loop.channels_last:
+        # Store the images NHWC once: batches gathered from them stay NHWC, so the per-step
+        # conversion below is a no-op instead of a copy of every batch.
+        data = data.channels_last()
     params = [name for name, p in module.named_parameters() if p.requires_grad]
     # DDP forwards can hold collectives, and ranks may get unequal eval batches: evaluate the
     # plain module there (validation sums are all-reduced once at the end instead).

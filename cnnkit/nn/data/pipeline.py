@@ -34,7 +34,7 @@ class Split:
     def to(self, device: torch.device | str) -> Split:
         """The split on ``device``: uploaded once, so training never copies a batch from the
         host; to a GPU through pinned memory with a non-blocking copy."""
-        if torch.device(device).type != "cuda":
+        if torch.device(device).type != "cuda" or self.x.device.type != "cpu":
             return Split(self.x.to(device), self.y.to(device))
         return Split(
             self.x.pin_memory().to(device, non_blocking=True),
@@ -61,6 +61,16 @@ class DataBundle:
     def outputs(self) -> int:
         """How many values the model must produce per image."""
         return len(self.classes) if self.task == "classify" else int(self.train.y.shape[1])
+
+    def channels_last(self) -> DataBundle:
+        """The same data with 4-D images stored in NHWC order (for channels_last training)."""
+
+        def nhwc(split: Split | None) -> Split | None:
+            if split is None or split.x.dim() != 4:
+                return split
+            return Split(split.x.contiguous(memory_format=torch.channels_last), split.y)
+
+        return replace(self, train=nhwc(self.train), val=nhwc(self.val), test=nhwc(self.test))
 
     def to(self, device: torch.device | str) -> DataBundle:
         def move(split: Split | None) -> Split | None:
