@@ -108,3 +108,17 @@ def test_cuda_requested_without_cuda(recipe):
         pytest.skip("this machine has CUDA")
     r = run_cli("profile", recipe, "--device", "cuda")
     assert r.code == 2 and "CUDA is not available" in r.err
+
+
+def test_profiles_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    trained = run_cli("train", "lenet", "--out", str(run), "--set", "train.epochs=1", "--json")
+    assert trained.code == 0, trained.err
+    doc = profile_json(str(run), "--device", "cpu", "--batch", "2", "--iters", "2", "--warmup", "0")
+    assert doc["model"] == "run" and doc["input"] == [1, 32, 32]
+    assert doc["macs_per_sample"] == 416_520  # LeNet-5's conv + linear MACs
+
+
+def test_a_folder_that_is_not_a_run(tmp_path):
+    r = run_cli("profile", str(tmp_path))
+    assert r.code == 2 and "no recipe.yaml" in r.err
