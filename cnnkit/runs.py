@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from cnnkit.atomic import write_text
 
 RECIPE = "recipe.yaml"
 METRICS = "metrics.csv"
@@ -39,20 +40,6 @@ def new_run_dir(name: str, root: Path = Path("runs"), out: Path | None = None) -
     return path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
     """Rows as CSV; the header is the union of keys in first-seen order."""
     rows = list(rows)
@@ -67,11 +54,11 @@ def csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:
-    write_text_atomic(run / METRICS, csv_text(history))
+    write_text(run / METRICS, csv_text(history))
 
 
 def write_summary(run: Path, summary: dict[str, Any]) -> None:
-    write_text_atomic(run / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_text(run / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
 def read_summary(run: Path) -> dict[str, Any]:

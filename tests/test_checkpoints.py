@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from cnnkit import atomic
 from cnnkit.errors import CheckpointError
 from cnnkit.nn import checkpoint
 from cnnkit.nn.checkpoint import load_checkpoint, save_atomic
@@ -42,7 +43,7 @@ def test_a_failing_save_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
 def test_save_goes_through_a_temp_file_and_os_replace(tmp_path, monkeypatch):
     seen = []
     real = os.replace
-    monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (seen.append((a, b)), real(a, b)))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (seen.append((a, b)), real(a, b)))
     save_atomic(GOOD, tmp_path / "best.pt")
     ((src, dst),) = seen
     assert dst == tmp_path / "best.pt" and src.parent == tmp_path and src.name.endswith(".tmp")

@@ -30,20 +30,7 @@ def console(stderr: bool = False):  # -> rich.console.Console, imported lazily f
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader (or a
-    crash) never sees half a file and an old file is replaced only by a complete new one."""
-    import os
-    import tempfile
+    """Replace ``path`` with ``text`` atomically (see ``cnnkit.atomic``)."""
+    from cnnkit.atomic import write_text
 
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".cnnkit-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, text)

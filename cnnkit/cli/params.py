@@ -362,14 +362,10 @@ def _export(rows, target: str, kind: str) -> None:
 
 
 def _write_atomic(path: Path, text: str, option: str) -> None:
-    import os
-    import tempfile
+    from cnnkit.atomic import write_text
 
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        write_text(path, text)
     except OSError as err:
         raise InputError(f"{option}: cannot write {str(path)!r}: {err.strerror}") from None
 

@@ -7,13 +7,13 @@ clear message instead of a ``KeyError`` deep in training.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cnnkit.atomic import atomic_open
 from cnnkit.errors import CheckpointError
 
 FORMAT = "cnnkit-checkpoint"
@@ -24,16 +24,8 @@ REQUIRED = ("model", "recipe", "epoch", "task", "classes", "mean", "std")
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then ``os.replace``: a reader (or a
     resumed run after SIGKILL) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"format": FORMAT, "version": VERSION, **obj}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "wb") as handle:
+        torch.save({"format": FORMAT, "version": VERSION, **obj}, handle)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

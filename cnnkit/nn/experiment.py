@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cnnkit import runs
+from cnnkit.atomic import write_text
 from cnnkit.errors import CheckpointError, DataError
 from cnnkit.nn.checkpoint import load_checkpoint, save_atomic
 from cnnkit.nn.data import DataBundle, load_data
@@ -119,7 +120,7 @@ def _train_run(
         )
     meta = _metadata(plan, data)
     if world.main:
-        runs.write_text_atomic(run / runs.RECIPE, plan.recipe_text)
+        write_text(run / runs.RECIPE, plan.recipe_text)
         if on_start is not None:
             on_start(run, data, params)
 

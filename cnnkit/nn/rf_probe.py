@@ -12,6 +12,7 @@ the gradient magnitude over a few random inputs, as Luo et al. do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -170,10 +171,9 @@ def effective_field(
 def save_heatmap(values: torch.Tensor, path: str, box: tuple[tuple[int, int], ...] | None) -> None:
     """Write a 2-D map as a PNG (black -> red -> yellow -> white), upscaled to >= 256 px,
     with the theoretical field's outline (``box`` = (first, last) per axis) in cyan."""
-    import os
-    import tempfile
-
     from PIL import Image
+
+    from cnnkit.atomic import atomic_open
 
     v = values.detach().double()
     v = v / v.max() if float(v.max()) > 0 else v
@@ -194,15 +194,9 @@ def save_heatmap(values: torch.Tensor, path: str, box: tuple[tuple[int, int], ..
     image = Image.fromarray(rgb.numpy(), "RGB")
     scale = max(1, -(-256 // max(image.size)))
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="PNG")
 
 
 def mass_extent(values: torch.Tensor, fraction: float = 0.95) -> tuple[tuple[int, int], ...]:
