@@ -48,6 +48,8 @@ Examples:
   cnnkit rf --layers "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2" --input 227
 
 Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
+
+Guide: docs/guide.md, learn CNNs by running cnnkit, from one convolution to DenseNet.
 """
 
 app = typer.Typer(

@@ -223,6 +223,15 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         )
     elif test:
         lines.append(f"test MSE {test['mse']:.4g}  MAE {test['mae']:.4g}  R² {test['r2']:.4f}")
+    grads = summary.get("grad_stats")
+    if grads:
+        ratio = f"{grads['ratio']:.3g}" if grads["ratio"] is not None else "n/a"
+        first, last = grads["first"], grads["last"]
+        lines.append(f"mean weight-gradient norm in epoch {grads['epoch']} (grad_stats.csv):")
+        lines.append(
+            f"  first layer {first['parameter']} {first['grad_norm']:.3g}, "
+            f"last layer {last['parameter']} {last['grad_norm']:.3g}, first/last {ratio}"
+        )
     lines.append(f"run folder: {summary['run_dir']}  ({summary['time_s']:.1f} s)")
     for line in lines:
         out.print(line, markup=False)
@@ -286,6 +295,7 @@ def _sweep(
 
 def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
     final, test = summary.get("final", {}), summary.get("test") or {}
+    grads = summary.get("grad_stats") or {}
     row: dict[str, Any] = dict(combo)
     row.update(
         {
@@ -298,9 +308,17 @@ def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]
             "final_val_accuracy": final.get("val_accuracy"),
             "test_accuracy": test.get("accuracy"),
             "test_mse": test.get("mse"),
+            "grad_first": _sig(grads.get("first", {}).get("grad_norm")),
+            "grad_last": _sig(grads.get("last", {}).get("grad_norm")),
+            "grad_ratio": _sig(grads.get("ratio")),
             "time_s": round(summary["time_s"], 2),
             "params": summary["params"],
             "run_dir": summary["run_dir"],
         }
     )
     return {k: v for k, v in row.items() if v is not None}
+
+
+def _sig(value: float | None) -> float | None:
+    """Three significant digits: gradient norms span orders of magnitude, so round relatively."""
+    return None if value is None else float(f"{value:.3g}")

@@ -131,7 +131,11 @@ def _train_run(
         if kind == "last":
             runs.write_metrics(run, payload["state"]["history"])
 
+    weights = [name for name, p in module.named_parameters() if p.requires_grad and p.dim() > 1]
+    last_grads: dict[str, Any] = {}
+
     def record_grads(epoch: int, norms: dict[str, float]) -> None:
+        last_grads.update(epoch=epoch, norms=norms)
         if world.main:
             runs.append_grad_stats(run, epoch, norms)
 
@@ -173,6 +177,8 @@ def _train_run(
         raise
 
     summary.update(_state_summary(state))
+    if last_grads:
+        summary["grad_stats"] = grad_summary(last_grads["epoch"], last_grads["norms"], weights)
     summary["time_s"] = time.perf_counter() - started
     if world.main and data.test is not None:
         best = run / runs.BEST
@@ -190,6 +196,24 @@ def _train_run(
         runs.write_summary(run, summary)
     world.barrier()
     return summary
+
+
+def grad_summary(epoch: int, norms: dict[str, float], weights: list[str]) -> dict[str, Any]:
+    """First against last weight tensor's mean gradient norm in one epoch.
+
+    Vanishing gradients show as a ratio far below 1: the layers nearest the input get a
+    small fraction of the signal the output layer gets, so they barely learn. Biases and
+    normalisation scales are left out (``weights`` are the tensors of rank 2 and more).
+    """
+    names = [n for n in weights if n in norms] or list(norms)
+    first, last = names[0], names[-1]
+    ratio = norms[first] / norms[last] if norms[last] else None
+    return {
+        "epoch": epoch,
+        "first": {"parameter": first, "grad_norm": norms[first]},
+        "last": {"parameter": last, "grad_norm": norms[last]},
+        "ratio": ratio,
+    }
 
 
 def _state_summary(state: TrainState) -> dict[str, Any]:
