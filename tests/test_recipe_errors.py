@@ -220,3 +220,16 @@ def test_unknown_recipe_name_suggests_a_builtin():
 
     with pytest.raises(RecipeError, match="did you mean 'lenet'"):
         load_recipe("lenett")
+
+
+def test_recipes_check_validates_data_and_train_sections(tmp_path):
+    from tests.clitools import run_cli
+
+    path = tmp_path / "bad_train.yaml"
+    path.write_text(
+        "input: [1, 8, 8]\nmodel:\n  layers:\n    - flatten\n    - linear: 10\n"
+        "train:\n  epochs: 2\n  lr: fast\n"
+    )
+    r = run_cli("recipes", str(path))
+    assert r.code == 2 and "Traceback" not in r.err
+    assert f"{path}:8: train.lr" in r.err and len(r.err.strip().splitlines()) == 1

@@ -28,7 +28,14 @@ def recipes_command(
     if recipe is None:
         rows = [_summary(load_recipe(path)) for path in builtin_recipes().values()]
     else:
-        rows = [_summary(load_recipe(recipe, set_ or ()))]
+        from cnnkit.runconfig import parse_data, parse_train
+
+        loaded = load_recipe(recipe, set_ or ())
+        # The data: and train: sections are checked too, so a recipe that passes here
+        # does not fail later in `cnnkit train` on a typo.
+        parse_data(loaded.data, loaded.source)
+        parse_train(loaded.train, loaded.source)
+        rows = [_summary(loaded)]
     if as_json:
         from cnnkit.cli.output import emit_json
 
