@@ -149,7 +149,7 @@ def layers_recipe(text: str, input: str | None) -> Any:
 
 
 def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:
-    from cnnkit.nn.rf_probe import measure_extent
+    from cnnkit.nn.gradient_probe import measure_extent
 
     at = report["at"]
     extent = measure_extent(recipe, at["name"])
@@ -179,7 +179,7 @@ def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _erf(recipe: Any, report: dict[str, Any], path: str) -> dict[str, Any]:
-    from cnnkit.nn.rf_probe import effective_field, mass_extent, save_heatmap
+    from cnnkit.nn.gradient_probe import effective_field, mass_extent, save_heatmap
 
     at = report["at"]
     if len(at["receptive_field"]) != 2:

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from cnnkit.nn.build import build, build_external, example_input
 from cnnkit.nn.builders import BUILDERS
-from cnnkit.nn.graph_module import GraphModule
+from cnnkit.nn.network import GraphModule
 
 __all__ = ["BUILDERS", "GraphModule", "build", "build_external", "example_input"]
