@@ -53,6 +53,7 @@ def test_save_goes_through_a_temp_file_and_os_replace(tmp_path, monkeypatch):
     ("content", "message"),
     [
         (b"\x00garbage" * 10, "corrupt or truncated"),
+        (b"epoch,lr\n1,0.1\n", "corrupt or truncated"),  # a CSV given as a checkpoint
         ("truncated", "corrupt or truncated"),
         ({"w": torch.ones(2)}, "not a cnnkit checkpoint"),
         ("code", "refused: holds code or foreign objects"),
