@@ -12,7 +12,7 @@ counts=$(cnnkit params "$recipe" "$@" --max-params "$max_params" --max-macs "$ma
 jq -r '"size ok: \(.totals.params) parameters, \(.totals.macs) MACs"' <<< "$counts"
 
 # 2. Train into a fixed folder; --json keeps stdout to one document.
-summary=$(cnnkit train "$recipe" "$@" --out "$run" --json)
+summary=$(cnnkit train "$recipe" "$@" --out "$run" --overwrite --json)
 jq -r '"trained: \(.epochs) epoch(s), best \(.best.metric) \(.best.value * 10000 | round / 100)%"' \
   <<< "$summary"
 

@@ -95,3 +95,25 @@ def test_conv_imports_no_heavy_modules():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in done.stdout, done.stdout
+
+
+def test_an_unwritable_output_is_one_line_not_a_traceback(tmp_path):
+    missing = tmp_path / "no" / "such" / "folder" / "x.csv"
+    r = run_cli("profile", "lenet", "--device", "cpu", "--batch", "1", "--iters", "1",
+                "--warmup", "0", "--csv", str(missing))  # fmt: skip
+    assert r.code == 2 and "Traceback" not in r.err
+    assert r.err.strip().splitlines()[-1].startswith("error: ") and "No such file" in r.err
+
+
+def test_train_never_replaces_a_run_unasked(tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("train", "lenet", "--out", str(out), "--set", "train.epochs=1", "--json")
+    assert first.code == 0, first.err
+    before = (out / "best.pt").read_bytes()
+    again = run_cli("train", "lenet", "--out", str(out), "--set", "train.epochs=1")
+    assert again.code == 2 and "already holds a run" in again.err and "--overwrite" in again.err
+    assert (out / "best.pt").read_bytes() == before
+    replaced = run_cli(
+        "train", "lenet", "--out", str(out), "--set", "train.epochs=1", "--overwrite", "--json"
+    )
+    assert replaced.code == 0, replaced.err

@@ -182,6 +182,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except BrokenPipeError:  # `cnnkit ... | head`: the reader left; stop quietly, as on SIGPIPE
+        sys.stderr.close()
+        os._exit(141)
+    except OSError as err:  # a folder that does not exist, no permission, a full disk
+        if debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"error: {where}{err.strerror or err}\n")
+        sys.exit(2)
     except Exception as err:  # the boundary: no traceback unless --debug
         # Typer vendors click in recent releases, so match click's exceptions by shape.
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # click UsageError & co.

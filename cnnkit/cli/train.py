@@ -25,6 +25,10 @@ def train_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/NAME-TIMESTAMP).")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Let --out replace the run already in that folder."),
+    ] = False,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where new run folders go.")] = Path(
         "runs"
     ),
@@ -68,10 +72,26 @@ def train_command(
     if sweep:
         _sweep(recipe, overrides, sweep, runs_root, grad_stats, as_csv, as_json)
         return
+    if out is not None and not overwrite:
+        _refuse_to_replace(out)
     parsed = load_with_overrides(recipe, overrides)
     note = f"resolved by cnnkit train from {recipe}" + "".join(f" --set {o}" for o in overrides)
     plan = plan_from_recipe(parsed, note)
     _run(plan, out=out, runs_root=runs_root, grad_stats=grad_stats, as_json=as_json)
+
+
+def _refuse_to_replace(out: Path) -> None:
+    """A run's checkpoints and metrics are the user's work: --out never replaces them unasked."""
+    from cnnkit import runs
+
+    held = [
+        name for name in (runs.LAST, runs.BEST, runs.METRICS, runs.SUMMARY) if (out / name).exists()
+    ]
+    if held:
+        raise InputError(
+            f"--out {out}: already holds a run ({', '.join(held)}); continue it with "
+            f"--resume {out}, choose another folder, or pass --overwrite to replace it"
+        )
 
 
 def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
