@@ -18,7 +18,17 @@ from cnnkit.recipe.graph import INPUT, Graph, assemble
 from cnnkit.recipe.source import Path, Source, read_yaml
 
 SECTIONS = ("input", "model", "data", "train")
-MODEL_KEYS = ("layers", "blocks", "init", "seed", "depth", "torchvision", "timm", "kwargs")
+MODEL_KEYS = (
+    "layers",
+    "blocks",
+    "init",
+    "seed",
+    "depth",
+    "width",
+    "torchvision",
+    "timm",
+    "kwargs",
+)
 # Names of the initialisation schemes cnnkit.nn.init implements (checked there by a test).
 INIT_SCHEMES = (
     "default",
@@ -194,7 +204,12 @@ def _graph(model: dict[str, Any], shape: tuple[int, ...], source: Source, init) 
     depth = model.get("depth", 1)
     if isinstance(depth, bool) or not isinstance(depth, int | float) or depth <= 0:
         raise source.error(("model", "depth"), f"expected a positive number, got {depth!r}")
-    expander = Expander(source, _blocks(model.get("blocks"), source), init, float(depth))
+    width = model.get("width", 1)
+    if isinstance(width, bool) or not isinstance(width, int | float) or width <= 0:
+        raise source.error(("model", "width"), f"expected a positive number, got {width!r}")
+    expander = Expander(
+        source, _blocks(model.get("blocks"), source), init, float(depth), float(width)
+    )
     output = expander.sequence(model["layers"], ("model", "layers"), "", INPUT, None)
     return assemble(expander.specs, output, shape, source)
 
