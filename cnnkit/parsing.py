@@ -13,11 +13,13 @@ from cnnkit.errors import InputError
 _SEP = re.compile(r"\s*[x×,*]\s*")
 
 
-def parse_ints(option: str, text: str, least: int = 1) -> tuple[int, ...]:
+def parse_ints(
+    option: str, text: str, least: int = 1, example: str = "3 or 3x5"
+) -> tuple[int, ...]:
     """``"3x224x224"`` -> (3, 224, 224); every value must be an int >= ``least``."""
     parts = [p for p in _SEP.split(text.strip()) if p != ""]
     if not parts:
-        raise InputError(f"{option}: expected a number like 3 or 3x5, got {text!r}")
+        raise InputError(f"{option}: expected a number like {example}, got {text!r}")
     values = []
     for part in parts:
         try:

@@ -60,7 +60,7 @@ def profile_command(
     """
     from cnnkit.parsing import parse_ints
 
-    batches = parse_ints("--batch", batch)
+    batches = parse_ints("--batch", batch, example="8 or 1,8,32")
     _check_choice("--mode", mode, ("infer", "train"))
     _check_choice("--dtype", dtype, ("fp32", "bf16", "fp16"))
     if warmup < 0:
