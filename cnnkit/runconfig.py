@@ -222,6 +222,35 @@ def _betas(value: Any) -> tuple[float, float]:
     raise _fail("two numbers in [0, 1) like [0.9, 0.999]", value)
 
 
+def _probability(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise _fail("a probability in [0, 1]", value)
+
+
+def _area_range(value: Any) -> tuple[float, float]:
+    """Area fractions of the image: (0, 1], low <= high; the whole image (1.0) is allowed."""
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and 0 < value[0] <= value[1] <= 1
+    ):
+        return (float(value[0]), float(value[1]))
+    raise _fail("two area fractions 0 < low <= high <= 1 like [0.08, 1.0]", value)
+
+
+def _pair_positive(value: Any) -> tuple[float, float]:
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
+        and value[0] <= value[1]
+    ):
+        return (float(value[0]), float(value[1]))
+    raise _fail("two positive numbers [low, high]", value)
+
+
 _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _word(DATA_SOURCES, prefix="torchvision:"),
     "path": _optional(_path),
@@ -269,8 +298,8 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
 # Each augmentation's arguments and their checkers; a bare name takes the defaults.
 _AUGMENT_ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "random_crop": {"padding": _int(0)},  # pad, then crop back to the input size (CIFAR-style)
-    "hflip": {"p": _number(0, 1.000001)},
-    "random_resized_crop": {"scale": _betas, "ratio": lambda v: _pair_positive(v)},
+    "hflip": {"p": _probability},
+    "random_resized_crop": {"scale": _area_range, "ratio": _pair_positive},
     "alexnet_crop": {},  # random input-sized crop of a larger stored image + flip (AlexNet 2012)
 }
 _AUGMENT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -279,17 +308,6 @@ _AUGMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "random_resized_crop": {"scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3)},
     "alexnet_crop": {},
 }
-
-
-def _pair_positive(value: Any) -> tuple[float, float]:
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
-        and value[0] <= value[1]
-    ):
-        return (float(value[0]), float(value[1]))
-    raise _fail("two positive numbers [low, high]", value)
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cnnkit.errors import RecipeError
 from cnnkit.nn.plan import load_with_overrides, sections
-from cnnkit.runconfig import DataConfig, NoLocation, TrainConfig, parse_data, parse_train, to_plain
+from cnnkit.runconfig import (
+    AUGMENTS,
+    DataConfig,
+    NoLocation,
+    TrainConfig,
+    parse_data,
+    parse_train,
+    to_plain,
+)
 from tests.trainkit import tiny_recipe
 
 
@@ -66,3 +76,25 @@ def test_yaml_1_1_scientific_notation_is_a_number(tmp_path):
     path = tiny_recipe(tmp_path, extra="train:\n  lr: 1e-4\n  weight_decay: 5e-4\n")
     _, train = sections(load_with_overrides(path))
     assert (train.lr, train.weight_decay) == (1e-4, 5e-4)
+
+
+@pytest.mark.parametrize("kind", AUGMENTS)
+def test_every_augmentation_default_survives_its_own_check(kind):
+    # a run folder's recipe.yaml writes the defaults out; reading it back must not fail
+    data = parse_data({"augment": [kind]}, NoLocation())
+    assert parse_data(to_plain(data), NoLocation()) == data
+
+
+@pytest.mark.parametrize(
+    ("augment", "message"),
+    [
+        ({"random_resized_crop": {"scale": [0.5, 1.5]}}, "0 < low <= high <= 1"),
+        ({"random_resized_crop": {"scale": [0, 0.5]}}, "0 < low <= high <= 1"),
+        ({"random_resized_crop": {"scale": [0.9, 0.5]}}, "0 < low <= high <= 1"),
+        ({"hflip": {"p": 1.5}}, "a probability in [0, 1]"),
+    ],
+)
+def test_augment_ranges_are_checked(augment, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        parse_data({"augment": [augment]}, NoLocation())
+    assert parse_data({"augment": [{"hflip": {"p": 1}}]}, NoLocation()).augment[0].args["p"] == 1
