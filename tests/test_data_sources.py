@@ -180,3 +180,73 @@ def test_torchvision_source_needs_torchvision():
             load_data(config(name="torchvision:MNIST", path="."), (1, 28, 28))
     else:
         pytest.skip("torchvision is installed")
+
+
+# ---- given splits share the train split's class vocabulary ----
+
+
+def _folder(root, counts):
+    """One sub-folder per class name with ``counts[name]`` grey PNGs."""
+    from PIL import Image
+
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(images(1, 8, 8)[0]).save(root / name / f"{i}.png")
+    return str(root)
+
+
+def _names(split, classes):
+    from collections import Counter
+
+    return Counter(classes[i] for i in split.y.tolist())
+
+
+def test_a_test_folder_lacking_a_class_keeps_the_train_labels(tmp_path):
+    from collections import Counter
+
+    paths = {
+        "train": _folder(tmp_path / "train", {"a": 4, "b": 4, "c": 4}),
+        "test": _folder(tmp_path / "test", {"b": 3, "c": 5}),  # no 'a': 'b' must stay 1
+    }
+    data = load_data(config(name="folder", path=paths, val=0), (1, 8, 8))
+    assert data.classes == ("a", "b", "c")
+    assert _names(data.test, data.classes) == Counter({"b": 3, "c": 5})
+
+
+@pytest.mark.parametrize("kind", ["csv", "npz"])
+def test_string_labels_of_a_given_split_use_the_train_vocabulary(tmp_path, kind):
+    from collections import Counter
+
+    import pandas as pd
+
+    labels = {"train": ["cat", "dog", "eel"] * 4, "test": ["eel", "dog", "eel", "eel"]}
+    paths = {}
+    for split, names in labels.items():
+        x = images(len(names), 2, 2)
+        if kind == "npz":
+            np.savez(tmp_path / f"{split}.npz", x=x, y=np.array(names))
+        else:
+            table = pd.DataFrame(x.reshape(len(names), -1), columns=list("abcd"))
+            table.insert(0, "label", names)
+            table.to_csv(tmp_path / f"{split}.csv", index=False)
+        paths[split] = str(tmp_path / f"{split}.{kind}")
+    data = load_data(config(name=kind, path=paths, val=0), (1, 2, 2))
+    assert data.classes == ("cat", "dog", "eel")
+    assert _names(data.test, data.classes) == Counter(labels["test"])
+
+
+def test_a_class_seen_only_outside_train_is_one_error(tmp_path):
+    paths = {
+        "train": _folder(tmp_path / "train", {"a": 3, "b": 3}),
+        "val": _folder(tmp_path / "val", {"b": 2, "zebra": 2}),
+    }
+    with pytest.raises(DataError) as err:
+        load_data(config(name="folder", path=paths), (1, 8, 8))
+    message = str(err.value)
+    assert message.startswith(paths["val"]) and "zebra" in message and "\n" not in message
+    ints = {"train": tmp_path / "tr.npz", "test": tmp_path / "te.npz"}
+    np.savez(ints["train"], x=images(6), y=np.array([0, 1, 2] * 2))
+    np.savez(ints["test"], x=images(2), y=np.array([1, 7]))  # 7: no such train class
+    with pytest.raises(DataError, match="the test split has classes the train split lacks: 7"):
+        load_data(config(name="npz", path={k: str(v) for k, v in ints.items()}), (1, 8, 8))

@@ -1,12 +1,14 @@
 """From a ``DataConfig`` to normalised train/val/test tensors that fit the recipe's input.
 
-Order matters and is fixed: read -> fit channels and size -> limit -> split (seeded, or as the
-source gives it) -> normalise with the train split's statistics -> centre-crop eval splits.
+Order matters and is fixed: read (given splits relabelled into the train split's classes) ->
+fit channels and size -> limit -> split (seeded, or as the source gives it) -> normalise with
+the train split's statistics -> centre-crop eval splits.
 Every mismatch with the recipe is found here, before any training starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -104,24 +106,57 @@ def _fit(raw: Raw, config: DataConfig, want: Want, where: str) -> Raw:
 
 
 def _read(config: DataConfig, want: Want) -> Raw:
-    if isinstance(config.path, dict):
+    if isinstance(config.path, Mapping):
         raw = read_source(config, config.path["train"], want)
         for split in ("val", "test"):
             if split in config.path:
                 raw.given[split] = read_source(config, config.path[split], want)
+    else:
+        raw = read_source(config, config.path, want)
+    if config.task == "classify":
+        raw.given = {
+            split: _to_vocabulary(given, raw.classes, split, _split_path(config, split))
+            for split, given in raw.given.items()
+        }
+    return raw
+
+
+def _split_path(config: DataConfig, split: str) -> str:
+    if isinstance(config.path, Mapping):
+        return config.path.get(split, config.path_text)
+    return config.path_text
+
+
+def _to_vocabulary(raw: Raw, classes: tuple[str, ...], split: str, where: str) -> Raw:
+    """Relabel a given split by class name into the train split's vocabulary.
+
+    Each source indexes its own sorted class list, so a test folder that lacks a class would
+    otherwise shift every later label by one; a class the train split never had is an error.
+    """
+    if raw.classes == classes[: len(raw.classes)] or raw.y.dtype != torch.int64:
         return raw
-    return read_source(config, config.path, want)
+    index = {name: i for i, name in enumerate(classes)}
+    used = [raw.classes[i] for i in torch.unique(raw.y).tolist()]
+    unknown = [name for name in used if name not in index]
+    if unknown:
+        raise DataError(
+            f"the {split} split has classes the train split lacks: {', '.join(unknown[:5])}"
+            f" (train classes: {', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})",
+            where=where,
+        )
+    mapping = torch.tensor([index.get(name, -1) for name in raw.classes], dtype=torch.int64)
+    return Raw(raw.x, mapping[raw.y], classes, raw.given)
 
 
 def _split(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | None]:
     n = len(raw.y)
     if n == 0:
         raise DataError("the data set is empty", where=config.path_text)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     n_test = 0 if "test" in raw.given else round(n * config.test)
     n_val = 0 if "val" in raw.given else round(n * config.val)
     if n - n_test - n_val < 1:
         raise DataError(f"only {n} samples: nothing left to train on", where=config.path_text)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     test_i, val_i, train_i = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
 
     def take(index: torch.Tensor, name: str) -> Split | None:
