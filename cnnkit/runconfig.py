@@ -75,7 +75,8 @@ class DataConfig:
     targets: tuple[str, ...] = ()  # regress from csv: the target columns
     classes: int = 10  # synthetic: how many classes
     samples: int = 1000  # synthetic: how many images
-    limit: int | None = None  # use only the first N samples (quick experiments)
+    limit: int | None = None  # use N samples, drawn with data.seed, stratified by class
+    stratify: bool = False  # classify: val/test splits keep the class proportions of the data
 
     @property
     def path_text(self) -> str:
@@ -267,6 +268,7 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "classes": _int(2),
     "samples": _int(1),
     "limit": _optional(_int(1)),
+    "stratify": _bool,
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -380,6 +382,8 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
         raise where.error(("data", "name"), f"data source {config.name!r} needs data.path")
     if config.val + config.test >= 1:
         raise where.error(("data", "test"), "data.val + data.test must leave some train data")
+    if config.stratify and config.task != "classify":
+        raise where.error(("data", "stratify"), "a stratified split needs class labels")
     if config.task == "regress" and config.name == "csv" and not config.targets:
         raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
     return config

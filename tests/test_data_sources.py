@@ -250,3 +250,57 @@ def test_a_class_seen_only_outside_train_is_one_error(tmp_path):
     np.savez(ints["test"], x=images(2), y=np.array([1, 7]))  # 7: no such train class
     with pytest.raises(DataError, match="the test split has classes the train split lacks: 7"):
         load_data(config(name="npz", path={k: str(v) for k, v in ints.items()}), (1, 8, 8))
+
+
+# ---- data.limit and data.stratify keep the class proportions ----
+
+
+def _sorted_npz(tmp_path, counts):
+    """Class-sorted labels; image i is the constant i/255, so every row is identifiable."""
+    y = np.repeat(np.arange(len(counts)), counts)
+    x = np.broadcast_to(np.arange(len(y), dtype=np.uint8)[:, None, None], (len(y), 4, 4))
+    np.savez(tmp_path / "sorted.npz", x=x.copy(), y=y)
+    return str(tmp_path / "sorted.npz"), y
+
+
+@pytest.mark.parametrize("limit", [30, 25, 7])
+def test_limit_is_a_stratified_sample_of_real_rows(tmp_path, limit):
+    path, y = _sorted_npz(tmp_path, [30, 20, 10])
+    cfg = config(name="npz", path=path, limit=limit, val=0, test=0, normalize=False)
+    data = load_data(cfg, (1, 4, 4))
+    rows = (data.train.x[:, 0, 0, 0] * 255).round().long().numpy()
+    assert len(set(rows.tolist())) == limit  # distinct rows of the file
+    assert np.array_equal(data.train.y.numpy(), y[rows])  # each with its own label
+    expected = np.bincount(y) * limit / len(y)
+    got = np.bincount(data.train.y.numpy(), minlength=3)
+    assert np.all(np.abs(got - expected) < 1), (got, expected)
+    other = load_data(config(name="npz", path=path, limit=limit, val=0, test=0, seed=1), (1, 4, 4))
+    assert not torch.equal(other.train.x, data.train.x)  # the sample follows data.seed
+
+
+def test_limit_on_regression_targets_samples_across_the_file(tmp_path):
+    x = np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None], (100, 4, 4)).copy()
+    np.savez(tmp_path / "r.npz", x=x, y=np.arange(100, dtype=np.float32))
+    cfg = config(name="npz", path=str(tmp_path / "r.npz"), task="regress", limit=20, val=0, test=0)
+    data = load_data(cfg, (1, 4, 4))
+    assert len(data.train) == 20 and data.train.y.max() >= 50  # not the first 20 rows
+
+
+def test_stratified_split_keeps_each_class_share():
+    from sklearn.datasets import load_digits
+
+    counts = np.bincount(load_digits().target)
+    data = load_data(config(name="digits", stratify=True, val=0.1, test=0.2), (1, 8, 8))
+    for split, share in ((data.test, 0.2), (data.val, 0.1)):
+        got = np.bincount(split.y.numpy(), minlength=10)
+        assert np.all(np.abs(got - counts * share) < 1), (got, counts * share)
+        assert len(split) == round(len(load_digits().target) * share)
+    total = sum(np.bincount(s.y.numpy(), minlength=10) for s in (data.train, data.val, data.test))
+    assert np.array_equal(total, counts)
+
+
+def test_stratify_needs_class_labels():
+    from cnnkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="data.stratify: a stratified split needs class labels"):
+        config(name="synthetic", task="regress", stratify=True)

@@ -1,8 +1,9 @@
 """From a ``DataConfig`` to normalised train/val/test tensors that fit the recipe's input.
 
 Order matters and is fixed: read (given splits relabelled into the train split's classes) ->
-fit channels and size -> limit -> split (seeded, or as the source gives it) -> normalise with
-the train split's statistics -> centre-crop eval splits.
+fit channels and size -> limit (a seeded sample, stratified by class) -> split (seeded,
+optionally stratified, or as the source gives it) -> normalise with the train split's
+statistics -> centre-crop eval splits.
 Every mismatch with the recipe is found here, before any training starts.
 """
 
@@ -148,6 +149,55 @@ def _to_vocabulary(raw: Raw, classes: tuple[str, ...], split: str, where: str) -
     return Raw(raw.x, mapping[raw.y], classes, raw.given)
 
 
+def _allocate(counts: torch.Tensor, total: int) -> torch.Tensor:
+    """Split ``total`` over classes in proportion to ``counts`` (largest remainder, so the
+    parts sum to ``total`` and each is within one of its exact share)."""
+    share = counts.double() * total / max(int(counts.sum()), 1)
+    parts = share.floor().long()
+    left = total - int(parts.sum())
+    if left > 0:
+        order = torch.argsort(share - parts, descending=True, stable=True)
+        parts[order[:left]] += 1
+    return parts
+
+
+def _by_class(y: torch.Tensor, g: torch.Generator) -> list[torch.Tensor]:
+    """Each class's sample indices, in a seeded random order."""
+    groups = []
+    for label in torch.unique(y).tolist():
+        members = torch.nonzero(y == label).flatten()
+        groups.append(members[torch.randperm(len(members), generator=g)])
+    return groups
+
+
+def _stratified(y: torch.Tensor, sizes: list[int], seed: int) -> list[torch.Tensor]:
+    """Disjoint index sets of the given sizes, each with the classes' proportions of ``y``."""
+    groups = _by_class(y, torch.Generator().manual_seed(seed))
+    remaining = torch.tensor([len(m) for m in groups])
+    taken = torch.zeros_like(remaining)
+    out = []
+    for size in sizes:
+        parts = _allocate(remaining, size)
+        picked = [m[int(t) : int(t + k)] for m, t, k in zip(groups, taken, parts)]
+        out.append(torch.sort(torch.cat(picked)).values if picked else torch.empty(0).long())
+        taken, remaining = taken + parts, remaining - parts
+    return out
+
+
+def _limit(raw: Raw, config: DataConfig) -> Raw:
+    """A seeded sample of ``data.limit`` rows, stratified by class when classifying: the
+    first N rows of a class-sorted source would all be one class."""
+    n = len(raw.y)
+    if config.limit is None or config.limit >= n:
+        return raw
+    if config.task == "classify" and raw.y.dtype == torch.int64:
+        (keep,) = _stratified(raw.y, [config.limit], config.seed)
+    else:
+        g = torch.Generator().manual_seed(config.seed)
+        keep = torch.sort(torch.randperm(n, generator=g)[: config.limit]).values
+    return Raw(raw.x[keep], raw.y[keep], raw.classes, raw.given)
+
+
 def _split(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | None]:
     n = len(raw.y)
     if n == 0:
@@ -156,8 +206,14 @@ def _split(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | N
     n_val = 0 if "val" in raw.given else round(n * config.val)
     if n - n_test - n_val < 1:
         raise DataError(f"only {n} samples: nothing left to train on", where=config.path_text)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
-    test_i, val_i, train_i = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    if config.stratify:
+        test_i, val_i, train_i = _stratified(
+            raw.y, [n_test, n_val, n - n_test - n_val], config.seed
+        )
+    else:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
+        test_i, val_i = order[:n_test], order[n_test : n_test + n_val]
+        train_i = order[n_test + n_val :]
 
     def take(index: torch.Tensor, name: str) -> Split | None:
         if name in raw.given:
@@ -199,8 +255,7 @@ def load_data(
         )
     want = Want(channels, size)
     raw = _fit(_read(config, want), config, want, config.path_text)
-    if config.limit is not None:
-        raw = Raw(raw.x[: config.limit], raw.y[: config.limit], raw.classes, raw.given)
+    raw = _limit(raw, config)
     if config.task == "classify" and raw.y.dtype != torch.int64:
         raise DataError("task classify needs integer or named labels", where=config.path_text)
     if config.task == "regress" and not raw.y.is_floating_point():
