@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from cnnkit.atomic import atomic_open
-from cnnkit.errors import CheckpointError
+from cnnkit.errors import CheckpointError, DataError
 
 FORMAT = "cnnkit-checkpoint"
 VERSION = 1
@@ -61,6 +61,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint lacks {', '.join(missing)}", where=where)
     return obj
+
+
+def check_resumable(checkpoint: dict[str, Any], fingerprint: str, path: Path) -> None:
+    """A resume must continue the same run: optimiser state present, and the data the run
+    was trained on (a checkpoint from before fingerprints were recorded is not checked)."""
+    if "optimizer" not in checkpoint or "state" not in checkpoint:
+        raise CheckpointError("has no optimiser state to resume from", where=str(path))
+    saved = checkpoint.get("data_fingerprint")
+    if saved and saved != fingerprint:
+        raise DataError(
+            f"the data differs from the data this run was trained on (fingerprint {saved}, "
+            f"now {fingerprint}); restore it, or train a new run",
+            where=str(path),
+        )
 
 
 def _detail(message: str) -> str:

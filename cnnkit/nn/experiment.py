@@ -16,8 +16,8 @@ import torch
 
 from cnnkit import runs
 from cnnkit.atomic import write_text
-from cnnkit.errors import CheckpointError, DataError
-from cnnkit.nn.checkpoint import load_checkpoint, save_atomic
+from cnnkit.errors import DataError
+from cnnkit.nn.checkpoint import check_resumable, load_checkpoint, save_atomic
 from cnnkit.nn.data import DataBundle, load_data
 from cnnkit.nn.evaluate import full_report
 from cnnkit.nn.runtime import World, end_world, pick_device, start_world
@@ -64,6 +64,24 @@ def _metadata(plan: Plan, data: DataBundle) -> dict[str, Any]:
         "mean": list(data.mean),
         "std": list(data.std),
         "input_shape": list(plan.input_shape),
+        "data_fingerprint": data.fingerprint,
+    }
+
+
+def environment() -> dict[str, Any]:
+    """What a result depends on besides the recipe: library versions and the intra-op thread
+    count (float reductions are split per thread, so one thread and two give other numbers)."""
+    import platform
+
+    import cnnkit
+
+    return {
+        "versions": {
+            "cnnkit": cnnkit.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -110,10 +128,7 @@ def _train_run(
     if resume_dir is not None:
         run = resume_dir
         resume = load_checkpoint(run / runs.LAST)
-        if "optimizer" not in resume or "state" not in resume:
-            raise CheckpointError(
-                "has no optimiser state to resume from", where=str(run / runs.LAST)
-            )
+        check_resumable(resume, data.fingerprint, run / runs.LAST)
     else:
         run = Path(
             world.share(str(runs.new_run_dir(plan.name, runs_root, out)) if world.main else None)
@@ -144,6 +159,7 @@ def _train_run(
         "run_dir": str(run),
         "world_size": world.size,
         "device": str(device),
+        **environment(),
         "params": params,
         "data": {
             "source": data.source,
@@ -152,6 +168,7 @@ def _train_run(
             "train": len(data.train),
             "val": len(data.val) if data.val is not None else 0,
             "test": len(data.test) if data.test is not None else 0,
+            "fingerprint": data.fingerprint,
         },
         "seed": plan.train.seed,
         "monitor": plan.train.monitor,

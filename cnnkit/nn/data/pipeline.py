@@ -9,6 +9,7 @@ Every mismatch with the recipe is found here, before any training starts.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -59,6 +60,7 @@ class DataBundle:
     input_shape: tuple[int, ...]
     source: str  # "digits", or "npz:data/x.npz": for tables and summaries
     augment: tuple[Augment, ...] = ()  # training-time augmentations (applied per batch)
+    fingerprint: str = ""  # BLAKE2b of the loaded splits: a resume over changed data is refused
 
     @property
     def outputs(self) -> int:
@@ -226,6 +228,21 @@ def _split(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | N
     return train, take(val_i, "val"), take(test_i, "test")
 
 
+def fingerprint(splits: dict[str, Split | None], classes: tuple[str, ...]) -> str:
+    """A BLAKE2b digest of the loaded splits (images as stored, before normalisation; targets;
+    class names): cheap next to reading the data, and any change to a pixel, a label, the
+    split or the resize shows, whatever the source."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update("\n".join(classes).encode())
+    for name, split in splits.items():
+        if split is None:
+            continue
+        for t in (split.x, split.y):
+            h.update(f"|{name}:{t.dtype}:{list(t.shape)}|".encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     top, left = (x.shape[2] - size[0]) // 2, (x.shape[3] - size[1]) // 2
     return x[:, :, top : top + size[0], left : left + size[1]].contiguous()
@@ -265,6 +282,7 @@ def load_data(
     if classes and train.y.numel() and int(train.y.max()) >= len(classes):
         classes = tuple(str(i) for i in range(int(train.y.max()) + 1))
 
+    digest = fingerprint({"train": train, "val": val, "test": test}, classes)
     if stats is not None:
         mean, std = torch.tensor(stats[0]), torch.tensor(stats[1])
     elif config.normalize:
@@ -296,4 +314,5 @@ def load_data(
         input_shape=tuple(input_shape),
         source=config.name if config.path is None else f"{config.name}:{config.path_text}",
         augment=config.augment,
+        fingerprint=digest,
     )
