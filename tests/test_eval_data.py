@@ -19,6 +19,7 @@ from cnnkit.nn.build import build
 from cnnkit.nn.checkpoint import load_checkpoint
 from cnnkit.recipe import recipe_from_text
 from tests.clitools import run_cli
+from tests.test_data_sources import write_idx
 from tests.trainkit import TINY_MODEL
 
 LEVELS = {"a": 30, "b": 128, "c": 220}  # each class is a brightness: easy to learn
@@ -78,3 +79,69 @@ def test_a_test_split_lacking_a_class_is_scored_on_its_true_labels(tmp_path):
     evaluated = run_cli("eval", str(tmp_path / "run"), "--json")
     assert evaluated.code == 0, evaluated.err
     assert json.loads(evaluated.out)["accuracy"] == pytest.approx(expected)
+
+
+# ---- eval --data takes the data overrides it needs ----
+
+
+def _labelled(n: int, rng: np.random.Generator, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images of classes 0, 1, 2 (dark, mid, bright), class-sorted."""
+    y = np.repeat(np.arange(3), n // 3)
+    levels = list(LEVELS.values())
+    return np.concatenate([_class_images(n // 3, levels[c], rng, size) for c in range(3)]), y
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    x, y = _labelled(36, np.random.default_rng(1))
+    np.savez(root / "train.npz", x=x, y=y)
+    recipe = _recipe(root, f"data:\n  name: npz\n  path: {root / 'train.npz'}\n  val: 0\n")
+    r = run_cli("train", str(recipe), "--out", str(root / "run"), "--json")
+    assert r.code == 0, r.err
+    return root / "run"
+
+
+def test_eval_data_resizes_with_set(run, tmp_path):
+    x, y = _labelled(12, np.random.default_rng(2), size=10)
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    spec = f"npz:{tmp_path / 'big.npz'}"
+    refused = run_cli("eval", str(run), "--data", spec)
+    assert refused.code == 2 and refused.err.count("\n") == 1
+    assert "--set data.resize=[8,8]" in refused.err  # advice eval can follow
+    r = run_cli("eval", str(run), "--data", spec, "--set", "data.resize=[8,8]", "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    small = torch.nn.functional.interpolate(
+        torch.from_numpy(x.astype(np.float32))[:, None],
+        size=(8, 8),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[:, 0].numpy()
+    expected = accuracy_score([str(v) for v in y], _predict(run / "best.pt", small))
+    assert (report["split"], report["samples"]) == ("all", 12)
+    assert report["accuracy"] == pytest.approx(expected)
+
+
+def test_eval_set_takes_data_keys_only(run):
+    r = run_cli("eval", str(run), "--set", "train.lr=0.1")
+    assert r.code == 2 and r.err.count("\n") == 1 and "data.KEY=VALUE" in r.err
+    r = run_cli("eval", str(run), "--set", "data.resize=[4,4]")
+    assert r.code == 2 and "data.resize [4, 4] is smaller than the recipe input 8x8" in r.err
+
+
+def test_eval_data_idx_scores_the_t10k_pair(run, tmp_path):
+    rng = np.random.default_rng(3)
+    (x_train, y_train), (x_test, y_test) = _labelled(30, rng), _labelled(12, rng)
+    write_idx(tmp_path / "train-images-idx3-ubyte", x_train)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", y_train)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", x_test)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", y_test)
+    for split, (x, y) in (("test", (x_test, y_test)), ("train", (x_train, y_train))):
+        r = run_cli("eval", str(run), "--data", f"idx:{tmp_path}", "--split", split, "--json")
+        assert r.code == 0, r.err
+        report = json.loads(r.out)
+        expected = accuracy_score([str(v) for v in y], _predict(run / "best.pt", x))
+        assert (report["split"], report["samples"]) == (split, len(y))
+        assert report["accuracy"] == pytest.approx(expected)

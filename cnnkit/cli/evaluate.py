@@ -22,8 +22,21 @@ def eval_command(
         ),
     ] = None,
     split: Annotated[
-        str, typer.Option("--split", help="Which split of the run's data: test, val or train.")
+        str,
+        typer.Option(
+            "--split",
+            help="Which split: test, val or train of the run's data, or of --data when the "
+            "source defines splits (idx t10k, torchvision).",
+        ),
     ] = "test",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override the data section: data.KEY=VALUE (YAML), repeatable; e.g. "
+            "--set data.resize=[32,32].",
+        ),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top-k accuracy's k.")] = 5,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda or mps (default: the run's).")
@@ -55,7 +68,7 @@ def eval_command(
         raise InputError(f"--split: expected test, val or train, got {split!r}")
     gate = _fraction(min_accuracy) if min_accuracy is not None else None
     metrics = _metrics_file(target) if plot is not None else None  # fail before evaluating
-    report = evaluate_target(target, data, split, top_k, device)
+    report = evaluate_target(target, data, split, top_k, device, tuple(set_ or ()))
     if plot is not None and metrics is not None:
         report["plot"] = {"path": str(plot), "metrics": str(metrics)}
         draw_curves(metrics, plot)
@@ -100,7 +113,12 @@ def _data_option(spec: str) -> tuple[str, str | None]:
 
 
 def evaluate_target(
-    target: str, data_spec: str | None, split: str, top_k: int, device_name: str | None
+    target: str,
+    data_spec: str | None,
+    split: str,
+    top_k: int,
+    device_name: str | None,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Load the checkpoint, rebuild its model and data, and compute the full report."""
     from cnnkit import runs
@@ -109,9 +127,8 @@ def evaluate_target(
     from cnnkit.nn.checkpoint import load_checkpoint
     from cnnkit.nn.data import load_data
     from cnnkit.nn.evaluate import full_report
-    from cnnkit.nn.plan import recipe_of_run, sections
+    from cnnkit.nn.plan import recipe_of_run
     from cnnkit.nn.runtime import pick_device
-    from cnnkit.runconfig import NoLocation, parse_data, to_plain
 
     path = Path(target)
     if path.is_dir():
@@ -120,19 +137,15 @@ def evaluate_target(
             raise CheckpointError("no best.pt or last.pt in this folder", where=target)
     checkpoint = load_checkpoint(path)
     recipe = recipe_of_run(checkpoint["recipe"], f"{path}:recipe")
-    data_config, train_config = sections(recipe)
-    if data_spec is not None:
-        name, data_path = _data_option(data_spec)
-        raw = {**to_plain(data_config), "name": name, "path": data_path, "val": 0.0, "test": 0.0}
-        raw.update(augment=[], limit=None)
-        data_config = parse_data(raw, NoLocation(f"--data {data_spec}"))
-        split = "train"  # with val = test = 0 all of it lands in the train split
+    data_config, train_config = _eval_sections(recipe, data_spec, overrides)
     data_config = dataclasses.replace(data_config, augment=())
     stats = (tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
     bundle = load_data(data_config, tuple(checkpoint["input_shape"]), stats=stats)
-    chosen = getattr(bundle, split)
+    chosen, shown = getattr(bundle, split), split
+    if data_spec is not None and bundle.val is None and bundle.test is None and split != "val":
+        chosen, shown = bundle.train, "all"  # other data without splits: score all of it
     if chosen is None or len(chosen) == 0:
-        raise DataError(f"the run's data has no {split} split", where=bundle.source)
+        raise DataError(f"the data has no {split} split", where=bundle.source)
     classes = tuple(checkpoint["classes"])
     if checkpoint["task"] == "classify" and bundle.classes != classes[: len(bundle.classes)]:
         chosen = _by_name(chosen, bundle.classes, classes, bundle.source)
@@ -162,9 +175,35 @@ def evaluate_target(
         "checkpoint": str(path),
         "epoch": checkpoint["epoch"],
         "data": bundle.source,
-        "split": "all" if data_spec is not None else split,
+        "split": shown,
         **report,
     }
+
+
+def _eval_sections(recipe: Any, data_spec: str | None, overrides: tuple[str, ...]) -> tuple:
+    """The run's data and train sections, with ``--data`` (another source, nothing held out
+    unless the source defines its own splits) and then ``--set data.KEY=VALUE`` applied."""
+    from cnnkit.nn.plan import sections
+    from cnnkit.recipe import apply_overrides
+    from cnnkit.runconfig import NoLocation, parse_data, to_plain
+
+    data_config, train_config = sections(recipe)
+    for text in overrides:
+        if not text.strip().startswith("data."):
+            raise InputError(
+                f"--set {text}: eval takes data.KEY=VALUE overrides only "
+                "(the model and its training come from the checkpoint)"
+            )
+    if data_spec is not None:
+        name, data_path = _data_option(data_spec)
+        raw = {**to_plain(data_config), "name": name, "path": data_path, "val": 0.0, "test": 0.0}
+        raw.update(augment=[], limit=None, stratify=False)
+        data_config = parse_data(raw, NoLocation(f"--data {data_spec}"))
+    if overrides:
+        plain = {**recipe.raw, "data": to_plain(data_config)}
+        recipe = apply_overrides(dataclasses.replace(recipe, raw=plain), list(overrides))
+        data_config = sections(recipe)[0]
+    return data_config, train_config
 
 
 def _by_name(split: Any, names: tuple[str, ...], known: tuple[str, ...], where: str) -> Any:

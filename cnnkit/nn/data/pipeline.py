@@ -100,7 +100,7 @@ def _fit(raw: Raw, config: DataConfig, want: Want, where: str) -> Raw:
             h, w = want.size
             raise DataError(
                 f"images are {size[0]}x{size[1]} but the recipe's input is {h}x{w}; "
-                f"set data.resize: [{h}, {w}] to resize them",
+                f"set data.resize: [{h}, {w}] (--set data.resize=[{h},{w}]) to resize them",
                 where=where,
             )
         x = F.interpolate(x, size=want.size, mode="bilinear", align_corners=False, antialias=True)
