@@ -180,7 +180,7 @@ def read_csv(config: DataConfig, path: str | None, want: Want) -> Raw:
             raise DataError("pixel columns must be numbers", where=str(file))
         x = _scaled(values.reshape(-1, want.channels, side, side).astype(np.float32))
     if config.task == "regress":
-        return Raw(x, torch.from_numpy(table[wanted].to_numpy(dtype=np.float32)))
+        return Raw(x, torch.from_numpy(np.array(table[wanted], dtype=np.float32)))
     y, classes = _labels(table[config.label_column].to_numpy(), str(file))
     return Raw(x, y, classes)
 
