@@ -51,6 +51,11 @@ DATA = {
     "samples": {"samples": 90},
     "limit": {"limit": 70},
     "stratify": {"stratify": True},
+    "augment_keeps_targets": {
+        "task": "regress",
+        "augment": ["hflip"],
+        "augment_keeps_targets": True,
+    },
 }
 
 TRAIN = {
