@@ -239,7 +239,7 @@ def fingerprint(splits: dict[str, Split | None], classes: tuple[str, ...]) -> st
             continue
         for t in (split.x, split.y):
             h.update(f"|{name}:{t.dtype}:{list(t.shape)}|".encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            h.update(t.detach().cpu().contiguous().numpy())  # hashed in place, not copied
     return h.hexdigest()
 
 
