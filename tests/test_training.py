@@ -195,3 +195,49 @@ def test_option_combinations_train(tmp_path, sets):
     assert r.code == 0, r.err
     document = json.loads(r.out)
     assert document["status"] == "completed" and document["test"]["accuracy"] > 0.2
+
+
+REGRESS_3 = """\
+input: [3, 8, 8]
+model:
+  layers: [{conv: {out: 4, k: 3}}, relu, flatten, {linear: 3}]
+data: {name: synthetic, task: regress, samples: 200, val: 0.2}
+train: {epochs: 2, batch_size: 20, optimizer: adam, lr: 0.01, device: cpu}
+"""
+
+
+def test_val_loss_is_the_mse_over_images_and_targets(tmp_path):
+    """val_loss is the training criterion (mean over images and target columns), checked
+    against scikit-learn on the val split with the final weights; it was T times that."""
+    from sklearn.metrics import mean_squared_error
+
+    from cnnkit.nn.data import load_data
+
+    path = tmp_path / "r3.yaml"
+    path.write_text(REGRESS_3, encoding="utf-8")
+    plan = plan_from_recipe(load_with_overrides(path), "test")
+    train_run(plan, out=tmp_path / "run")
+    model = plan.build()
+    model.load_state_dict(weights(tmp_path / "run/last.pt"))
+    val = load_data(plan.data, plan.input_shape).val
+    with torch.no_grad():
+        pred = model.eval()(val.x)
+    assert val.y.shape[1] == 3
+    row = summary(tmp_path / "run")["final"]
+    assert row["val_loss"] == pytest.approx(mean_squared_error(val.y, pred), rel=1e-5)
+
+
+def test_regression_best_checkpoint_follows_val_loss_not_train_loss():
+    """The default monitor (val_accuracy) has no meaning for regression: with a val split,
+    best.pt follows val_loss; it used to fall back to train_loss."""
+    from cnnkit.nn.training import TrainState, record
+    from cnnkit.runconfig import TrainConfig
+
+    c, state = TrainConfig(epochs=3), TrainState()
+    for epoch, (train_loss, val_loss) in enumerate([(3.0, 1.0), (2.0, 2.0), (1.0, 3.0)], 1):
+        record(state, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}, c)
+    assert (state.monitor, state.best_epoch, state.best_value) == ("val_loss", 1, 1.0)
+    plain = TrainState()  # no val split: the train loss
+    for epoch, loss in enumerate([3.0, 1.0, 2.0], 1):
+        record(plain, {"epoch": epoch, "train_loss": loss}, c)
+    assert (plain.monitor, plain.best_epoch) == ("train_loss", 2)

@@ -1,7 +1,9 @@
 """Evaluation: the quick per-epoch loss/accuracy, and the full report of ``cnnkit eval``.
 
 Losses here are the plain criterion (cross-entropy without label smoothing, or MSE), so
-validation numbers mean the same thing whatever the training recipe smoothed.
+validation numbers mean the same thing whatever the training recipe smoothed. Both are
+reduced like the training loss: a mean over images, and for MSE also over target columns,
+so ``val_loss`` and ``train_loss`` of one run are on the same scale.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ import torch.nn.functional as F
 from cnnkit.nn.data import Split
 from cnnkit.nn.runtime import World
 
-PLAIN_LOSS = {
+
+def _sum_of_image_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each image's MSE over its target columns, summed over images: divided by the image
+    count this is ``F.mse_loss``'s mean, the loss training minimises."""
+    squared = F.mse_loss(out.float(), y.float(), reduction="none")
+    return squared.reshape(len(y), -1).mean(1).sum()
+
+
+PLAIN_LOSS = {  # summed over the batch's images; evaluate divides by the image count
     "classify": lambda out, y: F.cross_entropy(out.float(), y, reduction="sum"),
-    "regress": lambda out, y: F.mse_loss(out.float(), y, reduction="sum"),
+    "regress": _sum_of_image_mse,
 }
 
 

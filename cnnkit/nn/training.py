@@ -205,6 +205,19 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
     return value > best if monitor.endswith("accuracy") else value < best
 
 
+def monitored(monitor: str, row: dict[str, Any]) -> str:
+    """The metric ``train.monitor`` resolves to in an epoch row.
+
+    Regression has no accuracy, so an ``*_accuracy`` monitor means the matching loss (the
+    default ``val_accuracy`` picks ``best.pt`` by ``val_loss`` when there is a val split);
+    without a val split, ``val_*`` monitors fall back to the train loss.
+    """
+    if monitor in row:
+        return monitor
+    loss = monitor.replace("_accuracy", "_loss")
+    return loss if loss in row else "train_loss"
+
+
 Checkpointer = Callable[[str, dict[str, Any]], None]
 
 
@@ -280,8 +293,7 @@ def record(state: TrainState, row: dict[str, Any], c: TrainConfig) -> tuple[bool
     """Add the epoch's row to ``state``; return (improved the monitor, stop early now)."""
     state.history.append(row)
     state.epoch = row["epoch"]
-    # Without a val split, val_* monitors fall back to the train loss.
-    state.monitor = c.monitor if c.monitor in row else "train_loss"
+    state.monitor = monitored(c.monitor, row)
     improved = _improved(row[state.monitor], state.best_value, state.monitor)
     if improved:
         state.best_value, state.best_epoch, state.stale_epochs = row[state.monitor], state.epoch, 0
