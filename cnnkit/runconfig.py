@@ -47,6 +47,8 @@ SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+# Augmentations that move pixels: regression targets such as coordinates do not follow them.
+GEOMETRIC = frozenset(AUGMENTS)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class DataConfig:
     classes: int = 10  # synthetic: how many classes
     samples: int = 1000  # synthetic: how many images
     limit: int | None = None  # use only the first N samples (quick experiments)
+    augment_keeps_targets: bool = False  # regress: flips/crops leave the targets true (opt-in)
 
     @property
     def path_text(self) -> str:
@@ -238,6 +241,7 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "classes": _int(2),
     "samples": _int(1),
     "limit": _optional(_int(1)),
+    "augment_keeps_targets": _bool,
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -362,9 +366,23 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
         raise where.error(("data", "name"), f"data source {config.name!r} needs data.path")
     if config.val + config.test >= 1:
         raise where.error(("data", "test"), "data.val + data.test must leave some train data")
+    _check_regress_augment(config, where)
     if config.task == "regress" and config.name == "csv" and not config.targets:
         raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
     return config
+
+
+def _check_regress_augment(config: DataConfig, where: Locator) -> None:
+    """Flips and crops move the image but not the targets: coordinate targets would silently
+    be wrong. cnnkit cannot tell coordinates from, say, brightness, so the user opts in."""
+    moving = [a.kind for a in config.augment if a.kind in GEOMETRIC]
+    if config.task == "regress" and moving and not config.augment_keeps_targets:
+        raise where.error(
+            ("data", "augment"),
+            f"{moving[0]} moves the image but not the regression targets (coordinates would "
+            "be wrong); remove it, or set data.augment_keeps_targets: true if the targets "
+            "do not change when the image is flipped or cropped",
+        )
 
 
 def parse_train(raw: Any, where: Locator) -> TrainConfig:

@@ -241,3 +241,30 @@ def test_regression_best_checkpoint_follows_val_loss_not_train_loss():
     for epoch, loss in enumerate([3.0, 1.0, 2.0], 1):
         record(plain, {"epoch": epoch, "train_loss": loss}, c)
     assert (plain.monitor, plain.best_epoch) == ("train_loss", 2)
+
+
+@pytest.mark.parametrize("augment", ["hflip", "random_crop", "random_resized_crop"])
+def test_geometric_augment_with_regression_is_refused_at_the_key(tmp_path, augment):
+    """A flip or crop moves the image, not coordinate targets: one line naming data.augment
+    (it used to train silently on wrong targets)."""
+    recipe = tiny_recipe(tmp_path, extra=REGRESS)
+    sets = ["model.layers[5].linear=1", f"data.augment=[{augment}]"]
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), *_sets(sets))
+    assert r.code == 2, r.err
+    assert "data.augment" in r.err and augment in r.err and "augment_keeps_targets" in r.err
+    assert "Traceback" not in r.err and not (tmp_path / "r").exists()
+
+
+def test_geometric_augment_with_regression_on_opt_in_trains(tmp_path):
+    """Targets invariant under a flip (synthetic: each channel's mean) may opt in."""
+    recipe = tiny_recipe(tmp_path, extra=REGRESS)
+    sets = ["model.layers[5].linear=1", "data.augment=[hflip]", "data.augment_keeps_targets=true"]
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), "--json", *_sets(sets))
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["status"] == "completed"
+    r = run_cli("eval", str(tmp_path / "r"), "--json")  # the resolved recipe keeps the opt-in
+    assert r.code == 0, r.err
+
+
+def _sets(sets):
+    return [a for s in sets for a in ("--set", s)]
