@@ -242,7 +242,9 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
             f"images with {summary['test_weights']}"
         )
     elif test:
-        lines.append(f"test MSE {test['mse']:.4g}  MAE {test['mae']:.4g}  R² {test['r2']:.4f}")
+        from cnnkit.cli.evaluate import regression_line
+
+        lines.append(f"test {regression_line(test)}")
     grads = summary.get("grad_stats")
     if grads:
         ratio = f"{grads['ratio']:.3g}" if grads["ratio"] is not None else "n/a"
