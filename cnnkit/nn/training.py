@@ -32,9 +32,13 @@ SYNC_EVERY = 25  # steps between host syncs for the progress bar and the NaN che
 
 
 class Diverged(CnnkitError):
-    """The loss became NaN or infinite; the last good checkpoint is kept (exit code 1)."""
+    """The loss became NaN or infinite; the last good checkpoint is kept (exit code 1).
+
+    ``summary`` is the run's ``summary.json`` (status ``diverged``) once ``train_run`` has
+    written it, so a sweep can report the run and go on."""
 
     exit_code = 1
+    summary: dict[str, Any] | None = None
 
 
 class Reporter(Protocol):
