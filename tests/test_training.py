@@ -268,3 +268,23 @@ def test_geometric_augment_with_regression_on_opt_in_trains(tmp_path):
 
 def _sets(sets):
     return [a for s in sets for a in ("--set", s)]
+
+
+class Records(Silent):
+    def __init__(self):
+        self.stats = []
+
+    def step(self, step, stats):
+        if stats is not None:
+            self.stats.append(stats)
+
+
+def test_regression_progress_shows_no_accuracy(tmp_path):
+    """Regression progress reports no accuracy (the bar showed a constant 0.00%)."""
+    plan = plan_from_recipe(
+        load_with_overrides(tiny_recipe(tmp_path, extra=REGRESS), ["model.layers[5].linear=1"]),
+        "test",
+    )
+    reporter = Records()
+    train_run(plan, out=tmp_path / "run", reporter=reporter)
+    assert reporter.stats and all(set(s) == {"loss"} for s in reporter.stats)

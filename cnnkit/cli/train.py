@@ -193,7 +193,9 @@ class _ProgressReporter:
 
     def step(self, step: int, stats: dict[str, float] | None) -> None:
         if stats is not None:
-            self.last = f"loss {stats['loss']:.4f}  acc {stats['accuracy']:.2%}"
+            self.last = f"loss {stats['loss']:.4f}"
+            if "accuracy" in stats:
+                self.last += f"  acc {stats['accuracy']:.2%}"
             self.progress.update(self.task, completed=step, stats=self.last)
         elif step % 5 == 0:
             self.progress.update(self.task, completed=step)

@@ -144,7 +144,10 @@ def train_one_epoch(
                     f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
                     "The last good checkpoint is kept; lower train.lr or set train.clip_grad_norm"
                 )
-            reporter.step(step + 1, {"loss": loss_now / seen, "accuracy": correct_now / seen})
+            stats = {"loss": loss_now / seen}
+            if loop.task == "classify":  # regression has no accuracy to show
+                stats["accuracy"] = correct_now / seen
+            reporter.step(step + 1, stats)
         else:
             reporter.step(step + 1, None)
     totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device)])
