@@ -240,3 +240,22 @@ def test_eval_on_another_folder_maps_classes_by_name(tmp_path):
     assert report["accuracy"] == 1.0
     r = run_cli("eval", str(tmp_path / "r"), "--data", f"folder:{tmp_path / 'bad'}")
     assert r.code == 2 and "classes ['emu'] are not among the model's 2 classes" in r.err
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("0.1,0.01", [0.1, 0.01]),
+        ("[0.9,0.99], [0.8,0.9]", [[0.9, 0.99], [0.8, 0.9]]),
+        ("[],[hflip],[hflip,random_crop]", [[], ["hflip"], ["hflip", "random_crop"]]),
+        ("{a: 1, b: [1,2]},{a: 2}", [{"a": 1, "b": [1, 2]}, {"a": 2}]),
+        ("'a,b',c", ["a,b", "c"]),
+        ("it's,x", ["it's", "x"]),
+    ],
+)
+def test_sweep_values_split_at_top_level_commas(text, values):
+    import yaml
+
+    from cnnkit.cli.train import split_values
+
+    assert [yaml.safe_load(v) for v in split_values(text)] == values

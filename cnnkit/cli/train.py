@@ -274,8 +274,8 @@ def split_values(text: str) -> list[str]:
     for char in text:
         if quote:
             quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
+        elif char in "'\"" and current.rstrip()[-1:] in ("", *_OPEN, ",", ":"):
+            quote = char  # a YAML quoted scalar starts a value; "it's" is plain text
         elif char in _OPEN:
             depth.append(_CLOSE[_OPEN.index(char)])
         elif char in _CLOSE:
