@@ -47,6 +47,8 @@ SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+# Augmentations that move pixels: regression targets such as coordinates do not follow them.
+GEOMETRIC = frozenset(AUGMENTS)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class DataConfig:
     samples: int = 1000  # synthetic: how many images
     limit: int | None = None  # use N samples, drawn with data.seed, stratified by class
     stratify: bool = False  # classify: val/test splits keep the class proportions of the data
+    augment_keeps_targets: bool = False  # regress: flips/crops leave the targets true (opt-in)
 
     @property
     def path_text(self) -> str:
@@ -269,6 +272,7 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "samples": _int(1),
     "limit": _optional(_int(1)),
     "stratify": _bool,
+    "augment_keeps_targets": _bool,
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -384,9 +388,23 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
         raise where.error(("data", "test"), "data.val + data.test must leave some train data")
     if config.stratify and config.task != "classify":
         raise where.error(("data", "stratify"), "a stratified split needs class labels")
+    _check_regress_augment(config, where)
     if config.task == "regress" and config.name == "csv" and not config.targets:
         raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
     return config
+
+
+def _check_regress_augment(config: DataConfig, where: Locator) -> None:
+    """Flips and crops move the image but not the targets: coordinate targets would silently
+    be wrong. cnnkit cannot tell coordinates from, say, brightness, so the user opts in."""
+    moving = [a.kind for a in config.augment if a.kind in GEOMETRIC]
+    if config.task == "regress" and moving and not config.augment_keeps_targets:
+        raise where.error(
+            ("data", "augment"),
+            f"{moving[0]} moves the image but not the regression targets (coordinates would "
+            "be wrong); remove it, or set data.augment_keeps_targets: true if the targets "
+            "do not change when the image is flipped or cropped",
+        )
 
 
 def parse_train(raw: Any, where: Locator) -> TrainConfig:

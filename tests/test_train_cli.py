@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,54 @@ def test_sweep_table(tmp_path):
     assert len(list((tmp_path / "runs").iterdir())) == 4
 
 
+def test_sweep_goes_on_past_a_diverged_run(tmp_path):
+    """A combination that surely diverges (lr 1e30) is a row with status diverged; the
+    combination after it still trains and the table is printed (exit 0)."""
+    recipe = tiny_recipe(tmp_path)
+    runs = tmp_path / "runs"
+    r = run_cli(
+        "train", str(recipe), "--runs", str(runs), "--sweep", "train.lr=1e30,0.05", "--json"
+    )
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)["runs"]
+    assert [(row["train.lr"], row["status"]) for row in rows] == [
+        ("1e30", "diverged"),
+        ("0.05", "completed"),
+    ]
+    assert "loss became" in rows[0]["error"] and rows[1]["test_accuracy"] > 0.2
+    assert summary(Path(rows[0]["run_dir"]))["status"] == "diverged"
+    assert "train.lr=1e30: diverged: loss became" in r.err
+    table = run_cli("train", str(recipe), "--runs", str(runs), "--sweep", "train.lr=1e30,0.05")
+    assert table.code == 0 and "diverged" in table.out and "completed" in table.out
+
+
+def test_sweep_values_with_commas(tmp_path):
+    """Lists are sweepable: commas inside brackets stay in one value, and each run's
+    optimiser really used its betas (read back from torch's optimiser state)."""
+    import yaml
+
+    from cnnkit.nn.checkpoint import load_checkpoint
+
+    recipe = tiny_recipe(tmp_path)
+    args = ["--set", "train.optimizer=adam", "--set", "train.epochs=1", "--json"]
+    sweeps = ["train.betas=[0.9,0.99], [0.5,0.6]", "data.augment=[hflip],[hflip,random_crop]"]
+    r = run_cli(
+        "train", str(recipe), "--runs", str(tmp_path / "runs"), *args,
+        *[a for s in sweeps for a in ("--sweep", s)],
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)["runs"]
+    assert len(rows) == 4
+    for row in rows:
+        run = Path(row["run_dir"])
+        betas = yaml.safe_load(row["train.betas"])
+        groups = load_checkpoint(run / "last.pt")["optimizer"]["param_groups"]
+        assert all(tuple(g["betas"]) == pytest.approx(betas) for g in groups)
+        resolved = yaml.safe_load((run / "recipe.yaml").read_text())
+        kinds = [next(iter(a)) for a in resolved["data"]["augment"]]
+        assert kinds == yaml.safe_load(row["data.augment"])
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -131,6 +180,8 @@ def test_sweep_table(tmp_path):
         (["train", "--resume", "{tmp}"], "not a run folder"),
         (["train", "{recipe}", "--resume", "{tmp}"], "--resume continues a run"),
         (["train", "{recipe}", "--sweep", "train.lr"], "--sweep train.lr: expected"),
+        (["train", "{recipe}", "--sweep", "train.betas=[0.9,0.99"], "unclosed '['"),
+        (["train", "{recipe}", "--sweep", "train.betas=[0.9,0.99]]"], "unmatched ']'"),
         (["train"], "give a RECIPE"),
         (["eval", "{tmp}/nothing"], "no best.pt or last.pt"),
         (["eval", "{tmp}", "--split", "dev"], "--split: expected"),
@@ -189,3 +240,22 @@ def test_eval_on_another_folder_maps_classes_by_name(tmp_path):
     assert report["accuracy"] == 1.0
     r = run_cli("eval", str(tmp_path / "r"), "--data", f"folder:{tmp_path / 'bad'}")
     assert r.code == 2 and "classes ['emu'] are not among the model's 2 classes" in r.err
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("0.1,0.01", [0.1, 0.01]),
+        ("[0.9,0.99], [0.8,0.9]", [[0.9, 0.99], [0.8, 0.9]]),
+        ("[],[hflip],[hflip,random_crop]", [[], ["hflip"], ["hflip", "random_crop"]]),
+        ("{a: 1, b: [1,2]},{a: 2}", [{"a": 1, "b": [1, 2]}, {"a": 2}]),
+        ("'a,b',c", ["a,b", "c"]),
+        ("it's,x", ["it's", "x"]),
+    ],
+)
+def test_sweep_values_split_at_top_level_commas(text, values):
+    import yaml
+
+    from cnnkit.cli.train import split_values
+
+    assert [yaml.safe_load(v) for v in split_values(text)] == values

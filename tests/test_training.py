@@ -195,3 +195,96 @@ def test_option_combinations_train(tmp_path, sets):
     assert r.code == 0, r.err
     document = json.loads(r.out)
     assert document["status"] == "completed" and document["test"]["accuracy"] > 0.2
+
+
+REGRESS_3 = """\
+input: [3, 8, 8]
+model:
+  layers: [{conv: {out: 4, k: 3}}, relu, flatten, {linear: 3}]
+data: {name: synthetic, task: regress, samples: 200, val: 0.2}
+train: {epochs: 2, batch_size: 20, optimizer: adam, lr: 0.01, device: cpu}
+"""
+
+
+def test_val_loss_is_the_mse_over_images_and_targets(tmp_path):
+    """val_loss is the training criterion (mean over images and target columns), checked
+    against scikit-learn on the val split with the final weights; it was T times that."""
+    from sklearn.metrics import mean_squared_error
+
+    from cnnkit.nn.data import load_data
+
+    path = tmp_path / "r3.yaml"
+    path.write_text(REGRESS_3, encoding="utf-8")
+    plan = plan_from_recipe(load_with_overrides(path), "test")
+    train_run(plan, out=tmp_path / "run")
+    model = plan.build()
+    model.load_state_dict(weights(tmp_path / "run/last.pt"))
+    val = load_data(plan.data, plan.input_shape).val
+    with torch.no_grad():
+        pred = model.eval()(val.x)
+    assert val.y.shape[1] == 3
+    row = summary(tmp_path / "run")["final"]
+    assert row["val_loss"] == pytest.approx(mean_squared_error(val.y, pred), rel=1e-5)
+
+
+def test_regression_best_checkpoint_follows_val_loss_not_train_loss():
+    """The default monitor (val_accuracy) has no meaning for regression: with a val split,
+    best.pt follows val_loss; it used to fall back to train_loss."""
+    from cnnkit.nn.training import TrainState, record
+    from cnnkit.runconfig import TrainConfig
+
+    c, state = TrainConfig(epochs=3), TrainState()
+    for epoch, (train_loss, val_loss) in enumerate([(3.0, 1.0), (2.0, 2.0), (1.0, 3.0)], 1):
+        record(state, {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}, c)
+    assert (state.monitor, state.best_epoch, state.best_value) == ("val_loss", 1, 1.0)
+    plain = TrainState()  # no val split: the train loss
+    for epoch, loss in enumerate([3.0, 1.0, 2.0], 1):
+        record(plain, {"epoch": epoch, "train_loss": loss}, c)
+    assert (plain.monitor, plain.best_epoch) == ("train_loss", 2)
+
+
+@pytest.mark.parametrize("augment", ["hflip", "random_crop", "random_resized_crop"])
+def test_geometric_augment_with_regression_is_refused_at_the_key(tmp_path, augment):
+    """A flip or crop moves the image, not coordinate targets: one line naming data.augment
+    (it used to train silently on wrong targets)."""
+    recipe = tiny_recipe(tmp_path, extra=REGRESS)
+    sets = ["model.layers[5].linear=1", f"data.augment=[{augment}]"]
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), *_sets(sets))
+    assert r.code == 2, r.err
+    assert "data.augment" in r.err and augment in r.err and "augment_keeps_targets" in r.err
+    assert "Traceback" not in r.err and not (tmp_path / "r").exists()
+
+
+def test_geometric_augment_with_regression_on_opt_in_trains(tmp_path):
+    """Targets invariant under a flip (synthetic: each channel's mean) may opt in."""
+    recipe = tiny_recipe(tmp_path, extra=REGRESS)
+    sets = ["model.layers[5].linear=1", "data.augment=[hflip]", "data.augment_keeps_targets=true"]
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), "--json", *_sets(sets))
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["status"] == "completed"
+    r = run_cli("eval", str(tmp_path / "r"), "--json")  # the resolved recipe keeps the opt-in
+    assert r.code == 0, r.err
+
+
+def _sets(sets):
+    return [a for s in sets for a in ("--set", s)]
+
+
+class Records(Silent):
+    def __init__(self):
+        self.stats = []
+
+    def step(self, step, stats):
+        if stats is not None:
+            self.stats.append(stats)
+
+
+def test_regression_progress_shows_no_accuracy(tmp_path):
+    """Regression progress reports no accuracy (the bar showed a constant 0.00%)."""
+    plan = plan_from_recipe(
+        load_with_overrides(tiny_recipe(tmp_path, extra=REGRESS), ["model.layers[5].linear=1"]),
+        "test",
+    )
+    reporter = Records()
+    train_run(plan, out=tmp_path / "run", reporter=reporter)
+    assert reporter.stats and all(set(s) == {"loss"} for s in reporter.stats)

@@ -225,8 +225,8 @@ def _csv(report: dict[str, Any]) -> str:
     import pandas as pd
 
     if report["task"] != "classify":
-        keys = ("samples", "mse", "mae", "r2")
-        return pd.DataFrame([{k: report[k] for k in keys}]).to_csv(index=False)
+        keys = ("samples", "mse", "mae", "r2", "r2_multioutput", "r2_variance_weighted")
+        return pd.DataFrame([{k: report[k] for k in keys if k in report}]).to_csv(index=False)
     table = pd.DataFrame(report["per_class"])
     names = [f"pred_{row['class']}" for row in report["per_class"]]
     confusion = pd.DataFrame(report["confusion"], columns=names)
@@ -245,15 +245,20 @@ def _render(report: dict[str, Any]) -> None:
     )
     out.print(head, markup=False)
     if report["task"] != "classify":
-        out.print(
-            f"MSE {report['mse']:.6g}  MAE {report['mae']:.6g}  R² {report['r2']:.4f}", markup=False
-        )
+        out.print(regression_line(report), markup=False)
         return
     out.print(
         f"loss {report['loss']:.4f}  accuracy {report['accuracy']:.2%}  "
         f"top-{report['top_k']} {report['top_k_accuracy']:.2%}  macro F1 {report['macro_f1']:.4f}",
         markup=False,
     )
+    if "averaging" in report:
+        averaging = report["averaging"]
+        out.print(
+            f"macro means over the {averaging['macro_classes']} classes in truth or "
+            f"predictions; 0/0 scores {averaging['zero_division']:g}",
+            markup=False,
+        )
     per_class = Table(title="per class", title_justify="left")
     for name in ("class", "precision", "recall", "F1", "support"):
         per_class.add_column(name, justify="right")
@@ -273,6 +278,18 @@ def _render(report: dict[str, Any]) -> None:
     for row, counts in zip(report["per_class"], report["confusion"]):
         confusion.add_row(row["class"], *(str(c) if c else "." for c in counts))
     out.print(confusion)
+
+
+def regression_line(report: dict[str, Any]) -> str:
+    """MSE, MAE and R², saying how R² averages over more than one target."""
+    line = f"MSE {report['mse']:.6g}  MAE {report['mae']:.6g}  R² {report['r2']:.4f}"
+    targets = len(report.get("per_target", []))
+    if targets > 1:
+        line += (
+            f" (mean over {targets} targets, scikit-learn's uniform_average; "
+            f"variance_weighted {report['r2_variance_weighted']:.4f})"
+        )
+    return line
 
 
 def _metrics_file(target: str) -> Path:

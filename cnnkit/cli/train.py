@@ -40,7 +40,9 @@ def train_command(
         list[str] | None,
         typer.Option(
             "--sweep",
-            help="KEY.PATH=V1,V2,... : train every combination (repeatable), then compare.",
+            help="KEY.PATH=V1,V2,... : train every combination (repeatable), then compare. "
+            "Values are YAML; commas inside [...], {...} or quotes stay in one value: "
+            "train.betas=[0.9,0.99],[0.8,0.9]. A diverged run is a row with status diverged.",
         ),
     ] = None,
     grad_stats: Annotated[
@@ -191,7 +193,9 @@ class _ProgressReporter:
 
     def step(self, step: int, stats: dict[str, float] | None) -> None:
         if stats is not None:
-            self.last = f"loss {stats['loss']:.4f}  acc {stats['accuracy']:.2%}"
+            self.last = f"loss {stats['loss']:.4f}"
+            if "accuracy" in stats:
+                self.last += f"  acc {stats['accuracy']:.2%}"
             self.progress.update(self.task, completed=step, stats=self.last)
         elif step % 5 == 0:
             self.progress.update(self.task, completed=step)
@@ -242,7 +246,9 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
             f"images with {summary['test_weights']}"
         )
     elif test:
-        lines.append(f"test MSE {test['mse']:.4g}  MAE {test['mae']:.4g}  R² {test['r2']:.4f}")
+        from cnnkit.cli.evaluate import regression_line
+
+        lines.append(f"test {regression_line(test)}")
     grads = summary.get("grad_stats")
     if grads:
         ratio = f"{grads['ratio']:.3g}" if grads["ratio"] is not None else "n/a"
@@ -257,13 +263,45 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         out.print(line, markup=False)
 
 
+_OPEN, _CLOSE = "[{", "]}"
+
+
+def split_values(text: str) -> list[str]:
+    """``0.1,0.01`` -> two values; commas inside ``[...]``, ``{...}`` or quotes do not split,
+    so ``[0.9,0.99],[0.8,0.9]`` is two YAML lists. Raises ValueError when brackets or quotes
+    do not match."""
+    values, depth, quote, current = [], [], "", ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"" and current.rstrip()[-1:] in ("", *_OPEN, ",", ":"):
+            quote = char  # a YAML quoted scalar starts a value; "it's" is plain text
+        elif char in _OPEN:
+            depth.append(_CLOSE[_OPEN.index(char)])
+        elif char in _CLOSE:
+            if not depth or depth.pop() != char:
+                raise ValueError(f"unmatched {char!r}")
+        elif char == "," and not depth:
+            values.append(current)
+            current = ""
+            continue
+        current += char
+    if quote or depth:
+        raise ValueError(f"unclosed {quote or _OPEN[_CLOSE.index(depth[-1])]!r}")
+    return [v.strip() for v in [*values, current] if v.strip()]
+
+
 def _parse_sweep(items: list[str]) -> list[tuple[str, list[str]]]:
     axes = []
+    example = "e.g. train.lr=0.1,0.01 or train.betas=[0.9,0.99],[0.8,0.9]"
     for item in items:
         key, sep, values = item.partition("=")
-        choices = [v.strip() for v in values.split(",") if v.strip()]
+        try:
+            choices = split_values(values)
+        except ValueError as err:
+            raise InputError(f"--sweep {item}: {err}; {example}") from None
         if not sep or not key.strip() or not choices:
-            raise InputError(f"--sweep {item}: expected KEY.PATH=V1,V2,... e.g. train.lr=0.1,0.01")
+            raise InputError(f"--sweep {item}: expected KEY.PATH=V1,V2,... {example}")
         axes.append((key.strip(), choices))
     return axes
 
@@ -277,8 +315,8 @@ def _sweep(
     as_csv: bool,
     as_json: bool,
 ) -> None:
-    """Every combination of the swept values as its own run, then one comparison table."""
-    from cnnkit.cli.output import emit_json
+    """Every combination of the swept values as its own run, then one comparison table; a
+    combination that diverges is a row with status ``diverged`` and the sweep goes on."""
     from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
 
     axes = _parse_sweep(items)
@@ -294,13 +332,33 @@ def _sweep(
         )
         plans.append((combo, plan_from_recipe(load_with_overrides(recipe, sets), note)))
     quiet = as_json or as_csv
-    rows = []
-    for combo, plan in plans:
+    rows = [_sweep_one(combo, plan, runs_root, grad_stats, quiet) for combo, plan in plans]
+    if _is_main_rank():
+        _sweep_table(rows, as_csv, as_json)
+
+
+def _sweep_one(
+    combo: dict[str, str], plan: Any, runs_root: Path, grad_stats: bool, quiet: bool
+) -> dict[str, Any]:
+    """Train one combination; divergence becomes its row (with the error), not the end."""
+    from cnnkit.nn.training import Diverged
+
+    try:
         summary = _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=False, quiet=quiet)
-        rows.append(_sweep_row(combo, summary))
-    if not _is_main_rank():
-        return
+    except Diverged as err:
+        if _is_main_rank():
+            from cnnkit.cli.output import console
+
+            where = " ".join(f"{k}={v}" for k, v in combo.items())
+            console(stderr=True).print(f"{where}: diverged: {err}", markup=False)
+        summary = err.summary or {"status": "diverged", "error": str(err)}
+    return _sweep_row(combo, summary)
+
+
+def _sweep_table(rows: list[dict[str, Any]], as_csv: bool, as_json: bool) -> None:
     import pandas as pd
+
+    from cnnkit.cli.output import emit_json
 
     table = pd.DataFrame(rows)
     if as_json:
@@ -316,13 +374,14 @@ def _sweep(
 def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
     final, test = summary.get("final", {}), summary.get("test") or {}
     grads = summary.get("grad_stats") or {}
+    best = summary.get("best") or {}
     row: dict[str, Any] = dict(combo)
     row.update(
         {
             "status": summary["status"],
-            "epochs": summary["epochs"],
-            f"best_{summary['best']['metric']}": summary["best"]["value"],
-            "best_epoch": summary["best"]["epoch"],
+            "epochs": summary.get("epochs"),
+            f"best_{best.get('metric') or 'value'}": best.get("value"),
+            "best_epoch": best.get("epoch"),
             "final_train_loss": final.get("train_loss"),
             "final_val_loss": final.get("val_loss"),
             "final_val_accuracy": final.get("val_accuracy"),
@@ -331,9 +390,10 @@ def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]
             "grad_first": _sig(grads.get("first", {}).get("grad_norm")),
             "grad_last": _sig(grads.get("last", {}).get("grad_norm")),
             "grad_ratio": _sig(grads.get("ratio")),
-            "time_s": round(summary["time_s"], 2),
-            "params": summary["params"],
-            "run_dir": summary["run_dir"],
+            "time_s": round(summary["time_s"], 2) if "time_s" in summary else None,
+            "params": summary.get("params"),
+            "run_dir": summary.get("run_dir"),
+            "error": summary.get("error"),
         }
     )
     return {k: v for k, v in row.items() if v is not None}

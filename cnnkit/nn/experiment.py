@@ -191,6 +191,7 @@ def _train_run(
             state = TrainState(**last["state"]) if last else TrainState()
             summary.update(_state_summary(state), status="diverged", error=str(err))
             runs.write_summary(run, summary)
+        err.summary = summary
         raise
 
     summary.update(_state_summary(state))

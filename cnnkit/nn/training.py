@@ -32,9 +32,13 @@ SYNC_EVERY = 25  # steps between host syncs for the progress bar and the NaN che
 
 
 class Diverged(CnnkitError):
-    """The loss became NaN or infinite; the last good checkpoint is kept (exit code 1)."""
+    """The loss became NaN or infinite; the last good checkpoint is kept (exit code 1).
+
+    ``summary`` is the run's ``summary.json`` (status ``diverged``) once ``train_run`` has
+    written it, so a sweep can report the run and go on."""
 
     exit_code = 1
+    summary: dict[str, Any] | None = None
 
 
 class Reporter(Protocol):
@@ -140,7 +144,10 @@ def train_one_epoch(
                     f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
                     "The last good checkpoint is kept; lower train.lr or set train.clip_grad_norm"
                 )
-            reporter.step(step + 1, {"loss": loss_now / seen, "accuracy": correct_now / seen})
+            stats = {"loss": loss_now / seen}
+            if loop.task == "classify":  # regression has no accuracy to show
+                stats["accuracy"] = correct_now / seen
+            reporter.step(step + 1, stats)
         else:
             reporter.step(step + 1, None)
     totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device)])
@@ -203,6 +210,19 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return True
     return value > best if monitor.endswith("accuracy") else value < best
+
+
+def monitored(monitor: str, row: dict[str, Any]) -> str:
+    """The metric ``train.monitor`` resolves to in an epoch row.
+
+    Regression has no accuracy, so an ``*_accuracy`` monitor means the matching loss (the
+    default ``val_accuracy`` picks ``best.pt`` by ``val_loss`` when there is a val split);
+    without a val split, ``val_*`` monitors fall back to the train loss.
+    """
+    if monitor in row:
+        return monitor
+    loss = monitor.replace("_accuracy", "_loss")
+    return loss if loss in row else "train_loss"
 
 
 Checkpointer = Callable[[str, dict[str, Any]], None]
@@ -280,8 +300,7 @@ def record(state: TrainState, row: dict[str, Any], c: TrainConfig) -> tuple[bool
     """Add the epoch's row to ``state``; return (improved the monitor, stop early now)."""
     state.history.append(row)
     state.epoch = row["epoch"]
-    # Without a val split, val_* monitors fall back to the train loss.
-    state.monitor = c.monitor if c.monitor in row else "train_loss"
+    state.monitor = monitored(c.monitor, row)
     improved = _improved(row[state.monitor], state.best_value, state.monitor)
     if improved:
         state.best_value, state.best_epoch, state.stale_epochs = row[state.monitor], state.epoch, 0
