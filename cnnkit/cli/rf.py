@@ -113,7 +113,7 @@ def layers_recipe(text: str, input: str | None) -> Any:
 
     from cnnkit.parsing import parse_ints, parse_layer_list
     from cnnkit.recipe.model import validate
-    from cnnkit.recipe.source import Source
+    from cnnkit.recipe.source import Source, load_value
 
     items = parse_layer_list("--layers", text)
     wants = [len(v.split("x")) for _, args in items for v in args.values() if _DIMS.match(v)]
@@ -132,7 +132,7 @@ def layers_recipe(text: str, input: str | None) -> Any:
                 typed[key] = [int(v) for v in value.split("x")]
             else:
                 try:
-                    typed[key] = yaml.safe_load(value)
+                    typed[key] = load_value(value)
                 except yaml.YAMLError:
                     typed[key] = value
         if kind in ("conv", "convolution", "convtranspose", "deconv") and not {
