@@ -55,9 +55,7 @@ class Source:
 
 # A decimal float with an exponent whose sign, or whose dot, YAML 1.1 insists on. Digits may
 # be grouped by ``_`` as YAML 1.1 allows; forms with a dot and a signed exponent already match.
-_EXPONENT_FLOAT = re.compile(
-    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"
-)
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
 
 
 @cache
