@@ -80,23 +80,13 @@ def rf_command(
 
 
 def _load(recipe: str | None, layers: str | None, input: str | None, sets: list[str]) -> Any:
-    from cnnkit.parsing import parse_ints
+    from cnnkit.parsing import parse_recipe_input
     from cnnkit.recipe import load_recipe
 
     if recipe is not None:
         loaded = load_recipe(recipe, sets)
         if input is not None:
-            shape = parse_ints("--input", input)
-            channels = loaded.input_shape[:1]
-            if len(shape) == len(loaded.input_shape):
-                full = shape
-            elif len(shape) == len(loaded.input_shape) - 1:
-                full = (*channels, *shape)
-            else:
-                raise InputError(
-                    f"--input: {input} does not fit the recipe's input "
-                    f"{'x'.join(map(str, loaded.input_shape))}"
-                )
+            full = parse_recipe_input("--input", input, loaded.input_shape)
             loaded = load_recipe(recipe, [*sets, f"input=[{', '.join(map(str, full))}]"])
         if loaded.graph is None:
             raise InputError("rf needs a recipe with layers (not a torchvision:/timm: model)")
