@@ -313,3 +313,71 @@ def test_documented_lrn_default_alpha_loads_in_a_file_a_set_and_a_layer_list():
 
     listed = layers_recipe(f"conv k=3; lrn alpha={alpha}", "3x8x8")
     assert [n.args.get("alpha") for n in listed.graph.nodes if n.kind == "lrn"] == [1e-4]
+
+
+# -- did you mean: canonical kinds, ranked by edit distance, never an opposite ------------------
+
+
+def _unknown_kind(word: str) -> str:
+    with pytest.raises(RecipeError) as info:
+        recipe_from_text(HEAD + f"    - {word}\n", "recipes/x.yaml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("maxpol", "maxpool"),
+        ("avgpool2", "avgpool"),
+        ("convolutoin", "convolution"),
+        ("rleu", "relu"),
+        ("tahn", "tanh"),
+        ("batchnorm2d", "batchnorm"),
+        ("sofmax", "softmax"),
+        ("mxpool", "maxpool"),
+    ],
+)
+def test_typos_get_the_kind_they_miss(typo, meant):
+    from cnnkit.layers import lookup
+
+    assert lookup(meant) is not None
+    assert f"(did you mean {meant!r}?)" in _unknown_kind(typo)
+
+
+@pytest.mark.parametrize(
+    "word", ["upsample", "minpool", "adaptive_minpool", "global_minpool", "pooling", "poool"]
+)
+def test_no_opposite_is_suggested_and_the_list_is_the_canonical_kinds(word):
+    from cnnkit.layers import LAYERS
+
+    message = _unknown_kind(word)
+    assert "did you mean" not in message, message
+    listed = message.split("expected one of: ")[1].split(", ")
+    structures = {"sequence", "repeat", "residual", "parallel", "dense"}
+    assert sorted(listed) == sorted(set(LAYERS) | structures)  # one name per kind, no aliases
+
+
+def _osa(a: str, b: str) -> int:
+    """Optimal string alignment distance, by plain recursion (the oracle)."""
+    from functools import cache
+
+    @cache
+    def go(i: int, j: int) -> int:
+        if not i or not j:
+            return i + j
+        best = min(go(i - 1, j) + 1, go(i, j - 1) + 1, go(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+        if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+            best = min(best, go(i - 2, j - 2) + 1)
+        return best
+
+    return go(len(a), len(b))
+
+
+@given(a=st.text("abcx_", max_size=8), b=st.text("abcx_", max_size=8))
+def test_typo_distance_is_the_edit_distance_when_offered(a, b):
+    from cnnkit.layers._suggest import typo_distance
+
+    got = typo_distance(a, b)
+    assert got is None or got == _osa(a, b)
+    if a and b and a[0] == b[0] and _osa(a, b) <= 1:
+        assert got == _osa(a, b)
