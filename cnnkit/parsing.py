@@ -36,6 +36,26 @@ def parse_ints(
     return tuple(values)
 
 
+def parse_recipe_input(option: str, text: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A new input for a recipe whose input is ``shape`` (``(C, *spatial)`` or ``(L,)``).
+
+    The full shape, the spatial sizes alone (channels kept), or one size for every spatial
+    axis: ``--input 227`` on a 3x224x224 recipe means 3x227x227.
+    """
+    given = parse_ints(option, text)
+    if len(given) == len(shape):
+        return given
+    if len(given) == len(shape) - 1:
+        return (*shape[:1], *given)
+    if len(given) == 1 and len(shape) > 2:
+        return (shape[0], *given * (len(shape) - 1))
+    sizes = "H, HxW or CxHxW" if len(shape) == 3 else "one size per axis, or the full shape"
+    raise InputError(
+        f"{option}: {text} does not fit the recipe's input {'x'.join(map(str, shape))} "
+        f"(give {sizes})"
+    )
+
+
 def parse_padding(option: str, text: str) -> str | tuple[int, ...]:
     """A padding: a mode name (valid, same, full) or non-negative ints per axis."""
     word = text.strip().lower()

@@ -148,3 +148,43 @@ def test_solve_cli_lists_alexnet_paddings_and_says_when_none():
     assert (2, 2) in pads
     r = run_cli("conv", "-i", "10", "-k", "3", "-s", "1", "--target", "20")
     assert r.code == 0 and "no padding gives it" in r.out
+
+
+def test_dilation_gaps_are_not_called_a_floor_division_remainder():
+    """Issue example: positions 0, 2, 4, 6 sit between dilated taps (torch: zero gradient)."""
+    x = torch.ones(1, 1, 7, requires_grad=True)
+    torch.nn.functional.conv1d(
+        x, torch.ones(1, 1, 3), stride=2, padding=1, dilation=2
+    ).sum().backward()
+    unread = int((x.grad == 0).sum())
+    doc = conv_json("--input", "7", "-k", "3", "-d", "2", "-s", "2", "-p", "1")
+    axis = doc["axes"][0]
+    assert (axis["unread"], axis["dropped"]) == (unread, 0)
+    (warning,) = doc["warnings"]
+    assert "floor division" not in warning and "would fit exactly" not in warning
+    assert f"{unread} input position(s)" in warning and "dilat" in warning
+
+
+def test_target_finds_transposed_paddings_past_the_kernel_span():
+    doc = conv_json("--input", "7", "--layer", "deconv", "-k", "4", "-s", "3", "--target", "14")
+    pads = [tuple(s["padding"]) for s in doc["axes"][0]["solutions"]]
+    assert (4, 4) in pads
+    module = torch.nn.ConvTranspose1d(1, 1, 4, stride=3, padding=4)
+    assert module(torch.zeros(1, 1, 7)).shape[-1] == 14
+
+
+def test_target_keeps_a_given_padding_and_lists_asymmetric_ones():
+    free = conv_json("-i", "224", "-k", "11", "-s", "4", "--target", "55")["axes"][0]
+    pads = {tuple(s["padding"]) for s in free["solutions"]}
+    assert {(2, 2), (3, 3), (1, 2), (2, 3)} <= pads  # TF-style splits, shown beside symmetric ones
+    x, w = torch.zeros(1, 1, 224), torch.zeros(1, 1, 11)
+    for lo, hi in pads:
+        y = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (lo, hi)), w, stride=4)
+        assert y.shape[-1] == 55
+    fixed = conv_json("-i", "224", "-k", "11", "--target", "55", "-p", "3")["axes"][0]
+    assert {tuple(s["padding"]) for s in fixed["solutions"]} == {(3, 3)}
+    assert fixed["padding"] == 3
+    r = run_cli("conv", "-i", "224", "-k", "11", "-s", "4", "--target", "55", "-p", "1")
+    assert r.code == 0 and "do not give it" in r.out
+    r = run_cli("conv", "-i", "9", "-k", "3", "-l", "maxpool", "--target", "3", "-p", "same")
+    assert r.code == 2 and "--padding same" in r.err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cnnkit.cli.app import main
 from cnnkit.errors import RecipeError, ShapeError
@@ -233,3 +235,149 @@ def test_recipes_check_validates_data_and_train_sections(tmp_path):
     r = run_cli("recipes", str(path))
     assert r.code == 2 and "Traceback" not in r.err
     assert f"{path}:8: train.lr" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+# -- numbers: one float rule for every section (YAML 1.1 would read 1e-4 as a string) ----------
+
+_FLOAT_FORMS = st.sampled_from(["{:e}", "{:E}", "{:.0e}", "{:.3e}", "{!r}", "{:g}", "{:.2f}"])
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False), form=_FLOAT_FORMS)
+def test_every_decimal_float_form_reads_as_python_float_reads_it(value, form):
+    from cnnkit.recipe.source import load_value, read_yaml
+
+    text = form.format(value)
+    for variant in {text, text.replace("e+", "e"), text.replace("e-0", "e-"), "+" + text}:
+        if variant.startswith("+-"):
+            continue
+        kind = float if set(variant) & set(".eE") else int  # "{:g}" writes 0.0 as "0"
+        data, _ = read_yaml(f"v: {variant}\n", "x.yaml")
+        assert type(data["v"]) is kind and data["v"] == kind(variant), variant
+        assert load_value(variant) == kind(variant)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-4", 1e-4),
+        ("1E5", 1e5),
+        (".5", 0.5),
+        ("-1e-3", -1e-3),
+        ("1.e3", 1e3),
+        ("5e-324", 5e-324),
+        (".5e1", 5.0),
+        ("1_000", 1000),
+        ("1_000.5e1", 10005.0),
+        ("12", 12),
+    ],
+)
+def test_number_forms(text, value):
+    from cnnkit.recipe.source import load_value
+
+    got = load_value(text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("text", ["1e", "e5", "1e-4x", "1.2.3", "--1e3", "1e4.5", "0x1p3", "e"])
+def test_words_that_merely_look_numeric_stay_text(text):
+    from cnnkit.recipe.source import load_value
+
+    assert load_value(text) == text
+
+
+def test_documented_lrn_default_alpha_loads_in_a_file_a_set_and_a_layer_list():
+    """docs/recipes.md gives lrn's alpha as 1e-4; the model, --set and --layers all take it."""
+    import re
+    from pathlib import Path
+
+    row = next(line for line in Path("docs/recipes.md").read_text().splitlines() if "`lrn`" in line)
+    alpha = re.search(r"`alpha`=([^ ,]+)", row).group(1)
+    assert alpha == "1e-4"
+    text = HEAD.replace("[1, 8, 8]", "[3, 8, 8]") + f"    - lrn: {{alpha: {alpha}}}\n"
+    text += "train:\n  lr: 1e-3\n  weight_decay: 5E-4\n"
+    recipe = recipe_from_text(text, "recipes/x.yaml")
+    assert recipe.graph.nodes[0].args["alpha"] == float(alpha)
+    assert recipe.train == {"lr": 1e-3, "weight_decay": 5e-4}
+    changed = apply_overrides(recipe, ["model.layers[0].lrn.beta=7.5e-1"])
+    assert changed.graph.nodes[0].args["beta"] == 0.75
+
+    import torch
+
+    import cnnkit
+
+    module = cnnkit.build(recipe)
+    lrn = next(m for m in module.modules() if isinstance(m, torch.nn.LocalResponseNorm))
+    assert lrn.alpha == float(alpha)
+
+    from cnnkit.cli.rf import layers_recipe
+
+    listed = layers_recipe(f"conv k=3; lrn alpha={alpha}", "3x8x8")
+    assert [n.args.get("alpha") for n in listed.graph.nodes if n.kind == "lrn"] == [1e-4]
+
+
+# -- did you mean: canonical kinds, ranked by edit distance, never an opposite ------------------
+
+
+def _unknown_kind(word: str) -> str:
+    with pytest.raises(RecipeError) as info:
+        recipe_from_text(HEAD + f"    - {word}\n", "recipes/x.yaml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("maxpol", "maxpool"),
+        ("avgpool2", "avgpool"),
+        ("convolutoin", "convolution"),
+        ("rleu", "relu"),
+        ("tahn", "tanh"),
+        ("batchnorm2d", "batchnorm"),
+        ("sofmax", "softmax"),
+        ("mxpool", "maxpool"),
+    ],
+)
+def test_typos_get_the_kind_they_miss(typo, meant):
+    from cnnkit.layers import lookup
+
+    assert lookup(meant) is not None
+    assert f"(did you mean {meant!r}?)" in _unknown_kind(typo)
+
+
+@pytest.mark.parametrize(
+    "word", ["upsample", "minpool", "adaptive_minpool", "global_minpool", "pooling", "poool"]
+)
+def test_no_opposite_is_suggested_and_the_list_is_the_canonical_kinds(word):
+    from cnnkit.layers import LAYERS
+
+    message = _unknown_kind(word)
+    assert "did you mean" not in message, message
+    listed = message.split("expected one of: ")[1].split(", ")
+    structures = {"sequence", "repeat", "residual", "parallel", "dense"}
+    assert sorted(listed) == sorted(set(LAYERS) | structures)  # one name per kind, no aliases
+
+
+def _osa(a: str, b: str) -> int:
+    """Optimal string alignment distance, by plain recursion (the oracle)."""
+    from functools import cache
+
+    @cache
+    def go(i: int, j: int) -> int:
+        if not i or not j:
+            return i + j
+        best = min(go(i - 1, j) + 1, go(i, j - 1) + 1, go(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+        if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+            best = min(best, go(i - 2, j - 2) + 1)
+        return best
+
+    return go(len(a), len(b))
+
+
+@given(a=st.text("abcx_", max_size=8), b=st.text("abcx_", max_size=8))
+def test_typo_distance_is_the_edit_distance_when_offered(a, b):
+    from cnnkit.layers._suggest import typo_distance
+
+    got = typo_distance(a, b)
+    assert got is None or got == _osa(a, b)
+    if a and b and a[0] == b[0] and _osa(a, b) <= 1:
+        assert got == _osa(a, b)

@@ -175,3 +175,49 @@ def test_torchvision_layouts_match_when_installed():
         theirs = torchvision.models.get_model(name, **kwargs)
         shapes = sorted(tuple(p.shape) for p in ours.parameters())
         assert shapes == sorted(tuple(p.shape) for p in theirs.parameters())
+
+
+def test_names_templates_count_copies_wherever_the_repeat_sits():
+    """{n} is the copy number (1, 2), not the repeat's position in its sequence."""
+    body = "layers: [{conv: {out: 3, p: 1}, name: c}, relu]"
+    r = load(
+        "    - conv: {out: 3, p: 1}\n    - relu\n"
+        f"    - repeat: {{times: 2, names: 'block{{n}}', {body}}}\n"
+        f"    - repeat: {{times: 2, names: 'unit{{i}}', {body}}}\n"
+        f"    - {{dense: {{times: 2, names: 'layer{{n}}', {body}}}, name: d}}\n"
+    )
+    model = run(r)
+    keys = {k for k in model.state_dict() if k.endswith("c.weight")}
+    expected = {"block1", "block2", "unit0", "unit1", "d.layer1", "d.layer2"}
+    assert keys == {f"{name}.c.weight" for name in expected}
+
+
+def test_unnamed_repeat_without_names_takes_the_next_positions():
+    r = load("    - relu\n    - repeat: {times: 2, layers: {conv: {out: 3, p: 1}}}\n    - relu\n")
+    assert kinds(r) == [("0", "relu"), ("1", "conv"), ("2", "conv"), ("3", "relu")]
+
+
+@pytest.mark.parametrize("names", ["'unit$i'", "'u$n{n}'", "'$n'"])
+def test_dollar_in_names_is_an_error(names):
+    from cnnkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"model.layers\[0\].repeat.names: .*\{i\}.*\$"):
+        load(f"    - repeat: {{times: 2, names: {names}, layers: relu}}\n")
+
+
+def test_names_that_torch_cannot_use_are_an_error():
+    from cnnkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="letters, digits and _, got 'a-1'"):
+        load("    - repeat: {times: 2, names: 'a-{n}', layers: relu}\n")
+
+
+def test_dense_is_the_structure_and_linear_says_so():
+    from cnnkit.errors import RecipeError
+    from cnnkit.layers import lookup
+
+    assert lookup("dense") is None and lookup("fc").name == "linear"
+    for item in ("dense: 10", "dense: {out: 10}"):
+        with pytest.raises(RecipeError, match="DenseNet structure.*write linear"):
+            load(f"    - flatten\n    - {item}\n")
+    run(load("    - flatten\n    - fc: 10\n"))

@@ -43,24 +43,48 @@ def rule(op: str, ceil_mode: bool = False) -> str:
 
 
 def unread_warning(op: str, axis_name: str, axis: Axis) -> str | None:
-    """Say when the stride leaves real input unread (the AlexNet 224 vs 227 confusion)."""
+    """Say which real input the layer never reads, and why (the AlexNet 224 vs 227 confusion).
+
+    Two causes are told apart: floor division dropping positions after the last window, and
+    positions inside the windows' extent that no tap reads (stride > span, dilation holes).
+    """
     if not axis.unread:
         return None
+    if op == "convtranspose":
+        return (
+            f"{op}: {axis.unread} input position(s) along {axis_name} reach no output: "
+            f"padding {axis.pad[0]} crops every position they write to"
+        )
     parts = []
-    if axis.trailing_unread:
-        pads = axis.pad[0] + axis.pad[1]
-        remainder = axis.input + pads - span(axis.kernel, axis.dilation)
-        smaller = axis.input - remainder % axis.stride
-        parts.append(
-            f"the last {axis.trailing_unread} input position(s) along {axis_name} are never "
-            f"read: in + pad - span = {remainder} is not a multiple of stride {axis.stride}, "
-            f"so floor division drops the remainder; inputs {smaller} or "
-            f"{smaller + axis.stride} would fit exactly"
-        )
-    gaps = axis.unread - axis.trailing_unread
+    if axis.dropped:
+        parts.append(_dropped_text(axis_name, axis))
+    gaps = axis.unread - axis.dropped
     if gaps:
-        parts.append(
-            f"{gaps} input position(s) along {axis_name} fall between windows "
-            f"(stride {axis.stride} > span of the kernel taps)"
-        )
+        parts.append(f"{gaps} input position(s) along {axis_name} {_gap_reason(axis)}")
     return f"{op}: " + "; ".join(parts)
+
+
+def _dropped_text(axis_name: str, axis: Axis) -> str:
+    remainder = axis.input + axis.pad[0] + axis.pad[1] - span(axis.kernel, axis.dilation)
+    smaller = axis.input - remainder % axis.stride
+    fits = " or ".join(str(v) for v in (smaller, smaller + axis.stride) if v >= 1)
+    return (
+        f"the last {axis.dropped} input position(s) along {axis_name} are never read: "
+        f"in + pad - span = {remainder} is not a multiple of stride {axis.stride}, so floor "
+        f"division drops the remainder; inputs {fits} would fit exactly"
+    )
+
+
+def _gap_reason(axis: Axis) -> str:
+    extent = span(axis.kernel, axis.dilation)
+    if axis.dilation == 1:
+        return f"fall between windows (stride {axis.stride} > kernel {axis.kernel})"
+    if axis.stride > extent:
+        return (
+            f"fall between windows or between the taps of the dilated kernel (stride "
+            f"{axis.stride} > span {extent}, dilation {axis.dilation})"
+        )
+    return (
+        f"fall in the holes between the taps of the dilated kernel (dilation "
+        f"{axis.dilation}), which stride {axis.stride} does not fill"
+    )

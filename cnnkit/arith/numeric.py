@@ -23,7 +23,7 @@ from math import prod
 from typing import Any
 
 from cnnkit.arith.explain import unread_warning
-from cnnkit.arith.sizes import PAD_MODES, Axis, conv_size, mode_pad, read_positions, span
+from cnnkit.arith.sizes import PAD_MODES, conv_size, mode_pad, span, window_axis
 from cnnkit.errors import InputError, ShapeError
 
 Number = int | float
@@ -225,8 +225,7 @@ class _Problem:
                 ) from None
             self.pad.append(pad)
             self.out.append(out)
-            read, last = read_positions(n, k, s, pad, d, out)
-            axis = Axis(n, k, s, d, pad, out, 0, n - 1 - last, n - read)
+            axis = window_axis(n, k, s, pad, d, out)
             if (warning := unread_warning("stride", names[i], axis)) is not None:
                 self.notes.append(warning)
         self._mode_notes()

@@ -142,6 +142,34 @@ def read_positions(
     return len(seen), max(seen, default=-1)
 
 
+def dropped_positions(
+    n: int, kernel: int, stride: int, pad: Pad, dilation: int, out: int, ceil_mode: bool = False
+) -> int:
+    """Real input positions after the end of the last window: what floor division discards.
+
+    Positions inside the windows' extent that no tap reads (dilation holes, stride > span) are
+    not counted here. In ceil mode a window covers the remainder, so nothing is dropped; a
+    position after the last kept window then lies in a gap (stride > span).
+    """
+    if ceil_mode:
+        return 0
+    end = (out - 1) * stride + span(kernel, dilation) - 1 - pad[0]
+    return min(n, max(0, n - 1 - end))
+
+
+def transposed_unread(
+    n: int, kernel: int, stride: int, padding: int, dilation: int, out: int
+) -> int:
+    """Input positions of a transposed convolution that reach no output: every position they
+    write to is cropped by ``padding`` (possible once padding exceeds the kernel overlap)."""
+    unread = 0
+    for i in range(n):
+        taps = (i * stride + j * dilation - padding for j in range(kernel))
+        if not any(0 <= t < out for t in taps):
+            unread += 1
+    return unread
+
+
 @dataclass(frozen=True)
 class Axis:
     """One spatial axis of a layer: its parameters, its output and what the stride left unread."""
@@ -153,8 +181,9 @@ class Axis:
     pad: Pad
     output: int
     output_padding: int = 0
-    trailing_unread: int = 0  # real input positions after the last window (floor division)
+    trailing_unread: int = 0  # unread real input positions at the end, after the last one read
     unread: int = 0  # real input positions no window reads at all (includes trailing_unread)
+    dropped: int = 0  # of the trailing ones, those after the last window (floor division)
 
 
 @dataclass(frozen=True)
@@ -177,6 +206,15 @@ class Layer:
 
 
 PadSpec = int | str | tuple[int, int]
+
+
+def window_axis(
+    n: int, kernel: int, stride: int, pad: Pad, dilation: int, out: int, ceil_mode: bool = False
+) -> Axis:
+    """The ``Axis`` of a conv or pooling window with its unread-input counts filled in."""
+    read, last = read_positions(n, kernel, stride, pad, dilation, out)
+    dropped = dropped_positions(n, kernel, stride, pad, dilation, out, ceil_mode)
+    return Axis(n, kernel, stride, dilation, pad, out, 0, n - 1 - last, n - read, dropped)
 
 
 def _per_axis(name: str, value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
@@ -282,8 +320,8 @@ def layer(
         else:
             out = pool_size(n, k, s, pad[0], d, ceil_mode)
         if op == "convtranspose":
-            axes.append(Axis(n, k, s, d, pad, out, op_pad))
+            unread = transposed_unread(n, k, s, pad[0], d, out)
+            axes.append(Axis(n, k, s, d, pad, out, op_pad, unread=unread))
             continue
-        read, last = read_positions(n, k, s, pad, d, out)
-        axes.append(Axis(n, k, s, d, pad, out, 0, n - 1 - last, n - read))
+        axes.append(window_axis(n, k, s, pad, d, out, ceil_mode))
     return Layer(op, tuple(axes), ceil_mode, mode, tuple(notes))

@@ -1,18 +1,48 @@
 """Inverse arithmetic: which paddings (and strides) give a wanted output size on one axis.
 
-Searched exhaustively over a finite, stated range, so "no solution" is a proof within it:
-padding up to the dilated kernel span minus one ("full" padding; more only adds windows that
-read nothing but zeros), pooling padding up to half the kernel (PyTorch's limit), and for a
-free stride every stride up to the padded input. For a fixed padding, the strides that give
-the target form one run, so each solution reports a stride range.
+Searched exhaustively over a finite, stated range (``RANGES``), so "no solution" is a proof
+within it:
+
+- convolution: padding before 0 .. span - 1 ("full" padding; more only adds windows that read
+  nothing but zeros), padding after equal to it or one more (the odd extra pixel goes after,
+  as in PyTorch's ``padding='same'`` and TensorFlow's SAME); a free stride runs up to the
+  padded input;
+- pooling: symmetric padding up to half the kernel (PyTorch's limit), both ceil modes unless
+  one is given; a free stride runs up to the padded input;
+- transposed convolution: every symmetric padding that leaves an output (PyTorch's limit),
+  every output_padding PyTorch allows (smaller than stride or dilation); a free stride runs up
+  to the target size plus the kernel span (with one input position the stride does not change
+  the size, so a run that reaches the top is open-ended).
+
+A given padding (a number or a mode) or output_padding narrows the search to it. Strides that
+give the target with the same settings are reported as runs (``stride_min`` .. ``stride_max``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cnnkit.arith.sizes import Pad, conv_size, pool_size, read_positions, span, transposed_size
+from cnnkit.arith.sizes import (
+    Pad,
+    conv_size,
+    mode_pad,
+    pool_size,
+    read_positions,
+    span,
+    transposed_size,
+    transposed_unread,
+)
 from cnnkit.errors import InputError, ShapeError
+
+RANGES = {
+    "conv": "padding before up to the kernel span - 1, after the same or one more; "
+    "strides up to the padded input",
+    "maxpool": "padding up to half the kernel; strides up to the padded input",
+    "avgpool": "padding up to half the kernel; strides up to the padded input",
+    "convtranspose": "every padding that leaves an output, output_padding below stride or "
+    "dilation; strides up to the target plus the kernel span",
+}
 
 
 @dataclass(frozen=True)
@@ -24,7 +54,7 @@ class Solution:
     padding: Pad
     output_padding: int = 0
     ceil_mode: bool = False
-    unread: int = 0  # real input positions that no window reads, at stride_min
+    unread: int = 0  # real input positions that no window reads (transposed: reach no output)
 
     @property
     def symmetric(self) -> bool:
@@ -42,17 +72,67 @@ class Solution:
         }
 
 
-def _output(
-    op: str, n: int, k: int, s: int, pad: Pad, d: int, ceil_mode: bool, out_pad: int
-) -> int | None:
-    try:
-        if op == "conv":
-            return conv_size(n, k, s, pad, d)
-        if op == "convtranspose":
-            return transposed_size(n, k, s, pad[0], d, out_pad)
-        return pool_size(n, k, s, pad[0], d, ceil_mode)
-    except ShapeError:
-        return None
+@dataclass(frozen=True)
+class _Problem:
+    op: str
+    n: int
+    kernel: int
+    target: int
+    dilation: int
+    padding: int | str | None  # None: search; an int or a mode name: fixed
+    output_padding: int | None
+
+    @property
+    def extent(self) -> int:
+        return span(self.kernel, self.dilation)
+
+    def output(self, s: int, pad: Pad, ceil_mode: bool, out_pad: int) -> int | None:
+        try:
+            if self.op == "conv":
+                return conv_size(self.n, self.kernel, s, pad, self.dilation)
+            if self.op == "convtranspose":
+                return transposed_size(self.n, self.kernel, s, pad[0], self.dilation, out_pad)
+            return pool_size(self.n, self.kernel, s, pad[0], self.dilation, ceil_mode)
+        except ShapeError:
+            return None
+
+    def strides(self, stride: int | None) -> list[int]:
+        if stride is not None:
+            return [stride]
+        if self.op == "convtranspose":
+            return list(range(1, self.target + self.extent + 1))
+        return list(range(1, self.n + 2 * self.extent + 1))
+
+    def out_pads(self, s: int) -> range | tuple[int, ...]:
+        if self.op != "convtranspose":
+            return (0,)
+        if self.output_padding is not None:
+            return (self.output_padding,)
+        return range(max(s, self.dilation))
+
+    def pads(self, s: int, out_pad: int) -> Iterator[Pad]:
+        if isinstance(self.padding, str):
+            yield mode_pad(self.padding, self.n, self.kernel, s, self.dilation)
+        elif self.padding is not None:
+            yield self.padding, self.padding
+        elif self.op == "conv":
+            for lo in range(self.extent):
+                yield lo, lo
+                yield lo, lo + 1
+        elif self.op == "convtranspose":
+            # out = (n-1)s - 2p + span + output_padding: one padding can hit the target.
+            twice = (self.n - 1) * s + self.extent + out_pad - self.target
+            if twice >= 0 and twice % 2 == 0:
+                yield twice // 2, twice // 2
+        else:
+            for p in range(self.kernel // 2 + 1):
+                yield p, p
+
+    def unread(self, s: int, pad: Pad) -> int:
+        if self.op == "convtranspose":
+            return transposed_unread(self.n, self.kernel, s, pad[0], self.dilation, self.target)
+        read = read_positions(self.n, self.kernel, s, pad, self.dilation, self.target)[0]
+        return self.n - read
 
 
 def solve(
@@ -63,58 +143,75 @@ def solve(
     stride: int | None = None,
     dilation: int = 1,
     ceil_mode: bool | None = None,
+    padding: int | str | None = None,
+    output_padding: int | None = None,
 ) -> list[Solution]:
-    """All settings in the searched range that give ``target`` on an axis of length ``n``."""
+    """All settings in the searched range that give ``target`` on an axis of length ``n``.
+
+    Symmetric paddings (which ``nn.Conv``'s ``padding=`` can express) come first, then the
+    rest; within each, fewest unread inputs first. Nothing in the range is left out.
+    """
     if target < 1:
         raise InputError(f"--target: expected a positive integer, got {target}")
-    extent = span(kernel, dilation)
-    if op in ("maxpool", "avgpool"):
-        pads = [(p, p) for p in range(kernel // 2 + 1)]
-    elif op == "convtranspose":
-        pads = [(p, p) for p in range(extent)]
-    else:
-        pads = [(lo, hi) for lo in range(extent) for hi in (lo, lo + 1) if lo + hi < 2 * extent]
-    ceil_modes = (
+    _check_fixed(op, padding, output_padding)
+    problem = _Problem(op, n, kernel, target, dilation, padding, output_padding)
+    strides = problem.strides(stride)
+    modes = (
         [False]
-        if op not in ("maxpool", "avgpool")
+        if not op.endswith("pool")
         else ([False, True] if ceil_mode is None else [ceil_mode])
     )
-    if op == "convtranspose":
-        # Output grows with the stride once n > 1; with n == 1 the stride does not matter.
-        top = (target + 2 * extent) // (n - 1) + 1 if n > 1 else target + 2 * extent
-        strides = [stride] if stride else list(range(1, top + 1))
-    else:
-        strides = [stride] if stride else list(range(1, n + 2 * extent + 1))
-    found: list[Solution] = []
-    for cm in ceil_modes:
-        for pad in pads:
-            out_pads = range(max(max(strides), dilation)) if op == "convtranspose" else (0,)
-            for op_pad in out_pads:
-                run: list[int] = [
-                    s
-                    for s in strides
-                    if _output(op, n, kernel, s, pad, dilation, cm, op_pad) == target
-                ]
-                if not run:
-                    continue
-                open_ended = stride is None and run[-1] == strides[-1]
-                open_ended = open_ended and (op != "convtranspose" or n == 1)
-                s0 = run[0]
-                unread = 0
-                if op != "convtranspose":
-                    unread = n - read_positions(n, kernel, s0, pad, dilation, target)[0]
-                found.append(Solution(s0, None if open_ended else run[-1], pad, op_pad, cm, unread))
-    # Symmetric paddings first (PyTorch's padding= can express them), then fewest unread.
-    found.sort(key=lambda x: (not x.symmetric, x.unread, x.stride_min, x.padding, x.ceil_mode))
-    if any(x.symmetric for x in found):
-        found = [x for x in found if x.symmetric] + [
-            x for x in found if not x.symmetric and not _has_symmetric(found, x)
-        ]
+    hits: dict[tuple[bool, Pad, int], list[int]] = {}
+    for cm in modes:
+        for s in strides:
+            for out_pad in problem.out_pads(s):
+                for pad in problem.pads(s, out_pad):
+                    if problem.output(s, pad, cm, out_pad) == target:
+                        hits.setdefault((cm, pad, out_pad), []).append(s)
+    open_top = stride is None and (op != "convtranspose" or n == 1)
+    found = [
+        Solution(
+            run[0],
+            None if open_top and run[-1] == strides[-1] else run[-1],
+            pad,
+            o,
+            cm,
+            problem.unread(run[0], pad),
+        )
+        for (cm, pad, o), found_strides in hits.items()
+        for run in _runs(found_strides)
+    ]
+    found.sort(
+        key=lambda x: (
+            not x.symmetric,
+            x.unread,
+            x.stride_min,
+            x.padding,
+            x.output_padding,
+            x.ceil_mode,
+        )
+    )
     return found
 
 
-def _has_symmetric(found: list[Solution], x: Solution) -> bool:
-    return any(
-        y.symmetric and y.stride_min <= x.stride_min and (y.stride_max or 10**9) >= x.stride_min
-        for y in found
-    )
+def _check_fixed(op: str, padding: int | str | None, output_padding: int | None) -> None:
+    if isinstance(padding, str) and op != "conv" and padding != "valid":
+        raise InputError(
+            f"--padding {padding} is defined for convolution only; give {op} a number or "
+            "leave --padding out to search"
+        )
+    if isinstance(padding, int) and padding < 0:
+        raise InputError(f"--padding: expected a non-negative integer, got {padding}")
+    if output_padding is not None and op != "convtranspose" and output_padding:
+        raise InputError("--output-padding only applies to transposed convolution")
+
+
+def _runs(strides: list[int]) -> list[list[int]]:
+    """Consecutive strides grouped: [1, 2, 3, 6, 7] -> [[1, 2, 3], [6, 7]]."""
+    runs: list[list[int]] = []
+    for s in strides:
+        if runs and runs[-1][-1] == s - 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -38,22 +39,24 @@ def conv_command(
         typer.Option("--stride", "-s", help="Stride (default 1; pooling: the kernel)."),
     ] = None,
     padding: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--padding",
             "-p",
             "--mode",
-            help="Zero padding per side (2, 1x2) or a mode: valid (narrow), same, full (wide).",
+            help="Zero padding per side (2, 1x2) or a mode: valid (narrow), same, full (wide). "
+            "Default 0; with --target, given paddings narrow the search.",
         ),
-    ] = "0",
+    ] = None,
     dilation: Annotated[str, typer.Option("--dilation", "-d", help="Dilation: 1, 2x2.")] = "1",
     layer: Annotated[
         str,
         typer.Option("--layer", "-l", help="conv, convtranspose (deconv), maxpool, avgpool."),
     ] = "conv",
     output_padding: Annotated[
-        str, typer.Option("--output-padding", help="Transposed conv: extra output size.")
-    ] = "0",
+        str | None,
+        typer.Option("--output-padding", help="Transposed conv: extra output size (default 0)."),
+    ] = None,
     ceil_mode: Annotated[
         bool, typer.Option("--ceil-mode", help="Pooling: round the output size up.")
     ] = False,
@@ -124,7 +127,7 @@ def conv_command(
             w=w,
             bias=bias,
             xcorr=xcorr,
-            padding=padding,
+            padding=padding or "0",
             stride=stride or "1",
             dilation=dilation,
             explain=explain,
@@ -187,10 +190,10 @@ def size_report(
     input: str,
     kernel: str,
     stride: str | None,
-    padding: str,
+    padding: str | None,
     dilation: str,
     layer: str,
-    output_padding: str,
+    output_padding: str | None,
     ceil_mode: bool,
     count_include_pad: bool,
     dims: int | None,
@@ -214,14 +217,21 @@ def size_report(
     nd = len(spatial)
     names = AXIS_NAMES[nd]
     ss = parse_ints("--stride", stride) if stride is not None else None
-    pad = parse_padding("--padding", padding)
+    pad = parse_padding("--padding", padding) if padding is not None else None
     ds = parse_ints("--dilation", dilation)
-    ops = parse_ints("--output-padding", output_padding, least=0)
+    ops = (
+        parse_ints("--output-padding", output_padding, least=0)
+        if output_padding is not None
+        else None
+    )
     if ceil_mode and op not in ("maxpool", "avgpool"):
         raise InputError("--ceil-mode applies to pooling layers (maxpool, avgpool)")
 
     if target is not None:
-        return _solve_report(op, spatial, ks, ss, ds, ceil_mode, target, names)
+        fixed = _Fixed(pad, ops)
+        return _solve_report(op, spatial, ks, ss, ds, ceil_mode, target, names, fixed)
+    pad = 0 if pad is None else pad
+    ops = 0 if ops is None else ops
 
     try:
         geo = sizes.layer(op, spatial, ks, ss, pad, ds, ops, ceil_mode)
@@ -303,6 +313,7 @@ def size_report(
                 "formula": formula(op, a, geo.ceil_mode),
                 "unread": a.unread,
                 "trailing_unread": a.trailing_unread,
+                "dropped": a.dropped,
             }
             for name, a in zip(names, geo.axes)
         ],
@@ -318,6 +329,25 @@ def _full(values: tuple[int, ...], nd: int) -> tuple[int, ...]:
     return values * nd if len(values) == 1 else values
 
 
+@dataclass(frozen=True)
+class _Fixed:
+    """The --padding and --output-padding a --target search must keep (None: search them)."""
+
+    padding: str | tuple[int, ...] | None
+    output_padding: tuple[int, ...] | None
+
+    def per_axis(self, nd: int) -> list[tuple[int | str | None, int | None]]:
+        pads: tuple[int | str | None, ...] = (None,) * nd
+        if isinstance(self.padding, str):
+            pads = (self.padding,) * nd
+        elif self.padding is not None:
+            pads = _full(self.padding, nd)
+        out_pads = (None,) * nd if self.output_padding is None else _full(self.output_padding, nd)
+        if len(pads) != nd or len(out_pads) != nd:
+            raise InputError(f"--padding/--output-padding: give 1 or {nd} values")
+        return list(zip(pads, out_pads))
+
+
 def _solve_report(
     op: str,
     spatial: tuple[int, ...],
@@ -327,8 +357,9 @@ def _solve_report(
     ceil_mode: bool,
     target: str,
     names: tuple[str, ...],
+    fixed: _Fixed,
 ) -> dict[str, Any]:
-    from cnnkit.arith.solve import solve
+    from cnnkit.arith.solve import RANGES, solve
     from cnnkit.parsing import parse_ints
 
     nd = len(spatial)
@@ -338,8 +369,10 @@ def _solve_report(
     if len(targets) != nd or len(ks) != nd or len(ds) != nd or len(strides) != nd:
         raise InputError(f"--target/--kernel/--stride/--dilation: give 1 or {nd} values")
     axes = []
-    for name, n, k, s, d, t in zip(names, spatial, ks, strides, ds, targets):
-        found = solve(op, n, k, t, s, d, ceil_mode if ceil_mode else None)
+    for name, n, k, s, d, t, (p, o) in zip(
+        names, spatial, ks, strides, ds, targets, fixed.per_axis(nd)
+    ):
+        found = solve(op, n, k, t, s, d, ceil_mode if ceil_mode else None, p, o)
         axes.append(
             {
                 "name": name,
@@ -347,7 +380,10 @@ def _solve_report(
                 "kernel": k,
                 "dilation": d,
                 "stride": s,
+                "padding": p,
+                "output_padding": o,
                 "target": t,
+                "searched": RANGES[op],
                 "solutions": [x.to_dict() for x in found],
             }
         )
@@ -362,16 +398,26 @@ def _render(report: dict[str, Any]) -> None:
     out = console()
     if "target" in report:
         for axis in report["axes"]:
-            fixed = f", stride {axis['stride']}" if axis["stride"] else ""
+            fixed = "".join(
+                f", {label} {axis[key]}"
+                for key, label in (
+                    ("stride", "stride"),
+                    ("padding", "padding"),
+                    ("output_padding", "output_padding"),
+                )
+                if axis[key] is not None
+            )
             title = (
                 f"{report['layer']} {axis['name']}: input {axis['input']}, kernel {axis['kernel']}"
                 f"{fixed} -> output {axis['target']}"
             )
             if not axis["solutions"]:
-                out.print(
-                    f"{title}: no padding{'' if fixed else ' or stride'} gives it "
-                    "(searched: padding up to the kernel span - 1, strides up to the input)"
-                )
+                free = [w for w in ("padding", "stride") if axis[w] is None]
+                if free:
+                    what = " or ".join(free)
+                    out.print(f"{title}: no {what} gives it (searched: {axis['searched']})")
+                else:
+                    out.print(f"{title}: these settings do not give it")
                 continue
             table = Table(title=title, title_justify="left")
             for col in ("stride", "padding", "output_padding", "ceil_mode", "unread inputs"):

@@ -54,9 +54,13 @@ def params_command(
         typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
     ] = None,
     input_: Annotated[
-        str,
-        typer.Option("--input", help="Input C x H x W for torchvision:/timm: models."),
-    ] = "3x224x224",
+        str | None,
+        typer.Option(
+            "--input",
+            help="Input size: H (square), HxW or CxHxW (default: the recipe's; 3x224x224 for "
+            "torchvision:/timm: models).",
+        ),
+    ] = None,
     batch: Annotated[str, typer.Option("--batch", "-b", help="Batch size (default 1).")] = "1",
     dtype: Annotated[
         str, typer.Option("--dtype", help="Element type: fp32, fp16, bf16, fp64.")
@@ -180,17 +184,21 @@ def _check_stdout(as_json: bool, csv: str | None, markdown: str | None) -> None:
         raise InputError(f"{' and '.join(takers)} both write to stdout; give a file to one")
 
 
-def _load(spec: str, overrides: list[str] | tuple[str, ...], input_text: str):
-    """A recipe file or built-in name, or a ``torchvision:NAME``/``timm:NAME`` recipe."""
+def _load(spec: str, overrides: list[str] | tuple[str, ...], input_text: str | None):
+    """A recipe file or built-in name, or a ``torchvision:NAME``/``timm:NAME`` recipe;
+    ``--input`` replaces the recipe's input (one size means every spatial axis)."""
+    from cnnkit.parsing import parse_recipe_input
     from cnnkit.recipe import load_recipe, recipe_from_text
 
     match = _EXTERNAL.match(spec)
     if match is None or Path(spec).is_file():
-        return load_recipe(spec, list(overrides))
-    from cnnkit.parsing import parse_ints
-
-    shape = list(parse_ints("--input", input_text))
-    text = json.dumps({"input": shape, "model": {match.group(1): match.group(2)}})
+        loaded = load_recipe(spec, list(overrides))
+        if input_text is None:
+            return loaded
+        shape = parse_recipe_input("--input", input_text, loaded.input_shape)
+        return load_recipe(spec, [*overrides, f"input=[{', '.join(map(str, shape))}]"])
+    shape = parse_recipe_input("--input", input_text or "3x224x224", (3, 224, 224))
+    text = json.dumps({"input": list(shape), "model": {match.group(1): match.group(2)}})
     return recipe_from_text(text, spec, list(overrides))
 
 

@@ -80,23 +80,13 @@ def rf_command(
 
 
 def _load(recipe: str | None, layers: str | None, input: str | None, sets: list[str]) -> Any:
-    from cnnkit.parsing import parse_ints
+    from cnnkit.parsing import parse_recipe_input
     from cnnkit.recipe import load_recipe
 
     if recipe is not None:
         loaded = load_recipe(recipe, sets)
         if input is not None:
-            shape = parse_ints("--input", input)
-            channels = loaded.input_shape[:1]
-            if len(shape) == len(loaded.input_shape):
-                full = shape
-            elif len(shape) == len(loaded.input_shape) - 1:
-                full = (*channels, *shape)
-            else:
-                raise InputError(
-                    f"--input: {input} does not fit the recipe's input "
-                    f"{'x'.join(map(str, loaded.input_shape))}"
-                )
+            full = parse_recipe_input("--input", input, loaded.input_shape)
             loaded = load_recipe(recipe, [*sets, f"input=[{', '.join(map(str, full))}]"])
         if loaded.graph is None:
             raise InputError("rf needs a recipe with layers (not a torchvision:/timm: model)")
@@ -113,7 +103,7 @@ def layers_recipe(text: str, input: str | None) -> Any:
 
     from cnnkit.parsing import parse_ints, parse_layer_list
     from cnnkit.recipe.model import validate
-    from cnnkit.recipe.source import Source
+    from cnnkit.recipe.source import Source, load_value
 
     items = parse_layer_list("--layers", text)
     wants = [len(v.split("x")) for _, args in items for v in args.values() if _DIMS.match(v)]
@@ -132,7 +122,7 @@ def layers_recipe(text: str, input: str | None) -> Any:
                 typed[key] = [int(v) for v in value.split("x")]
             else:
                 try:
-                    typed[key] = yaml.safe_load(value)
+                    typed[key] = load_value(value)
                 except yaml.YAMLError:
                     typed[key] = value
         if kind in ("conv", "convolution", "convtranspose", "deconv") and not {

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnkit.layers._suggest import suggest
+
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
 
@@ -165,7 +167,9 @@ class LayerKind:
             for key, raw in value.items():
                 name = self._keys.get(key) if isinstance(key, str) else None
                 if name is None:
-                    raise ArgError(str(key), f"unknown argument{suggest(str(key), self._keys)}")
+                    raise ArgError(
+                        str(key), f"unknown argument{suggest(str(key), self._keys, self._keys)}"
+                    )
                 if name in seen:
                     raise ArgError(key, f"repeats {seen[name]!r} (both mean {name!r})")
                 seen[name] = key
@@ -193,15 +197,3 @@ class LayerKind:
             else:
                 resolved[arg.name] = arg.default
         return resolved
-
-
-def suggest(word: str, choices: Mapping[str, Any] | list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` when a close match exists, else a list of what is allowed."""
-    import difflib
-
-    options = sorted(choices)
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f" {word!r} (did you mean {close[0]!r}?)"
-    shown = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "")
-    return f" {word!r}; expected one of: {shown}"

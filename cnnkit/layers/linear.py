@@ -41,7 +41,8 @@ LINEAR = LayerKind(
     sees_all,
     linear_count,
     short="out",
-    aliases=("fc", "dense"),
+    # Not "dense": that word is the DenseNet structure (recipe/expand.py), which wins.
+    aliases=("fc",),
 )
 
 

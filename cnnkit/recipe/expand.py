@@ -142,11 +142,14 @@ class Expander:
 
     def local_name(self, meta: dict[str, Any], default: str, path: Path) -> str:
         key = "name" if "name" in meta else "id"
-        name = meta.get(key, default)
+        return self.checked_name(meta.get(key, default), (*path, key))
+
+    def checked_name(self, name: Any, path: Path) -> str:
+        """``name`` if it can be a torch submodule name (letters, digits, _; not reserved)."""
         if not isinstance(name, str | int) or not _NAME.match(str(name)):
-            raise self.fail((*path, key), f"expected a name of letters, digits and _, got {name!r}")
+            raise self.fail(path, f"expected a name of letters, digits and _, got {name!r}")
         if str(name) in RESERVED:
-            raise self.fail((*path, key), f"{name!r} is reserved; choose another name")
+            raise self.fail(path, f"{name!r} is reserved; choose another name")
         return str(name)
 
     def sequence(
@@ -226,8 +229,8 @@ class Expander:
             return self.call(self.blocks[head], value, where, name, self.single(input, where))
         kind = lookup(head)
         if kind is None:
-            words = [*ALIASES, *self.structures, *self.blocks]
-            raise self.fail(path, f"unknown layer kind{suggest(head, words)}")
+            words = [*self.structures, *self.blocks]
+            raise self.fail(path, f"unknown layer kind{suggest(head, words, ALIASES)}")
         try:
             args = kind.resolve(value)
         except ArgError as err:
@@ -287,15 +290,24 @@ class Expander:
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise self.fail((*path, "times"), f"expected a positive integer, got {times!r}")
         times = max(1, round(times * self.depth))
-        pattern = spec.get("names", "{i}")
+        if "names" not in spec:
+            # Unnamed copies take the next positions of the enclosing sequence (layer3.1 ..).
+            return [str(start + t) for t in range(times)]
+        pattern = spec["names"]
+        where = (*path, "names")
         if not isinstance(pattern, str):
-            raise self.fail((*path, "names"), f"expected a text like 'layer{{n}}', got {pattern!r}")
-        try:
-            return [pattern.format(i=start + t, n=start + t + 1) for t in range(times)]
-        except (KeyError, IndexError, ValueError):
+            raise self.fail(where, f"expected a text like 'layer{{n}}', got {pattern!r}")
+        if "$" in pattern:
             raise self.fail(
-                (*path, "names"), f"use {{i}} (from 0) or {{n}} (from 1) in {pattern!r}"
-            ) from None
+                where,
+                f"{pattern!r}: names count copies with {{i}} (from 0) or {{n}} (from 1); "
+                "$ fills block arguments only as a whole value",
+            )
+        try:
+            names = [pattern.format(i=t, n=t + 1) for t in range(times)]
+        except (KeyError, IndexError, ValueError):
+            raise self.fail(where, f"use {{i}} (from 0) or {{n}} (from 1) in {pattern!r}") from None
+        return [self.checked_name(name, where) for name in names]
 
     def _sequence_item(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
         return self.sequence(value, path, name, input, scope)
@@ -375,6 +387,13 @@ class Expander:
         )
 
     def _dense(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
+        linear = LAYERS["linear"].keys
+        if isinstance(value, int) or (isinstance(value, dict) and set(value) & set(linear)):
+            raise self.fail(
+                path,
+                "dense is the DenseNet structure (dense: {times: n, layers: ...}); "
+                "for a fully connected layer write linear (or fc)",
+            )
         features: list[Ref] = [input]
         for t, copy in enumerate(self.copy_names(value, path, 0)):
             source = features[0]

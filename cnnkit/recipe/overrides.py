@@ -8,7 +8,7 @@ from typing import Any
 
 from cnnkit.errors import RecipeError
 from cnnkit.layers import suggest
-from cnnkit.recipe.source import Path, Source, fmt_path
+from cnnkit.recipe.source import Path, Source, fmt_path, load_value
 
 _PART = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
 
@@ -45,7 +45,7 @@ def apply(data: Any, source: Source, overrides: list[str] | tuple[str, ...]) -> 
             raise RecipeError("expected KEY.PATH=VALUE, e.g. train.lr=0.01", where=where)
         path = parse_path(key.strip(), where)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_value(raw) if raw.strip() else None
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or str(err)
             raise RecipeError(f"cannot read the value as YAML: {problem}", where=where) from None

@@ -3,11 +3,18 @@
 ``yaml.SafeLoader`` builds the data (so tags such as ``!!python/object`` are refused, exactly
 as ``yaml.safe_load`` refuses them); a walk over the same composed node tree records the
 line of every key path, so errors can say ``recipes/x.yaml:14: model.layers[3].conv.kernel``.
+
+One number rule for every section: PyYAML implements YAML 1.1, where a float needs a dot and a
+signed exponent, so ``1e-4`` (the form everyone writes, and YAML 1.2's) would be the string
+``'1e-4'``. ``loader()`` adds YAML 1.2's float forms (``1e-4``, ``1E5``, ``1.0e5``, ``-1e-3``)
+to the safe loader; files, ``--set`` values and ``--layers`` values all go through it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from cnnkit.errors import RecipeError
@@ -46,18 +53,44 @@ class Source:
         return RecipeError(message, where=f"{where}: {fmt_path(path)}" if path else where)
 
 
+# A decimal float with an exponent whose sign, or whose dot, YAML 1.1 insists on. Digits may
+# be grouped by ``_`` as YAML 1.1 allows; forms with a dot and a signed exponent already match.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+
+
+@cache
+def loader() -> type:
+    """``yaml.SafeLoader`` that also reads exponent floats (``1e-4``) as floats."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        pass
+
+    RecipeLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789.")
+    )
+    return RecipeLoader
+
+
+def load_value(text: str) -> Any:
+    """One YAML value (a ``--set`` or ``--layers`` value), read by the recipe loader."""
+    import yaml
+
+    return yaml.load(text, Loader=loader())  # a SafeLoader subclass: no tags run code
+
+
 def read_yaml(text: str, name: str) -> tuple[Any, Source]:
     """Parse ``text`` with the safe loader; return the data and its line map."""
     import yaml
 
     source = Source(name)
-    loader = yaml.SafeLoader(text)
+    loader_ = loader()(text)
     try:
-        node = loader.get_single_node()
+        node = loader_.get_single_node()
         if node is None:
             return None, source
         _walk(node, (), source, name, set())
-        data = loader.construct_document(node)
+        data = loader_.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -71,7 +104,7 @@ def read_yaml(text: str, name: str) -> tuple[Any, Source]:
     except yaml.YAMLError as err:
         raise RecipeError(f"YAML error: {err}", where=name) from None
     finally:
-        loader.dispose()
+        loader_.dispose()
     return data, source
 
 
