@@ -5,7 +5,17 @@ from __future__ import annotations
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import fmt
-from cnnkit.layers._kind import Arg, Args, Counts, LayerKind, Shape, prod, sees_all
+from cnnkit.layers._kind import (
+    SAVES_INPUT,
+    SAVES_VIEW,
+    Arg,
+    Args,
+    Counts,
+    LayerKind,
+    Shape,
+    prod,
+    sees_all,
+)
 
 
 def linear_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
@@ -42,6 +52,7 @@ LINEAR = LayerKind(
     linear_count,
     short="out",
     aliases=("fc", "dense"),
+    saves=SAVES_INPUT,
 )
 
 
@@ -55,6 +66,7 @@ FLATTEN = LayerKind(
     (),
     flatten_shape,
     sees_all,
+    saves=SAVES_VIEW,
 )
 
 
@@ -82,6 +94,7 @@ EMBEDDING = LayerKind(
     ),
     embedding_shape,
     count=embedding_count,
+    saves=SAVES_INPUT,  # the token ids (int64)
 )
 
 KINDS = (LINEAR, FLATTEN, EMBEDDING)
