@@ -112,8 +112,10 @@ def params_command(
     parameters), while MACs count every call.
 
     Training memory = weights + gradients + optimizer state (sgd: momentum, adam: two
-    moments) + activations kept for backward (the input and every layer's output), all in
-    --dtype. Gates print the normal output, then one line per failed budget on stderr, exit 1.
+    moments), in --dtype, + the activations autograd saves for backward, by each layer
+    kind's rule (int64 pooling indices at 8 bytes; torchvision/timm: every leaf module's
+    output). Not included: allocator caching, workspaces, transient tensors of the backward
+    pass. Gates print the normal output, then one line per failed budget on stderr, exit 1.
     """
     from cnnkit.analysis.memory import DTYPE_BYTES, OPTIMIZER_STATES
     from cnnkit.parsing import parse_bytes, parse_count, parse_ints
@@ -227,17 +229,18 @@ def _verify(recipe):
 
 def _document(recipe, rows, batch: int, dtype: str, optimizer: str) -> dict[str, Any]:
     """The ``--json`` document (schema in the README); the table renders the same data."""
-    from cnnkit.analysis.costs import CONVENTION, input_elements, ops_rules, total
+    from cnnkit.analysis.costs import CONVENTION, ops_rules, total
     from cnnkit.analysis.memory import training_memory
 
     sums = total(rows)
-    kept = sums.activations + input_elements(recipe.input_shape, batch)
+    kept, basis = _kept_for_backward(recipe, sums, batch, dtype)
     memory = training_memory(
         trainable=sums.trainable,
         frozen=sums.params - sums.trainable + sums.buffers,
-        activation_elements=kept,
+        activation_bytes=kept,
         dtype=dtype,
         optimizer=optimizer,
+        activations_basis=basis,
     )
     ext = recipe.external
     totals = {k: v for k, v in sums.as_dict().items() if k not in ("name", "kind", "output")}
@@ -253,6 +256,19 @@ def _document(recipe, rows, batch: int, dtype: str, optimizer: str) -> dict[str,
         "memory": memory.as_dict(),
         "layers": [r.as_dict() for r in rows],
     }
+
+
+def _kept_for_backward(recipe, sums, batch: int, dtype: str) -> tuple[int, str]:
+    """Activation bytes kept for backward and how they were counted: by each kind's
+    saved-for-backward rule for a recipe graph; for torchvision/timm modules (no rules),
+    the input plus every leaf module's output."""
+    from cnnkit.analysis.costs import input_elements
+    from cnnkit.analysis.memory import DTYPE_BYTES, saved_activation_bytes
+
+    if recipe.graph is not None:
+        return saved_activation_bytes(recipe.graph, batch, dtype), "saved_for_backward"
+    outputs = sums.activations + input_elements(recipe.input_shape, batch)
+    return outputs * DTYPE_BYTES[dtype], "leaf_module_outputs"
 
 
 def _num(value: int | None) -> str:

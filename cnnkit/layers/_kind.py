@@ -1,4 +1,5 @@
-"""What a layer kind is: its argument schema and its shape, receptive-field and count rules.
+"""What a layer kind is: its argument schema and its shape, receptive-field, count and
+saved-for-backward rules.
 
 Every rule is a plain function on ints and tuples, so the recipe loader and the analyses can
 use them without torch. Shapes exclude the batch: ``(C, *spatial)`` for feature maps,
@@ -94,9 +95,40 @@ class Counts:
         )
 
 
+# Element types of the tensors autograd keeps: the activation dtype, or int64 (argmax
+# indices, token ids, index lists), whatever the dtype of the activations.
+VALUE = "value"
+INT64 = "int64"
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A tensor a layer creates and autograd keeps (not its input or output): ``elements``
+    per sample (or in all, when ``per_sample`` is False), of element type ``VALUE``/``INT64``."""
+
+    elements: int
+    per_sample: bool = True
+    dtype: str = VALUE
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What autograd keeps for the backward pass of one layer in training mode, as
+    PyTorch's derivative formulas (on CPU) save it: the inputs it keeps (by position), its
+    output, and tensors it makes on the way. Inputs and outputs are storages shared with
+    the neighbouring layers, so the memory analysis counts each once; ``view`` says the
+    output shares input 0's storage (flatten, identity)."""
+
+    inputs: tuple[int, ...] = ()
+    output: bool = False
+    new: tuple[Kept, ...] = ()
+    view: bool = False
+
+
 ShapeRule = Callable[[Args, tuple[Shape, ...]], Shape]
 RFRule = Callable[[Args, tuple[Shape, ...]], RF]
 CountRule = Callable[[Args, tuple[Shape, ...], Shape], Counts]
+SavedRule = Callable[[Args, tuple[Shape, ...], Shape], Saved]
 
 
 def same_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
@@ -124,6 +156,22 @@ def elementwise_ops(per_element: int) -> CountRule:
     return count
 
 
+def saved_rule(inputs: tuple[int, ...] = (), output: bool = False, view: bool = False) -> SavedRule:
+    """Saved-for-backward rule of kinds that keep only their input(s) and/or output."""
+    fixed = Saved(inputs, output, (), view)
+
+    def rule(args: Args, ins: tuple[Shape, ...], out: Shape) -> Saved:
+        return fixed
+
+    return rule
+
+
+SAVES_NOTHING = saved_rule()  # add, concat, mean: the backward needs shapes only
+SAVES_INPUT = saved_rule((0,))  # conv, linear, leaky relu, ...: the gradient reads the input
+SAVES_OUTPUT = saved_rule(output=True)  # relu, sigmoid, tanh, softmax: it reads the output
+SAVES_VIEW = saved_rule(view=True)  # flatten, identity: the output is the input's storage
+
+
 def prod(values: tuple[int, ...]) -> int:
     result = 1
     for v in values:
@@ -134,7 +182,8 @@ def prod(values: tuple[int, ...]) -> int:
 @dataclass(frozen=True)
 class LayerKind:
     """One row of the registry. ``short`` names the argument a bare value fills
-    (``- conv: 64`` is ``out``); ``arity`` is (fewest, most) inputs, None for no limit."""
+    (``- conv: 64`` is ``out``); ``arity`` is (fewest, most) inputs, None for no limit;
+    ``saves`` is what autograd keeps for its backward pass (the training-memory estimate)."""
 
     name: str
     doc: str
@@ -145,6 +194,7 @@ class LayerKind:
     short: str | None = None
     aliases: tuple[str, ...] = ()
     arity: tuple[int, int | None] = (1, 1)
+    saves: SavedRule | None = None  # None: not stated; the memory analysis assumes in + out
     _keys: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -6,7 +6,18 @@ from cnnkit.arith import counts, sizes
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import axes, conv_window, fmt, spatial, window
-from cnnkit.layers._kind import RF, Arg, Args, Counts, LayerKind, Shape, prod
+from cnnkit.layers._kind import (
+    RF,
+    SAVES_INPUT,
+    Arg,
+    Args,
+    Counts,
+    Kept,
+    LayerKind,
+    Saved,
+    Shape,
+    prod,
+)
 
 KERNEL = Arg("kernel", c.per_axis(1), 3, ("k", "kernel_size"), "kernel size")
 STRIDE = Arg("stride", c.per_axis(1), 1, ("s",), "stride")
@@ -47,6 +58,16 @@ def conv_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     return Counts(weights + bias, 0, macs, macs + (n if bias else 0), n)
 
 
+def conv_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input (for the weight gradient); with uneven padding (TensorFlow's SAME at
+    stride > 1) the zero-padded copy the convolution reads instead."""
+    cin, sp = spatial(inputs[0], "conv")
+    _, _, pads, _ = conv_window(args, inputs[0], "conv")
+    if all(lo == hi for lo, hi in pads):
+        return Saved(inputs=(0,))
+    return Saved(new=(Kept(cin * prod(tuple(n + lo + hi for n, (lo, hi) in zip(sp, pads)))),))
+
+
 CONV = LayerKind(
     "conv",
     "Convolution (nn.Conv1d/2d/3d, chosen by the input's spatial rank). padding: ints or "
@@ -66,6 +87,7 @@ CONV = LayerKind(
     conv_count,
     short="out",
     aliases=("convolution", "conv1d", "conv2d", "conv3d"),
+    saves=conv_saves,
 )
 
 
@@ -122,6 +144,7 @@ CONVTRANSPOSE = LayerKind(
     transposed_count,
     short="out",
     aliases=("deconv", "conv_transpose", "transposed_conv"),
+    saves=SAVES_INPUT,
 )
 
 KINDS = (CONV, CONVTRANSPOSE)

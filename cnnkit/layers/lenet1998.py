@@ -8,7 +8,19 @@ from cnnkit.arith import sizes
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import axes, spatial, window
-from cnnkit.layers._kind import RF, Arg, Args, Counts, LayerKind, Shape, prod, sees_all
+from cnnkit.layers._kind import (
+    INT64,
+    RF,
+    Arg,
+    Args,
+    Counts,
+    Kept,
+    LayerKind,
+    Saved,
+    Shape,
+    prod,
+    sees_all,
+)
 
 
 def _subsample_geometry(args: Args, shape: Shape):
@@ -35,6 +47,12 @@ def subsample_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts
     return Counts(2 * out[0], 0, n, n * (prod(k) + 1), n)
 
 
+def subsample_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input (kept by the average pool) and the window sums (kept by the multiply
+    with the learned coefficient)."""
+    return Saved(inputs=(0,), new=(Kept(prod(out)),))
+
+
 SUBSAMPLE = LayerKind(
     "subsample",
     "Trainable subsampling (LeNet-5's S2/S4): each non-overlapping window is summed, "
@@ -46,6 +64,7 @@ SUBSAMPLE = LayerKind(
     subsample_count,
     short="kernel",
     aliases=("trainable_subsampling",),
+    saves=subsample_saves,
 )
 
 
@@ -81,6 +100,16 @@ def partial_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     return Counts(links * prod(k) + bias, 0, macs, macs + bias * positions, prod(out))
 
 
+def partial_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input, the dense weight assembled from the connected kernels in each forward
+    (out x in x prod(kernel), not a parameter) and the two int64 index lists that place
+    them; the last two do not grow with the batch."""
+    cin, _, k = _partial_geometry(args, inputs[0])
+    links = sum(len(row) for row in args["table"])
+    dense = Kept(len(args["table"]) * cin * prod(k), per_sample=False)
+    return Saved(inputs=(0,), new=(dense, Kept(2 * links, per_sample=False, dtype=INT64)))
+
+
 PARTIAL_CONV = LayerKind(
     "partial_conv",
     "Convolution in which output map j reads only the input maps listed in table[j] "
@@ -95,6 +124,7 @@ PARTIAL_CONV = LayerKind(
     partial_rf,
     partial_count,
     aliases=("sparse_conv",),
+    saves=partial_saves,
 )
 
 
@@ -111,6 +141,11 @@ def rbf_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     return Counts(0, entries, entries, 2 * entries, args["out"])
 
 
+def rbf_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The differences x_j - w_ij (out x in per sample), kept by the square."""
+    return Saved(new=(Kept(inputs[0][0] * args["out"]),))
+
+
 RBF = LayerKind(
     "rbf",
     "Euclidean radial basis function output (LeNet-5): y_i = sum_j (x_j - w_ij)^2 with "
@@ -122,6 +157,7 @@ RBF = LayerKind(
     rbf_count,
     short="out",
     aliases=("euclidean_rbf",),
+    saves=rbf_saves,
 )
 
 KINDS = (SUBSAMPLE, PARTIAL_CONV, RBF)

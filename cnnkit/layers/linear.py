@@ -5,7 +5,17 @@ from __future__ import annotations
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import fmt
-from cnnkit.layers._kind import Arg, Args, Counts, LayerKind, Shape, prod, sees_all
+from cnnkit.layers._kind import (
+    SAVES_INPUT,
+    SAVES_VIEW,
+    Arg,
+    Args,
+    Counts,
+    LayerKind,
+    Shape,
+    prod,
+    sees_all,
+)
 
 
 def linear_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
@@ -43,6 +53,7 @@ LINEAR = LayerKind(
     short="out",
     # Not "dense": that word is the DenseNet structure (recipe/expand.py), which wins.
     aliases=("fc",),
+    saves=SAVES_INPUT,
 )
 
 
@@ -56,6 +67,7 @@ FLATTEN = LayerKind(
     (),
     flatten_shape,
     sees_all,
+    saves=SAVES_VIEW,
 )
 
 
@@ -83,6 +95,7 @@ EMBEDDING = LayerKind(
     ),
     embedding_shape,
     count=embedding_count,
+    saves=SAVES_INPUT,  # the token ids (int64)
 )
 
 KINDS = (LINEAR, FLATTEN, EMBEDDING)

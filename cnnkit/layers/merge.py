@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cnnkit.errors import ShapeError
 from cnnkit.layers._geometry import fmt
-from cnnkit.layers._kind import Args, Counts, LayerKind, Shape, prod
+from cnnkit.layers._kind import SAVES_NOTHING, Args, Counts, LayerKind, Shape, prod
 
 
 def add_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
@@ -45,6 +45,7 @@ KINDS = (
         count=add_count,
         aliases=("sum",),
         arity=(2, None),
+        saves=SAVES_NOTHING,
     ),
     LayerKind(
         "concat",
@@ -54,5 +55,6 @@ KINDS = (
         count=concat_count,
         aliases=("cat", "concatenate"),
         arity=(2, None),
+        saves=SAVES_NOTHING,
     ),
 )

@@ -5,7 +5,17 @@ from __future__ import annotations
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import fmt
-from cnnkit.layers._kind import Arg, Args, Counts, LayerKind, Shape, elementwise_ops, prod
+from cnnkit.layers._kind import (
+    Arg,
+    Args,
+    Counts,
+    Kept,
+    LayerKind,
+    Saved,
+    Shape,
+    elementwise_ops,
+    prod,
+)
 
 
 def bn_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
@@ -23,6 +33,12 @@ def bn_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     return Counts(2 * ch if args["affine"] else 0, 2 * ch + 1, 0, 2 * n, n)
 
 
+def bn_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input and the batch mean and inverse std per channel (the running statistics
+    are buffers, counted with the weights)."""
+    return Saved(inputs=(0,), new=(Kept(2 * out[0], per_sample=False),))
+
+
 BATCHNORM = LayerKind(
     "bn",
     "Batch normalisation (nn.BatchNorm1d/2d/3d over the channel axis).",
@@ -35,6 +51,7 @@ BATCHNORM = LayerKind(
     count=bn_count,
     short="eps",
     aliases=("batchnorm", "batch_norm", "bn1d", "bn2d", "bn3d"),
+    saves=bn_saves,
 )
 
 
@@ -51,6 +68,15 @@ def lrn_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     return Counts(ops=(args["size"] + 4) * n, activations=n)
 
 
+def lrn_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """torch's local_response_norm is composed of ops: it keeps the input, the squares
+    zero-padded across channels (C + size - 1 maps, read by an average pool), and the
+    denominator before and after the power (one input size each)."""
+    ch, *sp = inputs[0]
+    padded = Kept((ch + args["size"] - 1) * prod(tuple(sp)))
+    return Saved(inputs=(0,), new=(padded, Kept(2 * prod(inputs[0]))))
+
+
 LRN = LayerKind(
     "lrn",
     "Local response normalisation across channels (AlexNet's, nn.LocalResponseNorm).",
@@ -64,7 +90,18 @@ LRN = LayerKind(
     count=lrn_count,
     short="size",
     aliases=("local_response_norm",),
+    saves=lrn_saves,
 )
+
+
+def dropout_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The scaled keep-mask, one element per input element in the activation dtype (what
+    PyTorch keeps on CPU; CUDA's fused kernel keeps a 1-byte bool mask); p = 0 passes the
+    input through."""
+    if args["p"] == 0:
+        return Saved(view=True)
+    return Saved(new=(Kept(prod(inputs[0])),) if args["p"] < 1 else ())
+
 
 DROPOUT = LayerKind(
     "dropout",
@@ -73,6 +110,7 @@ DROPOUT = LayerKind(
     (Arg("p", c.number(0, 1), 0.5, ("rate",), "drop probability"),),
     count=elementwise_ops(0),
     short="p",
+    saves=dropout_saves,
 )
 
 KINDS = (BATCHNORM, LRN, DROPOUT)

@@ -7,15 +7,21 @@ from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import axes, pool_window, spatial, window
 from cnnkit.layers._kind import (
+    INT64,
     RF,
+    SAVES_INPUT,
+    SAVES_NOTHING,
     SEES_ALL,
     Arg,
     Args,
     Counts,
+    Kept,
     LayerKind,
+    Saved,
     Shape,
     Window,
     prod,
+    saved_rule,
     sees_all,
 )
 
@@ -54,6 +60,16 @@ def _pool_count(kind: str):
     return count
 
 
+def max_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input and the argmax of every output element, as int64 whatever the dtype."""
+    return Saved(inputs=(0,), new=(Kept(prod(out), dtype=INT64),))
+
+
+def adaptive_avg_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input, except for output size 1, which PyTorch computes as a mean (nothing)."""
+    return Saved() if prod(out[1:]) == 1 else Saved(inputs=(0,))
+
+
 MAXPOOL = LayerKind(
     "maxpool",
     "Max pooling (nn.MaxPool1d/2d/3d). ops: prod(kernel) comparisons per output element.",
@@ -63,6 +79,7 @@ MAXPOOL = LayerKind(
     _pool_count("maxpool"),
     short="kernel",
     aliases=("max_pool", "maxpool1d", "maxpool2d", "maxpool3d"),
+    saves=max_saves,
 )
 AVGPOOL = LayerKind(
     "avgpool",
@@ -79,6 +96,7 @@ AVGPOOL = LayerKind(
     _pool_count("avgpool"),
     short="kernel",
     aliases=("avg_pool", "avgpool1d", "avgpool2d", "avgpool3d"),
+    saves=SAVES_INPUT,  # only its shape is read, but the input tensor is what is kept
 )
 
 OUTPUT = Arg("output", c.per_axis(1), 1, ("size", "output_size"), "output size per axis")
@@ -121,6 +139,7 @@ ADAPTIVE_AVGPOOL = LayerKind(
     adaptive_count,
     short="output",
     aliases=("adaptiveavgpool", "adaptive_avg_pool"),
+    saves=adaptive_avg_saves,
 )
 ADAPTIVE_MAXPOOL = LayerKind(
     "adaptive_maxpool",
@@ -131,6 +150,7 @@ ADAPTIVE_MAXPOOL = LayerKind(
     adaptive_count,
     short="output",
     aliases=("adaptivemaxpool", "adaptive_max_pool"),
+    saves=max_saves,
 )
 
 
@@ -151,6 +171,7 @@ GLOBAL_AVGPOOL = LayerKind(
     sees_all,
     adaptive_count,
     aliases=("gap", "global_avg_pool"),
+    saves=SAVES_NOTHING,  # a mean
 )
 GLOBAL_MAXPOOL = LayerKind(
     "global_maxpool",
@@ -161,6 +182,7 @@ GLOBAL_MAXPOOL = LayerKind(
     sees_all,
     adaptive_count,
     aliases=("global_max_pool", "max_over_time"),
+    saves=saved_rule((0,), output=True),  # amax keeps its input and its result
 )
 
 KINDS = (
