@@ -1,0 +1,72 @@
+"""Every built-in recipe with a torchvision counterpart *is* that torchvision model: the same
+parameter count (and torchvision's published one), the published MACs (``_ops``) and the MACs
+torch and fvcore count on torchvision's module, the same state_dict keys and shapes (a strict
+load), and the same outputs in eval mode under torchvision's weights."""
+
+from __future__ import annotations
+
+import pytest
+
+import cnnkit
+from cnnkit.recipe.builtin import builtin_recipes
+from tests.oracle import parity
+
+# Built-in recipe -> torchvision.models.get_model kwargs. GoogLeNet: the recipe leaves out
+# the training-only auxiliary classifiers (as the published count does); init_weights=False
+# only skips torchvision's slow truncated-normal init, the weights are replaced anyway.
+COUNTERPARTS: dict[str, dict[str, object]] = {
+    "alexnet": {},
+    "vgg16": {},
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "resnet18": {},
+    "resnet50": {},
+    "densenet121": {},
+}
+
+
+def test_every_builtin_recipe_with_a_counterpart_is_checked(torchvision):
+    classification = set(torchvision.models.list_models(module=torchvision.models))
+    assert {name for name in builtin_recipes() if name in classification} == set(COUNTERPARTS)
+
+
+@pytest.fixture(scope="module", params=sorted(COUNTERPARTS))
+def pair(request, torchvision):
+    """(recipe, cnnkit module, torchvision module with random weights, weights enum)."""
+    name = request.param
+    recipe = cnnkit.load_recipe(name)
+    theirs = torchvision.models.get_model(name, weights=None, **COUNTERPARTS[name])
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    return recipe, cnnkit.build(recipe), parity.randomise(theirs), weights
+
+
+def test_parameters_match_torchvision(pair):
+    recipe, ours, theirs, weights = pair
+    published = weights.meta["num_params"]
+    assert parity.cnnkit_totals(recipe.name)["params"] == published
+    assert parity.trainable(ours) == parity.trainable(theirs) == published
+
+
+def test_macs_match_the_published_ops(pair):
+    # torchvision's meta "_ops" is GFLOPS in the MAC convention, rounded to 3 decimals.
+    recipe, _, _, weights = pair
+    macs = parity.cnnkit_totals(recipe.name)["macs"]
+    assert round(macs / 1e9, 3) == weights.meta["_ops"]
+
+
+def test_macs_match_torch_and_fvcore_on_torchvisions_module(pair):
+    recipe, _, theirs, _ = pair
+    shape = recipe.graph.input_shape
+    macs = parity.cnnkit_totals(recipe.name)["macs"]
+    assert macs == parity.counted_macs(theirs, shape) == parity.fvcore_macs(theirs, shape)
+
+
+def test_state_dict_keys_and_shapes_match_torchvision(pair):
+    _, ours, theirs, _ = pair
+    assert parity.layout(ours) == parity.layout(theirs)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+
+
+def test_outputs_match_torchvision_under_its_weights(pair):
+    recipe, ours, theirs, _ = pair
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    parity.assert_same_outputs(ours, theirs, recipe.graph.input_shape)
