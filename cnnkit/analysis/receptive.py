@@ -1,22 +1,20 @@
 """Receptive fields of every node of a recipe graph, through any DAG.
 
-Each node's fields come from its inputs' fields and its kind's receptive-field rule
-(``LayerKind.rf``): a window moves every path's field forward (``arith.receptive``), a
-pointwise kind passes it through, a merge (add, concat) keeps the union of its inputs'
-paths, and a kind that reads its whole input (flatten, linear, global pooling) makes every
-later field "global". Transposed convolutions upsample, which the algebra does not cover:
-fields after one are reported as unknown rather than guessed.
+Each node's field comes from its inputs' fields and its kind's receptive-field rule
+(``LayerKind.rf``): a window (conv, pooling, a transposed conv's fractional stride, adaptive
+pooling's uneven windows) moves the field forward one span per axis (``arith.receptive``), a
+pointwise kind passes it through, a merge (add, concat) takes the union of its inputs' fields,
+and a kind that reads its whole input (flatten, linear, global pooling) makes every later field
+"global". Each node costs a constant amount of work per input, so a graph costs O(edges).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from cnnkit.arith.receptive import Field, Fields
+from cnnkit.arith.receptive import Field, Span
 from cnnkit.layers import LAYERS, SEES_ALL, Window
 from cnnkit.recipe.graph import INPUT, Graph, Node
-
-UPSAMPLING = frozenset({"convtranspose"})
 
 
 @dataclass(frozen=True)
@@ -26,11 +24,16 @@ class NodeField:
     name: str
     kind: str
     output: tuple[int, ...]
-    fields: Fields | None = None
+    fields: Field | None = None
     sees_all: bool = False  # every unit reads the whole input (after flatten/linear/global)
-    unknown: str | None = None  # why the algebra cannot say (e.g. after an upsampling layer)
+    unknown: str | None = None  # why the algebra cannot say
     window: Window | None = None  # this node's own geometry, when it slides a window
-    approximate: bool = False  # an adaptive pooling's windows differ: largest window used
+
+    @property
+    def units(self) -> tuple[int, ...]:
+        """Units along each spatial axis of the node's output."""
+        assert self.fields is not None
+        return self.output[-self.fields.dims :]
 
 
 def spatial_dims(shape: tuple[int, ...]) -> int:
@@ -42,7 +45,7 @@ def receptive_fields(graph: Graph) -> list[NodeField]:
     """The receptive field of every node, in topological order."""
     dims = spatial_dims(graph.input_shape)
     known: dict[str, NodeField] = {
-        INPUT: NodeField(INPUT, "input", graph.input_shape, Fields.of([Field.identity(dims)]))
+        INPUT: NodeField(INPUT, "input", graph.input_shape, Field.identity(dims))
     }
     result = []
     for node in graph.nodes:
@@ -56,26 +59,39 @@ def _through(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
     base = NodeField(node.name, node.kind, node.shape)
     unknown = next((i.unknown for i in inputs if i.unknown), None)
     if unknown:
-        return _replace(base, unknown=unknown)
-    if node.kind in UPSAMPLING:
-        return _replace(base, unknown=f"after {node.name} ({node.kind}), which upsamples")
+        return replace(base, unknown=unknown)
     if any(i.sees_all for i in inputs):
-        return _replace(base, sees_all=True)
-    inherited = any(i.approximate for i in inputs)
-    merged = Fields.merge(i.fields for i in inputs if i.fields is not None)
+        return replace(base, sees_all=True)
+    merged = Field.merge(i.fields for i in inputs if i.fields is not None)
     rule = LAYERS[node.kind].rf(node.args, graph.input_shapes(node))
     if rule is SEES_ALL:
-        return _replace(base, sees_all=True)
-    if isinstance(rule, Window):
-        if len(rule.kernel) != merged.dims:
-            return _replace(base, unknown=f"{node.name} changes the number of spatial axes")
-        fields = merged.through(rule.kernel, rule.stride, rule.pad_before, rule.dilation)
-        approximate = inherited or not rule.exact
-        return _replace(base, fields=fields, window=rule, approximate=approximate)
-    return _replace(base, fields=merged, approximate=inherited)
+        return replace(base, sees_all=True)
+    if not isinstance(rule, Window):
+        return replace(base, fields=merged)
+    if len(rule.kernel) != merged.dims:
+        return replace(base, unknown=f"{node.name} changes the number of spatial axes")
+    spans = layer_spans(rule, graph.input_shapes(node)[0], node.shape)
+    if spans is None:
+        return replace(
+            base,
+            unknown=f"at {node.name} ({node.kind}): some output units read no input, or read "
+            "it out of order (kernel shorter than the stride, or a dilation sharing a factor "
+            "with it), so its units have no contiguous field",
+            window=rule,
+        )
+    return replace(base, fields=merged.through(spans), window=rule)
 
 
-def _replace(base: NodeField, **changes: object) -> NodeField:
-    from dataclasses import replace
-
-    return replace(base, **changes)
+def layer_spans(
+    rule: Window, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[Span, ...] | None:
+    """Per axis, which input positions each output unit of a window layer reads; None when a
+    transposed layer leaves units that read nothing (see ``Span.transposed``)."""
+    dims = len(rule.kernel)
+    if rule.adaptive:
+        return tuple(map(Span.adaptive, in_shape[-dims:], out_shape[-dims:]))
+    geometry = (rule.kernel, rule.stride, rule.pad_before, rule.dilation)
+    if rule.transposed:
+        spans = tuple(map(Span.transposed, *geometry))
+        return None if None in spans else spans  # type: ignore[return-value]
+    return tuple(map(Span.window, *geometry))

@@ -1,125 +1,349 @@
-"""Receptive-field algebra: size, effective stride and effective padding, per spatial axis.
+"""Receptive-field algebra, exact per spatial axis: windows, transposed convolutions (fractional
+stride) and adaptive pooling, through any DAG in time linear in its edges.
 
-Follows Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural Networks"
-(Distill, 2019). Going forward through a layer with kernel k (dilation folded in:
-k' = d*(k-1) + 1), stride s and padding p before:
+Along one axis, a layer maps each output unit to the range of input positions it reads, and a
+receptive field maps each unit of a node to the range of image positions it depends on. Both
+have one form, a ``Span``: unit ``i = P*m + r`` (``0 <= r < P``) reads
 
-    r_l = r_{l-1} + (k' - 1) * S_{l-1}      (field size)
-    S_l = S_{l-1} * s                       (effective stride, the "jump")
-    P_l = P_{l-1} + p * S_{l-1}             (effective padding)
+    [Q*m + first[r], Q*m + last[r]]
 
-which is the paper's r_{l-1} = s_l * r_l + (k_l - s_l) unrolled. Output unit i of layer l sees
-input positions [i*S_l - P_l, i*S_l - P_l + r_l - 1]; its centre is i*S_l - P_l + (r_l - 1)/2.
-Where paths merge (add, concat), every path's field is kept: the graph is "aligned" when all
-paths agree on stride and centre, and the largest and smallest fields are reported.
+- A sliding window (kernel k, dilation folded in: k' = d*(k-1) + 1, stride s, padding p before)
+  is P = 1, Q = s, first = -p, last = -p + k' - 1.
+- A transposed convolution with stride s has P = s, Q = 1 (a fractional stride 1/s): unit o
+  reads the inputs i with i*s - p + t*d = o for some tap t, so what it reads depends on o mod s.
+- Adaptive pooling from n to o positions has P = o/g, Q = n/g (g = gcd(n, o)): unit i reads
+  [floor(i*n/o), ceil((i+1)*n/o) - 1], PyTorch's windows.
+
+A field composed with a layer is again a span: the layer's unit reads positions a..b, and as
+fields grow monotonically with the position, it sees from the first image position of a to the
+last of b. With P = 1 this is Araujo, Norris & Sim's recursion ("Computing Receptive Fields of
+Convolutional Neural Networks", Distill 2019): r_l = r_{l-1} + (k' - 1)*S_{l-1},
+S_l = S_{l-1}*s, P_l = P_{l-1} + p*S_{l-1}, the paper's r_{l-1} = s_l*r_l + (k_l - s_l)
+unrolled; unit i sees [i*S_l - P_l, i*S_l - P_l + r_l - 1].
+
+Where paths merge (add, concat) a unit sees the union of what each path sees: per axis the
+smallest first and the largest last position. Paths with the same effective stride merge into
+one span (so the cost per node does not grow with the number of paths); paths whose strides
+differ are kept side by side, one span per stride. Each node also keeps, per stride, the span of
+its narrowest path (the smallest field), and whether all paths share stride and centre.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd
 
-from cnnkit.arith.sizes import span
-
-
-@dataclass(frozen=True, order=True)
-class Field:
-    """The receptive field of one unit along every spatial axis (tuples, one value per axis)."""
-
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-
-    @classmethod
-    def identity(cls, dims: int) -> Field:
-        """The input itself: each unit sees one position."""
-        return cls((1,) * dims, (1,) * dims, (0,) * dims)
-
-    @property
-    def dims(self) -> int:
-        return len(self.size)
-
-    def centre(self, axis: int, index: int = 0) -> float:
-        """Input coordinate of the centre of unit ``index``'s field along ``axis``."""
-        return index * self.stride[axis] - self.padding[axis] + (self.size[axis] - 1) / 2
-
-    def through(
-        self,
-        kernel: tuple[int, ...],
-        stride: tuple[int, ...],
-        pad_before: tuple[int, ...],
-        dilation: tuple[int, ...],
-    ) -> Field:
-        """The field after one more sliding-window layer (conv or pool)."""
-        return Field(
-            tuple(
-                r + (span(k, d) - 1) * j
-                for r, k, d, j in zip(self.size, kernel, dilation, self.stride)
-            ),
-            tuple(j * s for j, s in zip(self.stride, stride)),
-            tuple(p0 + p * j for p0, p, j in zip(self.padding, pad_before, self.stride)),
-        )
+from cnnkit.arith.sizes import span as kernel_span
 
 
 @dataclass(frozen=True)
-class Fields:
-    """All distinct fields of a node over the paths that reach it from the input."""
+class Span:
+    """Along one axis, unit ``P*m + r`` covers ``[Q*m + first[r], Q*m + last[r]]``."""
 
-    paths: frozenset[Field]
+    period: int  # P: units per repeat
+    step: int  # Q: positions the covered range moves per repeat
+    first: tuple[int, ...]
+    last: tuple[int, ...]
 
     @classmethod
-    def of(cls, fields: Iterable[Field]) -> Fields:
-        return cls(frozenset(fields))
+    def identity(cls) -> Span:
+        """The input itself: each unit sees one position."""
+        return cls(1, 1, (0,), (0,))
+
+    @classmethod
+    def window(cls, kernel: int, stride: int, pad_before: int, dilation: int = 1) -> Span:
+        """A sliding window (conv, pooling): unit i reads i*s - p .. i*s - p + d*(k-1)."""
+        return cls(1, stride, (-pad_before,), (-pad_before + kernel_span(kernel, dilation) - 1,))
+
+    @classmethod
+    def transposed(cls, kernel: int, stride: int, padding: int, dilation: int = 1) -> Span | None:
+        """A transposed convolution: output o reads the inputs i with i*s - p + t*d = o.
+
+        None when some output units read no input at all (kernel shorter than the stride, or a
+        dilation sharing a factor with it) or read out of order (a dilation larger than the
+        kernel allows): such a layer has no monotone field to report."""
+        first, last = [], []
+        for r in range(stride):
+            taps = [t for t in range(kernel) if (r + padding - t * dilation) % stride == 0]
+            if not taps:
+                return None
+            first.append((r + padding - max(taps) * dilation) // stride)
+            last.append((r + padding - min(taps) * dilation) // stride)
+        result = cls(stride, 1, tuple(first), tuple(last))
+        return result.reduced() if result.monotone else None
+
+    @classmethod
+    def adaptive(cls, n: int, out: int) -> Span:
+        """Adaptive pooling from n to ``out`` positions: unit i reads PyTorch's window
+        floor(i*n/out) .. ceil((i+1)*n/out) - 1, uneven when ``out`` does not divide n."""
+        g = gcd(n, out)
+        period = out // g
+        first = tuple(r * n // out for r in range(period))
+        last = tuple(-(-(r + 1) * n // out) - 1 for r in range(period))
+        return cls(period, n // g, first, last).reduced()
+
+    def lo(self, i: int) -> int:
+        """The first position unit ``i`` covers."""
+        m, r = divmod(i, self.period)
+        return self.step * m + self.first[r]
+
+    def hi(self, i: int) -> int:
+        """The last position unit ``i`` covers."""
+        m, r = divmod(i, self.period)
+        return self.step * m + self.last[r]
+
+    @property
+    def stride(self) -> Fraction:
+        """Effective stride: positions per unit, on average (1/s after a transposed conv)."""
+        return Fraction(self.step, self.period)
+
+    @property
+    def ratio(self) -> tuple[int, int]:
+        """The effective stride as a reduced (step, period) pair: cheap to compare and hash."""
+        if self.period == 1:
+            return self.step, 1
+        g = gcd(self.step, self.period)
+        return self.step // g, self.period // g
+
+    @property
+    def widest(self) -> int:
+        """The largest field over all units."""
+        return max(b - a + 1 for a, b in zip(self.first, self.last))
+
+    def sizes(self, count: int | None = None) -> tuple[int, ...]:
+        """Field size of each residue class (of units 0..count-1 when fewer than P exist)."""
+        n = self.period if count is None else max(1, min(self.period, count))
+        return tuple(self.last[r] - self.first[r] + 1 for r in range(n))
+
+    @property
+    def monotone(self) -> bool:
+        """First and last positions never move backwards from one unit to the next."""
+        ends = (self.first, self.last)
+        return all(
+            all(a <= b for a, b in zip(e, e[1:])) and e[-1] <= e[0] + self.step for e in ends
+        )
+
+    def then(self, layer: Span) -> Span:
+        """The field of ``layer``'s units, ``self`` being the field of the positions it reads.
+
+        Exact because ``self`` is monotone: the union of the fields of positions a..b runs from
+        the first of a to the last of b. The result repeats once ``layer`` has moved a whole
+        number of ``self``'s periods."""
+        repeats = self.period // gcd(layer.step, self.period)
+        period = layer.period * repeats
+        step = self.step * (layer.step * repeats // self.period)
+        first = tuple(self.lo(layer.lo(r)) for r in range(period))
+        last = tuple(self.hi(layer.hi(r)) for r in range(period))
+        return Span(period, step, first, last).reduced()
+
+    def expanded(self, period: int) -> Span:
+        """The same span written with a longer period (a multiple of this one)."""
+        times = period // self.period
+        units = range(period)
+        return Span(
+            period,
+            self.step * times,
+            tuple(self.lo(r) for r in units),
+            tuple(self.hi(r) for r in units),
+        )
+
+    def union(self, other: Span) -> Span:
+        """What a unit sees through either span (the strides must be equal)."""
+        if self.ratio != other.ratio:
+            raise ValueError("spans with different strides have no common period")
+        if self.period == other.period == 1:
+            first, last = min(self.first[0], other.first[0]), max(self.last[0], other.last[0])
+            return Span(1, self.step, (first,), (last,))
+        period = self.period * other.period // gcd(self.period, other.period)
+        a, b = self.expanded(period), other.expanded(period)
+        return Span(
+            period,
+            a.step,
+            tuple(map(min, a.first, b.first)),
+            tuple(map(max, a.last, b.last)),
+        ).reduced()
+
+    def same_centres(self, other: Span) -> bool:
+        """Every unit's field has the same centre through both spans (equal strides)."""
+        if self.ratio != other.ratio:
+            return False
+        if self.period == other.period == 1:
+            return self.first[0] + self.last[0] == other.first[0] + other.last[0]
+        period = self.period * other.period // gcd(self.period, other.period)
+        return all(self.lo(r) + self.hi(r) == other.lo(r) + other.hi(r) for r in range(period))
+
+    def reduced(self) -> Span:
+        """The same span with its shortest period (so equal spans compare equal)."""
+        for period in range(1, self.period):
+            if self.period % period or (self.step * period) % self.period:
+                continue
+            shift = self.step * period // self.period
+            if all(
+                e[r + period] == e[r] + shift
+                for e in (self.first, self.last)
+                for r in range(self.period - period)
+            ):
+                return Span(period, shift, self.first[:period], self.last[:period])
+        return self
+
+
+def _narrower(a: Span, b: Span) -> Span:
+    return b if b.widest < a.widest else a
+
+
+@dataclass(frozen=True)
+class AxisField:
+    """What units see along one axis over every path from the input.
+
+    ``spans`` holds the union of the paths' fields, one span per distinct effective stride
+    (sorted by stride; one in an aligned graph); ``narrowest[j]`` is the narrowest path among
+    those of ``spans[j]``'s stride. ``aligned``: all paths share stride and field centres."""
+
+    spans: tuple[Span, ...]
+    narrowest: tuple[Span, ...]
+    aligned: bool = True
+
+    @classmethod
+    def identity(cls) -> AxisField:
+        return cls((Span.identity(),), (Span.identity(),))
+
+    def lo(self, i: int) -> int:
+        return min(s.lo(i) for s in self.spans)
+
+    def hi(self, i: int) -> int:
+        return max(s.hi(i) for s in self.spans)
+
+    def sizes(self, count: int) -> list[int]:
+        """Field size of units 0..count-1 (of one period of them when a single span)."""
+        if len(self.spans) == 1:
+            return list(self.spans[0].sizes(count))
+        return [self.hi(i) - self.lo(i) + 1 for i in range(count)]
+
+    def through(self, layer: Span) -> AxisField:
+        spans = tuple(s.then(layer) for s in self.spans)
+        narrowest = tuple(s.then(layer) for s in self.narrowest)
+        aligned = self.aligned and (
+            all(s.period == 1 for s in (*self.spans, *self.narrowest))
+            or spans[0].same_centres(narrowest[0])
+        )
+        return AxisField(spans, narrowest, aligned)
+
+    @staticmethod
+    def merge(fields: Iterable[AxisField]) -> AxisField:
+        """A node fed by several paths sees the union of what they see."""
+        fields = list(fields)
+        simple = _merge_simple(fields)
+        if simple is not None:
+            return simple
+        by_stride: dict[tuple[int, int], tuple[Span, Span]] = {}
+        for f in fields:
+            for union, narrow in zip(f.spans, f.narrowest):
+                had = by_stride.get(union.ratio)
+                by_stride[union.ratio] = (
+                    (union, narrow)
+                    if had is None
+                    else (had[0].union(union), _narrower(had[1], narrow))
+                )
+        strides = sorted(by_stride, key=lambda r: Fraction(*r))
+        first = fields[0].spans[0]
+        aligned = (
+            len(strides) == 1
+            and all(f.aligned for f in fields)
+            and all(f.spans[0].same_centres(first) for f in fields)
+        )
+        return AxisField(
+            tuple(by_stride[s][0] for s in strides),
+            tuple(by_stride[s][1] for s in strides),
+            aligned,
+        )
+
+
+def _merge_simple(fields: list[AxisField]) -> AxisField | None:
+    """``AxisField.merge`` when every input is one period-1 span of one stride (the usual
+    case, where a dense block's concat has hundreds of inputs): plain integer arithmetic."""
+    step = fields[0].spans[0].step
+    if any(
+        len(f.spans) != 1 or f.spans[0].period != 1 or f.narrowest[0].period != 1 for f in fields
+    ) or any(f.spans[0].step != step for f in fields):
+        return None
+    spans = [f.spans[0] for f in fields]
+    first = min(s.first[0] for s in spans)
+    last = max(s.last[0] for s in spans)
+    narrow = min((f.narrowest[0] for f in fields), key=lambda s: s.last[0] - s.first[0])
+    centre = spans[0].first[0] + spans[0].last[0]
+    aligned = all(f.aligned and f.spans[0].first[0] + f.spans[0].last[0] == centre for f in fields)
+    return AxisField((Span(1, step, (first,), (last,)),), (narrow,), aligned)
+
+
+@dataclass(frozen=True)
+class Field:
+    """The receptive field of a node's units along every spatial axis."""
+
+    axes: tuple[AxisField, ...]
+
+    @classmethod
+    def identity(cls, dims: int) -> Field:
+        return cls((AxisField.identity(),) * dims)
 
     @property
     def dims(self) -> int:
-        return next(iter(self.paths)).dims
+        return len(self.axes)
 
-    @property
-    def largest(self) -> tuple[int, ...]:
-        return tuple(max(f.size[a] for f in self.paths) for a in range(self.dims))
+    def through(self, layer: tuple[Span, ...]) -> Field:
+        """The field after one more layer, given as one span per axis."""
+        return Field(tuple(a.through(s) for a, s in zip(self.axes, layer)))
+
+    @staticmethod
+    def merge(fields: Iterable[Field]) -> Field:
+        fields = list(fields)
+        if len(fields) == 1:
+            return fields[0]
+        return Field(tuple(AxisField.merge(axis) for axis in zip(*(f.axes for f in fields))))
+
+    def bounds(self, unit: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+        """First and last input position unit ``unit`` sees, per axis (unclipped)."""
+        return tuple((a.lo(i), a.hi(i)) for a, i in zip(self.axes, unit))
+
+    def unit_range(self, counts: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+        """Smallest and largest field over the units (``counts`` per axis) and paths: equal
+        unless the field depends on the unit's position."""
+        out = []
+        for axis, n in zip(self.axes, counts):
+            sizes = axis.sizes(n)
+            out.append((min(sizes), max(sizes)))
+        return tuple(out)
 
     @property
     def smallest(self) -> tuple[int, ...]:
-        return tuple(min(f.size[a] for f in self.paths) for a in range(self.dims))
+        """The narrowest path's field (its largest over units)."""
+        return tuple(min(s.widest for s in a.narrowest) for a in self.axes)
 
     @property
-    def stride(self) -> tuple[int, ...]:
-        """The effective stride; when paths disagree, the largest (the graph is not aligned)."""
-        return tuple(max(f.stride[a] for f in self.paths) for a in range(self.dims))
+    def stride(self) -> tuple[Fraction, ...]:
+        """Effective stride; when paths disagree, the largest (the graph is not aligned)."""
+        return tuple(max(s.stride for s in a.spans) for a in self.axes)
 
     @property
     def padding(self) -> tuple[int, ...]:
-        """Effective padding of the largest field (the one that bounds what a unit sees)."""
-        return self.widest.padding
+        """Effective padding: how far before position 0 unit 0's field starts."""
+        return tuple(-a.lo(0) for a in self.axes)
 
-    @property
-    def widest(self) -> Field:
-        return max(self.paths, key=lambda f: (f.size, f.padding))
+    def centre(self, axis: int, index: int = 0) -> float:
+        """Input coordinate of the centre of unit ``index``'s field along ``axis``."""
+        a = self.axes[axis]
+        return (a.lo(index) + a.hi(index)) / 2
 
     @property
     def aligned(self) -> bool:
-        """True when every path has the same effective stride and field centre on every axis."""
-        first = next(iter(self.paths))
-        return all(
-            f.stride == first.stride
-            and all(f.centre(a) == first.centre(a) for a in range(first.dims))
-            for f in self.paths
-        )
+        """Every path has the same effective stride and field centres on every axis."""
+        return all(a.aligned for a in self.axes)
 
-    def through(
-        self,
-        kernel: tuple[int, ...],
-        stride: tuple[int, ...],
-        pad_before: tuple[int, ...],
-        dilation: tuple[int, ...],
-    ) -> Fields:
-        return Fields.of(f.through(kernel, stride, pad_before, dilation) for f in self.paths)
-
-    @staticmethod
-    def merge(inputs: Iterable[Fields]) -> Fields:
-        """Fields of a node fed by several paths (add, concat): the union of their fields."""
-        return Fields.of(f for fields in inputs for f in fields.paths)
+    @property
+    def period(self) -> tuple[int, ...]:
+        """Units per repeat of the field pattern: 1 unless fields depend on the position."""
+        return tuple(max(s.period for s in a.spans) for a in self.axes)
 
 
 def chain(
@@ -130,6 +354,6 @@ def chain(
     field = Field.identity(dims)
     out = []
     for kernel, stride, pad, dilation in layers:
-        field = field.through(kernel, stride, pad, dilation)
+        field = field.through(tuple(map(Span.window, kernel, stride, pad, dilation)))
         out.append(field)
     return out

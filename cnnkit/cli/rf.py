@@ -44,7 +44,11 @@ def rf_command(
     ] = False,
     verify: Annotated[
         bool,
-        typer.Option("--verify", help="Measure the field by back-propagation in PyTorch."),
+        typer.Option(
+            "--verify",
+            help="Measure the field of a few units by back-propagation in PyTorch; exit 1 on a "
+            "mismatch.",
+        ),
     ] = False,
     erf: Annotated[
         str | None,
@@ -57,9 +61,11 @@ def rf_command(
 
     Follows Araujo et al., "Computing Receptive Fields of Convolutional Neural Networks"
     (Distill, 2019): r_{l-1} = s_l * r_l + (k_l - s_l), dilation folded into k. Multi-path
-    networks report the largest and smallest field over paths and whether the paths are
-    aligned (same stride and centre). Unit i of a layer sees input positions
-    [i*stride - padding, i*stride - padding + field - 1].
+    networks report the union of the paths' fields (and the narrowest path) and whether the
+    paths are aligned (same stride and centre). Unit i of a layer sees input positions
+    [i*stride - padding, i*stride - padding + field - 1]; after a transposed conv or an uneven
+    adaptive pooling (marked *) that depends on i's place in a period (--json's spans say).
+    --verify measures several units and exits 1 on a mismatch.
     """
     from cnnkit.analysis.rf_report import rf_report
 
@@ -75,8 +81,16 @@ def rf_command(
         from cnnkit.cli.output import emit_json
 
         emit_json(report)
-        return
-    _render(report)
+    else:
+        _render(report)
+    if verify and not report["verify"]["ok"]:
+        from cnnkit.nn.counting import VerificationFailed
+
+        bad = next(u for u in report["verify"]["units"] if not u["ok"])
+        raise VerificationFailed(
+            f"--verify: the measured field of {report['verify']['node']} unit {bad['unit']} "
+            "does not match the algebra (MISMATCH above)"
+        )
 
 
 def _load(recipe: str | None, layers: str | None, input: str | None, sets: list[str]) -> Any:
@@ -139,47 +153,37 @@ def layers_recipe(text: str, input: str | None) -> Any:
 
 
 def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:
-    from cnnkit.nn.gradient_probe import measure_extent
+    from cnnkit.analysis import rf_verify
+    from cnnkit.analysis.rf_report import node_field, spatial_input
+    from cnnkit.nn.gradient_probe import measure_extents
 
-    at = report["at"]
-    extent = measure_extent(recipe, at["name"])
-    axes = []
-    ok = True
-    for axis, unit in enumerate(extent.unit):
-        start = unit * at["stride"][axis] - at["padding"][axis]
-        end = start + at["receptive_field"][axis] - 1
-        n = at["input"][axis]
-        clipped = (max(start, 0), min(end, n - 1))
-        measured = (extent.first[axis], extent.last[axis])
-        exact = measured == clipped
-        # Dilation or a border can leave the outermost taps on zeros/holes: then the
-        # measured extent lies inside the computed one.
-        inside = clipped[0] <= measured[0] <= measured[1] <= clipped[1]
-        ok = ok and (exact or inside)
-        axes.append(
-            {
-                "unit": unit,
-                "computed": [start, end],
-                "computed_in_input": list(clipped),
-                "measured": list(measured),
-                "match": "exact" if exact else ("inside" if inside else "MISMATCH"),
-            }
+    node = report["at"]["name"]
+    spatial = spatial_input(recipe.input_shape)
+    probes, notes = rf_verify.plan(node_field(recipe, node), spatial)
+    extents, measure_notes = measure_extents(recipe, node, [p.unit for p in probes])
+    measured = [tuple(zip(e.first, e.last)) for e in extents]
+    result = rf_verify.verdict(probes, measured, spatial, lenient=bool(measure_notes))
+    notes = [*notes, *measure_notes]
+    if not result["conclusive"]:
+        notes.append(
+            "every measured unit's field covers the whole input, so this check cannot tell a "
+            "right field from a wrong one: use a larger --input or an earlier --at"
         )
-    return {"node": at["name"], "ok": ok, "axes": axes, "notes": list(extent.notes)}
+    return {"node": node, **result, "notes": notes}
 
 
 def _erf(recipe: Any, report: dict[str, Any], path: str) -> dict[str, Any]:
+    from cnnkit.analysis.rf_report import node_field
     from cnnkit.nn.gradient_probe import effective_field, mass_extent, save_heatmap
 
     at = report["at"]
     if len(at["receptive_field"]) != 2:
         raise InputError("--erf draws 2-D networks only")
     values, unit = effective_field(recipe, at["name"])
-    box = tuple(
-        (u * s - p, u * s - p + r - 1)
-        for u, s, p, r in zip(unit, at["stride"], at["padding"], at["receptive_field"])
-    )
-    save_heatmap(values, path, box)  # type: ignore[arg-type]
+    fields = node_field(recipe, at["name"]).fields
+    assert fields is not None
+    box = fields.bounds(unit)
+    save_heatmap(values, path, box)
     spans = mass_extent(values)
     return {
         "path": path,
@@ -189,6 +193,25 @@ def _erf(recipe: Any, report: dict[str, Any], path: str) -> dict[str, Any]:
         "mass_95": [list(s) for s in spans],
         "mass_95_size": [b - a + 1 for a, b in spans],
     }
+
+
+def _render_verify(out: Any, v: dict[str, Any], names: list[str]) -> None:
+    status = "[green]matches[/]" if v["ok"] else "[red]does NOT match[/]"
+    out.print(
+        f"verify ({v['node']}, {len(v['units'])} units): the back-propagated extent {status} "
+        "the algebra" + ("" if v["conclusive"] else " [yellow](inconclusive)[/]")
+    )
+    for unit in v["units"]:
+        place = "field inside the input" if unit["field_inside"] else "field clipped by the border"
+        out.print(f"  {unit['role']} unit {tuple(unit['unit'])} ({place}):", markup=False)
+        for name, axis in zip(names, unit["axes"]):
+            out.print(
+                f"    {name}: computed {axis['computed_in_input']} (unclipped "
+                f"{axis['computed']}), measured {axis['measured']}: {axis['match']}",
+                markup=False,
+            )
+    for note in v["notes"]:
+        out.print(f"  note: {note}", markup=False)
 
 
 def _axes(values: list[int] | list[float] | None) -> str:
@@ -232,8 +255,8 @@ def _render(report: dict[str, Any]) -> None:
                 field = f"{_axes(layer['receptive_field_min'])}-{field}"
             if not layer["aligned"]:
                 field += " !"
-            if layer["approximate"]:
-                field += " ~"
+            if layer["varies"]:
+                field += " *"
         dims = len(layer["receptive_field"] or ()) or None
         out_spatial = layer["output"][-dims:] if dims else layer["output"]
         row = [
@@ -276,16 +299,7 @@ def _render(report: dict[str, Any]) -> None:
     for note in report["notes"]:
         out.print(f"note: {note}", markup=False)
     if "verify" in report:
-        v = report["verify"]
-        status = "[green]matches[/]" if v["ok"] else "[red]does NOT match[/]"
-        out.print(f"verify ({v['node']}): the back-propagated extent {status} the algebra")
-        for name, axis in zip(at["axes"], v["axes"]):
-            out.print(
-                f"  {name}: unit {axis['unit']}: computed {axis['computed_in_input']} "
-                f"(unclipped {axis['computed']}), measured {axis['measured']}: {axis['match']}"
-            )
-        for note in v["notes"]:
-            out.print(f"  note: {note}", markup=False)
+        _render_verify(out, report["verify"], at["axes"])
     if "erf" in report:
         e = report["erf"]
         out.print(

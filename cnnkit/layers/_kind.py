@@ -47,7 +47,10 @@ class Window:
     """What the receptive-field algebra sees of a sliding-window layer, per spatial axis.
 
     ``exact`` is False for adaptive pooling whose windows differ in size (the largest
-    window and the average stride are given).
+    window and the average stride are given). ``adaptive``: the windows are PyTorch's adaptive
+    ones, floor(i*n/o) .. ceil((i+1)*n/o) - 1 for n inputs and o outputs. ``transposed``: the
+    geometry is that of a transposed convolution (or any upsampling written as one): output o
+    reads the inputs i with i*stride - padding + t*dilation = o, a fractional stride.
     """
 
     kernel: tuple[int, ...]
@@ -55,6 +58,8 @@ class Window:
     pad_before: tuple[int, ...]
     dilation: tuple[int, ...]
     exact: bool = True
+    adaptive: bool = False
+    transposed: bool = False
 
 
 class _SeesAll:

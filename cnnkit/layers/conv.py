@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cnnkit.arith import counts, sizes
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
@@ -109,10 +111,10 @@ def transposed_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
 
 
 def transposed_rf(args: Args, inputs: tuple[Shape, ...]) -> RF:
-    """A transposed conv upsamples, so its receptive field is not a window of the input;
-    issue 4's algebra treats it separately. Reported as its forward kernel geometry."""
+    """A transposed conv upsamples: its geometry, flagged so the algebra reads it as a
+    fractional stride (output o reads the inputs i with i*s - p + t*d = o)."""
     _, _, k, s, p, d, _ = _transposed_geometry(args, inputs[0])
-    return window(k, s, p, d)
+    return replace(window(k, s, p, d), transposed=True)
 
 
 def transposed_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:

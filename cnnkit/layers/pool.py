@@ -122,7 +122,7 @@ def adaptive_rf(args: Args, inputs: tuple[Shape, ...]) -> RF:
     )
     stride = tuple(max(1, n // o) for n, o in zip(sp, out))
     exact = all(n % o == 0 for n, o in zip(sp, out))
-    return Window(kernel, stride, (0,) * len(sp), (1,) * len(sp), exact)
+    return Window(kernel, stride, (0,) * len(sp), (1,) * len(sp), exact, adaptive=True)
 
 
 def adaptive_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:

@@ -35,7 +35,6 @@ class Extent:
     unit: tuple[int, ...]  # the probed unit's spatial index in the node's output
     first: tuple[int, ...]
     last: tuple[int, ...]
-    notes: tuple[str, ...] = ()
 
 
 def _tokens_in(recipe: Recipe) -> bool:
@@ -81,15 +80,14 @@ def _positive_weights(model: nn.Module) -> None:
                     param.uniform_(0.0, 0.1)
 
 
-def _probe(
-    model: nn.Module, recipe: Recipe, node: str, unit: tuple[int, ...] | None, dtype: torch.dtype
-) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor]:
-    """Backpropagate from one unit of ``node``; return |grad| at the input (or embedding
-    output), the unit, and the probed tensor's spatial shape."""
+def _forward(
+    model: nn.Module, recipe: Recipe, node: str, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model once; return the probed node's output and the tensor whose gradient
+    is measured (the input, or the embedding's output for token inputs)."""
     captured: dict[str, torch.Tensor] = {}
     target = model.get_submodule(node)
-    handle = target.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
-    handles = [handle]
+    handles = [target.register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))]
     if _tokens_in(recipe):
         x = torch.randint(0, _vocab(recipe), (1, *recipe.input_shape))
         first = next(n for n in recipe.graph.nodes if n.kind == "embedding")  # type: ignore[union-attr]
@@ -108,14 +106,17 @@ def _probe(
     finally:
         for h in handles:
             h.remove()
-    out = captured["out"]
-    spatial = tuple(out.shape[2:])
-    if unit is None:
-        unit = tuple(n // 2 for n in spatial)
-    out[(0, slice(None), *unit)].sum().backward()
-    grad = captured["probe"].grad
-    assert grad is not None
-    return grad[0].abs().sum(dim=0), unit, out
+    return captured["out"], captured["probe"]
+
+
+def _gradient(out: torch.Tensor, probe: torch.Tensor, unit: tuple[int, ...]) -> torch.Tensor:
+    """|d out[unit] / d probe|, summed over channels (the graph is kept for more units)."""
+    (grad,) = torch.autograd.grad(out[(0, slice(None), *unit)].sum(), probe, retain_graph=True)
+    return grad[0].abs().sum(dim=0)
+
+
+def _centre(out: torch.Tensor) -> tuple[int, ...]:
+    return tuple(n // 2 for n in out.shape[2:])
 
 
 def _vocab(recipe: Recipe) -> int:
@@ -124,31 +125,40 @@ def _vocab(recipe: Recipe) -> int:
     return min(n.args["vocab"] for n in graph.nodes if n.kind == "embedding")
 
 
-def measure_extent(
-    recipe: Recipe, node: str, unit: tuple[int, ...] | None = None, seed: int = 0
-) -> Extent:
-    """The input positions one unit of ``node`` really depends on, found by backpropagation."""
+def _extent(grad: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    """Per axis, the first and last position of non-zero gradient ((-1, -1): none)."""
+    spans = []
+    for axis in range(grad.dim()):
+        other = tuple(a for a in range(grad.dim()) if a != axis)
+        hit = (grad.sum(dim=other) if other else grad) > 0
+        where = hit.nonzero().flatten()
+        spans.append((int(where.min()), int(where.max())) if len(where) else (-1, -1))
+    return tuple(spans)
+
+
+def measure_extents(
+    recipe: Recipe, node: str, units: list[tuple[int, ...]], seed: int = 0
+) -> tuple[list[Extent], tuple[str, ...]]:
+    """The input positions each of ``units`` of ``node`` really depends on, found by
+    backpropagation through one forward pass; and notes on what could weaken the check."""
     from cnnkit.nn.build import build
 
     torch.manual_seed(seed)
     model = build(recipe, seed=seed).double().eval()
     kept = _swap_max_pools(model)
     _positive_weights(model)
-    grad, unit, _ = _probe(model, recipe, node, unit, torch.float64)
-    first, last = [], []
-    for axis in range(grad.dim()):
-        other = tuple(a for a in range(grad.dim()) if a != axis)
-        hit = (grad.sum(dim=other) if other else grad) > 0
-        where = hit.nonzero().flatten()
-        first.append(int(where.min()) if len(where) else -1)
-        last.append(int(where.max()) if len(where) else -1)
+    out, probe = _forward(model, recipe, node, torch.float64)
+    extents = []
+    for unit in units:
+        spans = _extent(_gradient(out, probe, unit))
+        extents.append(Extent(unit, tuple(a for a, _ in spans), tuple(b for _, b in spans)))
     notes = ()
     if kept:
         notes = (
             f"dilated max pooling kept ({', '.join(kept)}): its gradient reaches one position "
             "per window, so the measured extent can be smaller",
         )
-    return Extent(unit, tuple(first), tuple(last), notes)
+    return extents, notes
 
 
 def effective_field(
@@ -162,7 +172,9 @@ def effective_field(
     total = None
     unit: tuple[int, ...] = ()
     for _ in range(samples):
-        grad, unit, _ = _probe(model, recipe, node, None, torch.float32)
+        out, probe = _forward(model, recipe, node, torch.float32)
+        unit = _centre(out)
+        grad = _gradient(out, probe, unit)
         total = grad if total is None else total + grad
     assert total is not None
     return total / samples, unit
