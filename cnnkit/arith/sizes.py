@@ -161,13 +161,34 @@ def transposed_unread(
     n: int, kernel: int, stride: int, padding: int, dilation: int, out: int
 ) -> int:
     """Input positions of a transposed convolution that reach no output: every position they
-    write to is cropped by ``padding`` (possible once padding exceeds the kernel overlap)."""
-    unread = 0
-    for i in range(n):
-        taps = (i * stride + j * dilation - padding for j in range(kernel))
-        if not any(0 <= t < out for t in taps):
-            unread += 1
-    return unread
+    write to is cropped by ``padding`` (possible once padding exceeds the kernel overlap).
+
+    Inputs whose tap range misses the output are counted at once; of the others only those
+    whose taps run past an end of the output, from each end inwards, are looked at.
+    """
+    reach = (kernel - 1) * dilation
+
+    def reaches(i: int) -> bool:  # some tap j*dilation lands in [padding - i*stride, + out)
+        low = max(0, padding - i * stride)
+        high = min(reach, padding - i * stride + out - 1)
+        return low <= high and high // dilation >= -(-low // dilation)
+
+    def inside(i: int) -> bool:  # every tap lands in the output
+        first = i * stride - padding
+        return first >= 0 and first + reach < out
+
+    first = max(0, -(-(padding - reach) // stride))
+    last = min(n - 1, (padding + out - 1) // stride)
+    if first > last:
+        return n
+    unread: set[int] = set()
+    for order in (range(first, last + 1), range(last, first - 1, -1)):
+        for i in order:
+            if inside(i):
+                break
+            if not reaches(i):
+                unread.add(i)
+    return n - (last - first + 1) + len(unread)
 
 
 @dataclass(frozen=True)
