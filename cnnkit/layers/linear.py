@@ -50,9 +50,9 @@ LINEAR = LayerKind(
     linear_shape,
     sees_all,
     linear_count,
+    saves=SAVES_INPUT,
     short="out",
     aliases=("fc", "dense"),
-    saves=SAVES_INPUT,
 )
 
 
