@@ -9,7 +9,7 @@ use them without torch. Shapes exclude the batch: ``(C, *spatial)`` for feature 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnnkit.layers._suggest import suggest
@@ -206,6 +206,10 @@ class LayerKind:
         for arg in self.args:
             for key in (arg.name, *arg.aliases):
                 self._keys[key] = arg.name
+
+    def with_saves(self, rule: SavedRule | None) -> LayerKind:
+        """This row with its saved-for-backward rule (for rows made by a family helper)."""
+        return replace(self, saves=rule)
 
     @property
     def keys(self) -> Mapping[str, str]:

@@ -20,7 +20,6 @@ from cnnkit.layers._kind import (
     Kept,
     LayerKind,
     Saved,
-    SavedRule,
     Shape,
     elementwise_ops,
     prod,
@@ -28,30 +27,11 @@ from cnnkit.layers._kind import (
 )
 
 
-def _act(
-    name: str,
-    doc: str,
-    ops: int,
-    *args: Arg,
-    short: str | None = None,
-    aliases=(),
-    saves: SavedRule | None = None,
-):
+def _act(name: str, doc: str, ops: int, *args: Arg, short: str | None = None, aliases=()):
     rule = f" ops = {ops} per output element."
-    count = elementwise_ops(ops)
     return LayerKind(
-        name, doc + rule, tuple(args), count=count, short=short, aliases=aliases, saves=saves
-    )
-
-
-def new_like_output(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
-    """A tensor of the output's size made inside the layer (scaled tanh's tanh(s*x))."""
-    return Saved(new=(Kept(prod(out)),))
-
-
-def rrelu_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
-    """The input and the random slopes drawn for it (one per element, while training)."""
-    return Saved(inputs=(0,), new=(Kept(prod(inputs[0])),))
+        name, doc + rule, tuple(args), count=elementwise_ops(ops), short=short, aliases=aliases
+    ).with_saves(SAVES.get(name))
 
 
 def prelu_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
@@ -75,13 +55,40 @@ def maxout_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     return Counts(ops=n * (args["pieces"] - 1), activations=n)
 
 
+def new_like_output(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """A tensor of the output's size made inside the layer (scaled tanh's tanh(s*x))."""
+    return Saved(new=(Kept(prod(out)),))
+
+
+def rrelu_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """The input and the random slopes drawn for it (one per element, while training)."""
+    return Saved(inputs=(0,), new=(Kept(prod(inputs[0])),))
+
+
+# What autograd keeps for backward, for the kinds made by ``_act``: relu, sigmoid, tanh and
+# softmax differentiate through their output; relu6 (hardtanh), leaky relu and elu (not in
+# place) through their input.
+SAVES = {
+    "relu": SAVES_OUTPUT,
+    "relu6": SAVES_INPUT,
+    "sigmoid": SAVES_OUTPUT,
+    "tanh": SAVES_OUTPUT,
+    "scaled_tanh": new_like_output,
+    "leaky_relu": SAVES_INPUT,
+    "rrelu": rrelu_saves,
+    "elu": SAVES_INPUT,
+    "softmax": SAVES_OUTPUT,
+    "log_softmax": SAVES_OUTPUT,
+    "identity": SAVES_VIEW,
+}
+
 SLOPE = Arg("slope", c.number(), 0.01, ("negative_slope",), "slope for x < 0")
 
 KINDS = (
-    _act("relu", "Rectified linear unit (nn.ReLU).", 1, saves=SAVES_OUTPUT),
-    _act("relu6", "ReLU clipped at 6 (nn.ReLU6).", 1, saves=SAVES_INPUT),
-    _act("sigmoid", "Logistic sigmoid (nn.Sigmoid).", 1, saves=SAVES_OUTPUT),
-    _act("tanh", "Hyperbolic tangent (nn.Tanh).", 1, saves=SAVES_OUTPUT),
+    _act("relu", "Rectified linear unit (nn.ReLU).", 1),
+    _act("relu6", "ReLU clipped at 6 (nn.ReLU6).", 1),
+    _act("sigmoid", "Logistic sigmoid (nn.Sigmoid).", 1),
+    _act("tanh", "Hyperbolic tangent (nn.Tanh).", 1),
     _act(
         "scaled_tanh",
         "LeCun's squashing function A*tanh(S*x), A = 1.7159, S = 2/3 (LeCun et al. 1998, "
@@ -90,16 +97,9 @@ KINDS = (
         Arg("a", c.number(), 1.7159, ("amplitude",), "amplitude A"),
         Arg("s", c.number(), 2 / 3, ("slope",), "slope S at the origin over A"),
         aliases=("lecun_tanh",),
-        saves=new_like_output,
     ),
     _act(
-        "leaky_relu",
-        "Leaky ReLU (nn.LeakyReLU).",
-        1,
-        SLOPE,
-        short="slope",
-        aliases=("leakyrelu",),
-        saves=SAVES_INPUT,
+        "leaky_relu", "Leaky ReLU (nn.LeakyReLU).", 1, SLOPE, short="slope", aliases=("leakyrelu",)
     ),
     LayerKind(
         "prelu",
@@ -118,15 +118,9 @@ KINDS = (
         1,
         Arg("lower", c.number(), 1 / 8, (), "lowest slope"),
         Arg("upper", c.number(), 1 / 3, (), "highest slope"),
-        saves=rrelu_saves,
     ),
     _act(
-        "elu",
-        "Exponential linear unit (nn.ELU).",
-        1,
-        Arg("alpha", c.number(), 1.0),
-        short="alpha",
-        saves=SAVES_INPUT,
+        "elu", "Exponential linear unit (nn.ELU).", 1, Arg("alpha", c.number(), 1.0), short="alpha"
     ),
     LayerKind(
         "maxout",
@@ -139,17 +133,7 @@ KINDS = (
         short="pieces",
         saves=saved_rule((0,), output=True),  # amax keeps its input and its result
     ),
-    _act(
-        "softmax",
-        "Softmax over the channel/feature axis (nn.Softmax(dim=1)).",
-        3,
-        saves=SAVES_OUTPUT,
-    ),
-    _act(
-        "log_softmax",
-        "Log-softmax over the channel/feature axis (nn.LogSoftmax(dim=1)).",
-        3,
-        saves=SAVES_OUTPUT,
-    ),
-    _act("identity", "Passes its input through (nn.Identity).", 0, saves=SAVES_VIEW),
+    _act("softmax", "Softmax over the channel/feature axis (nn.Softmax(dim=1)).", 3),
+    _act("log_softmax", "Log-softmax over the channel/feature axis (nn.LogSoftmax(dim=1)).", 3),
+    _act("identity", "Passes its input through (nn.Identity).", 0),
 )

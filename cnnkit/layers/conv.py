@@ -87,9 +87,9 @@ CONV = LayerKind(
     conv_shape,
     conv_rf,
     conv_count,
+    saves=conv_saves,
     short="out",
     aliases=("convolution", "conv1d", "conv2d", "conv3d"),
-    saves=conv_saves,
 )
 
 
@@ -144,9 +144,9 @@ CONVTRANSPOSE = LayerKind(
     transposed_shape,
     transposed_rf,
     transposed_count,
+    saves=SAVES_INPUT,
     short="out",
     aliases=("deconv", "conv_transpose", "transposed_conv"),
-    saves=SAVES_INPUT,
 )
 
 KINDS = (CONV, CONVTRANSPOSE)

@@ -62,9 +62,9 @@ SUBSAMPLE = LayerKind(
     subsample_shape,
     subsample_rf,
     subsample_count,
+    saves=subsample_saves,
     short="kernel",
     aliases=("trainable_subsampling",),
-    saves=subsample_saves,
 )
 
 
@@ -155,9 +155,9 @@ RBF = LayerKind(
     rbf_shape,
     sees_all,
     rbf_count,
+    saves=rbf_saves,
     short="out",
     aliases=("euclidean_rbf",),
-    saves=rbf_saves,
 )
 
 KINDS = (SUBSAMPLE, PARTIAL_CONV, RBF)

@@ -50,10 +50,10 @@ LINEAR = LayerKind(
     linear_shape,
     sees_all,
     linear_count,
+    saves=SAVES_INPUT,
     short="out",
     # Not "dense": that word is the DenseNet structure (recipe/expand.py), which wins.
     aliases=("fc",),
-    saves=SAVES_INPUT,
 )
 
 

@@ -49,9 +49,9 @@ BATCHNORM = LayerKind(
     ),
     bn_shape,
     count=bn_count,
+    saves=bn_saves,
     short="eps",
     aliases=("batchnorm", "batch_norm", "bn1d", "bn2d", "bn3d"),
-    saves=bn_saves,
 )
 
 
@@ -88,9 +88,9 @@ LRN = LayerKind(
     ),
     lrn_shape,
     count=lrn_count,
+    saves=lrn_saves,
     short="size",
     aliases=("local_response_norm",),
-    saves=lrn_saves,
 )
 
 

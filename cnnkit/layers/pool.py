@@ -77,9 +77,9 @@ MAXPOOL = LayerKind(
     _pool_shape("maxpool"),
     _pool_rf("maxpool"),
     _pool_count("maxpool"),
+    saves=max_saves,
     short="kernel",
     aliases=("max_pool", "maxpool1d", "maxpool2d", "maxpool3d"),
-    saves=max_saves,
 )
 AVGPOOL = LayerKind(
     "avgpool",
@@ -94,9 +94,9 @@ AVGPOOL = LayerKind(
     _pool_shape("avgpool"),
     _pool_rf("avgpool"),
     _pool_count("avgpool"),
+    saves=SAVES_INPUT,  # only its shape is read, but the input tensor is what is kept
     short="kernel",
     aliases=("avg_pool", "avgpool1d", "avgpool2d", "avgpool3d"),
-    saves=SAVES_INPUT,  # only its shape is read, but the input tensor is what is kept
 )
 
 OUTPUT = Arg("output", c.per_axis(1), 1, ("size", "output_size"), "output size per axis")
@@ -137,9 +137,9 @@ ADAPTIVE_AVGPOOL = LayerKind(
     _adaptive_shape("adaptive_avgpool"),
     adaptive_rf,
     adaptive_count,
+    saves=adaptive_avg_saves,
     short="output",
     aliases=("adaptiveavgpool", "adaptive_avg_pool"),
-    saves=adaptive_avg_saves,
 )
 ADAPTIVE_MAXPOOL = LayerKind(
     "adaptive_maxpool",
@@ -148,9 +148,9 @@ ADAPTIVE_MAXPOOL = LayerKind(
     _adaptive_shape("adaptive_maxpool"),
     adaptive_rf,
     adaptive_count,
+    saves=max_saves,
     short="output",
     aliases=("adaptivemaxpool", "adaptive_max_pool"),
-    saves=max_saves,
 )
 
 
