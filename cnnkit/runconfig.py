@@ -9,7 +9,6 @@ Validation is table-driven: each field has one checker in ``_DATA_FIELDS``/``_TR
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
@@ -135,13 +134,8 @@ def _int(least: int) -> Callable[[Any], int]:
     return check
 
 
-_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
 def _number(low: float, high: float | None = None, *, open_low: bool = False) -> Callable:
     def check(value: Any) -> float:
-        if isinstance(value, str) and _SCIENTIFIC.match(value):
-            value = float(value)  # PyYAML (YAML 1.1) reads 1e-4 as a string; 1.0e-4 as a float
         ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
         if ok and (value < low or (open_low and value == low)):
             ok = False
