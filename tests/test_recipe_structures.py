@@ -167,16 +167,6 @@ def test_external_model_needs_the_vision_extra():
         assert sum(p.numel() for p in model.parameters()) == 25_557_032
 
 
-def test_torchvision_layouts_match_when_installed():
-    torchvision = pytest.importorskip("torchvision")
-    for name in ("alexnet", "vgg16", "googlenet", "resnet18", "resnet50", "densenet121"):
-        ours = cnnkit.build(cnnkit.load_recipe(name))
-        kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
-        theirs = torchvision.models.get_model(name, **kwargs)
-        shapes = sorted(tuple(p.shape) for p in ours.parameters())
-        assert shapes == sorted(tuple(p.shape) for p in theirs.parameters())
-
-
 def test_names_templates_count_copies_wherever_the_repeat_sits():
     """{n} is the copy number (1, 2), not the repeat's position in its sequence."""
     body = "layers: [{conv: {out: 3, p: 1}, name: c}, relu]"
