@@ -162,7 +162,8 @@ def evaluate_target(
         raise CheckpointError(
             f"weights do not fit its recipe's model: {first}", where=str(path)
         ) from None
-    device = pick_device(device_name or train_config.device)
+    option = "--device" if device_name else "train.device"
+    device = pick_device(device_name or train_config.device, option=option)
     report = full_report(
         model.to(device),
         chosen.to(device),

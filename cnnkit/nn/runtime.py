@@ -74,12 +74,16 @@ _AVAILABLE = {
 }
 
 
-def pick_device(name: str, world: World = World()) -> torch.device:
-    """``auto`` prefers cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+def pick_device(name: str, world: World = World(), option: str = "train.device") -> torch.device:
+    """``auto`` prefers cuda, then mps, then cpu; an unknown or unavailable explicit choice is
+    an error naming ``option`` (the recipe key or the command-line flag the name came from)."""
     if name == "auto":
         name = next(n for n in ("cuda", "mps", "cpu") if _AVAILABLE[n]())
+    elif name not in _AVAILABLE:
+        accepted = ", ".join(("auto", *_AVAILABLE))
+        raise InputError(f"{option}: expected one of {accepted}, got {name!r}")
     elif not _AVAILABLE[name]():
-        raise InputError(f"train.device: {name} is not available on this machine (try auto or cpu)")
+        raise InputError(f"{option}: {name} is not available on this machine (try auto or cpu)")
     if name == "cuda":
         return torch.device("cuda", world.local_rank % max(1, torch.cuda.device_count()))
     return torch.device(name)
