@@ -168,6 +168,30 @@ def _debug_wanted(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("CNNKIT_DEBUG", "") not in ("", "0")
 
 
+def _click_error(err: Exception, args: list[str]) -> None:
+    """Click's own errors (an unknown option, a missing argument) as one line like ours;
+    a command given no arguments still shows its help."""
+    code = getattr(err, "exit_code", 2)
+    if type(err).__name__ == "NoArgsIsHelpError":
+        err.show()  # type: ignore[attr-defined]
+        sys.exit(code)
+    ctx = getattr(err, "ctx", None)
+    names = {command.name for command in app.registered_commands}
+    given = [a for a in args if a in names][:1]  # the option parser's errors carry no context
+    path = ctx.command_path if ctx is not None else " ".join(["cnnkit", *given])
+    sys.stderr.write(f"error: {path}: {_click_message(err)}\n")
+    sys.exit(code)
+
+
+def _click_message(err: Exception) -> str:
+    if type(err).__name__ == "NoSuchOption":
+        options = getattr(err, "possibilities", None) or []
+        hint = f" (did you mean {' or '.join(options)}?)" if options else ""
+        return f"no such option {err.option_name}{hint}"  # type: ignore[attr-defined]
+    message = " ".join(err.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    return message[:1].lower() + message[1:]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map errors to one stderr line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -194,8 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # the boundary: no traceback unless --debug
         # Typer vendors click in recent releases, so match click's exceptions by shape.
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # click UsageError & co.
-            err.show()
-            sys.exit(err.exit_code)
+            _click_error(err, args)
         if type(err).__name__ == "Abort":
             sys.stderr.write("aborted\n")
             sys.exit(1)
