@@ -27,6 +27,11 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename not in (None, str(tmp)):  # about another file: leave it as it is
+            raise
+        # The temporary's name is ours, not the user's: the error names the target.
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     finally:
         if tmp.exists():
             tmp.unlink()
