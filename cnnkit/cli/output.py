@@ -6,13 +6,32 @@ Library code returns data; only the CLI renders, through these functions.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
 
 def emit_json(document: Any) -> None:
-    """Print one JSON document on stdout and nothing else (the ``--json`` contract)."""
-    sys.stdout.write(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    """Print one JSON document on stdout and nothing else (the ``--json`` contract).
+
+    NaN and infinities (a diverged loss, an undefined metric) become ``null``: Python's
+    ``NaN``/``Infinity`` tokens are not JSON and strict parsers (jq, JavaScript) reject them.
+    """
+    text = json.dumps(_finite(document), indent=2, allow_nan=False)
+    sys.stdout.write(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, containers walked."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_finite(item) for item in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return _finite(_jsonable(value))
 
 
 def _jsonable(value: Any) -> Any:
