@@ -11,6 +11,8 @@ import operator
 import re
 from typing import Any
 
+from cnnkit.recipe import limits
+
 _OPS: dict[type, Any] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -56,7 +58,22 @@ def _value(name: str, values: dict[str, Any], path: tuple[str | int, ...]) -> An
     return values[name]
 
 
+def _too_large(base: Any, exponent: Any) -> bool:
+    """Whether ``base ** exponent`` could pass ``limits.MAX_EXPR_BITS``, judged before
+    computing it (a power tower would otherwise take minutes and gigabytes)."""
+    if not isinstance(exponent, int | float):
+        return False  # the operator itself reports the type error
+    if abs(exponent) > 64:
+        return True
+    bits = base.bit_length() if isinstance(base, int) else 1
+    return isinstance(base, int) and exponent > 0 and (bits - 1) * exponent > limits.MAX_EXPR_BITS
+
+
 def _evaluate(text: str, values: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    if len(text) > limits.MAX_EXPR_CHARS:
+        raise SubstitutionError(
+            path, f"an expression may have at most {limits.MAX_EXPR_CHARS} characters"
+        )
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
@@ -71,9 +88,12 @@ def _evaluate(text: str, values: dict[str, Any], path: tuple[str | int, ...]) ->
             return _value(node.id, values, path)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            if isinstance(node.op, ast.Pow) and _too_large(left, right):
                 raise SubstitutionError(path, f"exponent {right} is too large in {text!r}")
-            return _OPS[type(node.op)](left, right)
+            result = _OPS[type(node.op)](left, right)
+            if isinstance(result, int) and result.bit_length() > limits.MAX_EXPR_BITS:
+                raise SubstitutionError(path, f"a value in {text!r} is too large")
+            return result
         if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](walk(node.operand))
         raise SubstitutionError(
@@ -82,7 +102,7 @@ def _evaluate(text: str, values: dict[str, Any], path: tuple[str | int, ...]) ->
 
     try:
         result = walk(tree)
-    except (TypeError, ZeroDivisionError, OverflowError) as err:
+    except (TypeError, ZeroDivisionError, OverflowError, ValueError) as err:
         raise SubstitutionError(path, f"cannot evaluate {text!r}: {err}") from None
     if isinstance(result, float) and result.is_integer():
         return int(result)

@@ -11,12 +11,14 @@ sequence positions and ``name:``/``id:`` keys, so ``layer3.1.conv2`` in a recipe
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from cnnkit.layers import ALIASES, LAYERS, ArgError, lookup, suggest
+from cnnkit.recipe import limits
 from cnnkit.recipe.blocks import SubstitutionError, substitute
 from cnnkit.recipe.graph import INPUT, Lookup, Ref, Scope, Spec
 from cnnkit.recipe.source import Path, Source
@@ -148,6 +150,8 @@ class Expander:
         """``name`` if it can be a torch submodule name (letters, digits, _; not reserved)."""
         if not isinstance(name, str | int) or not _NAME.match(str(name)):
             raise self.fail(path, f"expected a name of letters, digits and _, got {name!r}")
+        if len(str(name)) > limits.MAX_NAME_CHARS:
+            raise self.fail(path, f"a name may have at most {limits.MAX_NAME_CHARS} characters")
         if str(name) in RESERVED:
             raise self.fail(path, f"{name!r} is reserved; choose another name")
         return str(name)
@@ -265,6 +269,8 @@ class Expander:
         if spec.name in self.paths:
             first = self.source.locate(self.paths[spec.name])
             raise self.fail(spec.path, f"duplicate layer name {spec.name!r} (also at {first})")
+        if len(self.specs) >= limits.MAX_LAYERS:
+            raise self.fail(spec.path, f"more than {limits.MAX_LAYERS:,} layers")
         self.paths[spec.name] = spec.path
         self.specs.append(spec)
         return spec.name
@@ -289,6 +295,12 @@ class Expander:
         times = spec["times"]
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise self.fail((*path, "times"), f"expected a positive integer, got {times!r}")
+        if not times * self.depth <= limits.MAX_LAYERS:
+            raise self.fail(
+                (*path, "times"),
+                f"{times} copies (x model.depth {self.depth:g}) exceed the limit of "
+                f"{limits.MAX_LAYERS:,} layers",
+            )
         times = max(1, round(times * self.depth))
         if "names" not in spec:
             # Unnamed copies take the next positions of the enclosing sequence (layer3.1 ..).
@@ -303,6 +315,7 @@ class Expander:
                 f"{pattern!r}: names count copies with {{i}} (from 0) or {{n}} (from 1); "
                 "$ fills block arguments only as a whole value",
             )
+        _check_template(pattern, lambda message: self.fail(where, message))
         try:
             names = [pattern.format(i=t, n=t + 1) for t in range(times)]
         except (KeyError, IndexError, ValueError):
@@ -421,6 +434,8 @@ class Expander:
     def call(self, block: Block, value: Any, path: Path, name: str, input: Ref) -> Ref:
         if any(c.block == block.name for c in self.calls):
             raise self.fail(path, f"block {block.name!r} uses itself")
+        if len(self.calls) >= limits.MAX_CALL_DEPTH:
+            raise self.fail(path, f"blocks call blocks more than {limits.MAX_CALL_DEPTH} deep")
         if value is None:
             given: dict[str, Any] = {}
         elif isinstance(value, dict):
@@ -452,6 +467,19 @@ class Expander:
             return self.body(body, block.path, name, input, Scope(None, {INPUT: input}))
         finally:
             self.calls.pop()
+
+
+def _check_template(pattern: str, fail: Callable[[str], Exception]) -> None:
+    """Refuse a names template that could build huge names (``{n:>300000000}``) before
+    any name is formatted."""
+    if len(pattern) > limits.MAX_NAME_CHARS:
+        raise fail(f"a names template may have at most {limits.MAX_NAME_CHARS} characters")
+    try:
+        specs = [spec or "" for _, _, spec, _ in string.Formatter().parse(pattern)]
+    except ValueError:
+        return  # format() reports the unreadable template
+    if any(int(width) > limits.MAX_NAME_CHARS for s in specs for width in re.findall(r"\d+", s)):
+        raise fail(f"a width in {pattern!r} exceeds {limits.MAX_NAME_CHARS} characters")
 
 
 def join(prefix: str, name: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from cnnkit.layers import suggest
+from cnnkit.recipe import limits
 from cnnkit.recipe.expand import Block, Expander
 from cnnkit.recipe.graph import INPUT, Graph, assemble
 from cnnkit.recipe.source import Path, Source, read_yaml
@@ -81,6 +82,8 @@ def load_recipe(where: str | FilePath, overrides: list[str] | tuple[str, ...] = 
 
     path = find_recipe(where)
     try:
+        if path.is_file() and path.stat().st_size > limits.MAX_FILE_BYTES:
+            raise OSError(f"larger than {limits.MAX_FILE_BYTES:,} bytes, the limit for a recipe")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         from cnnkit.errors import RecipeError
@@ -202,11 +205,25 @@ def _graph(model: dict[str, Any], shape: tuple[int, ...], source: Source, init) 
     if "layers" not in model:
         raise source.error(("model",), "missing key 'layers' (or torchvision:/timm:)")
     depth = model.get("depth", 1)
-    if isinstance(depth, bool) or not isinstance(depth, int | float) or depth <= 0:
-        raise source.error(("model", "depth"), f"expected a positive number, got {depth!r}")
+    if (
+        isinstance(depth, bool)
+        or not isinstance(depth, int | float)
+        or not 0 < depth <= limits.MAX_SCALE
+    ):
+        raise source.error(
+            ("model", "depth"),
+            f"expected a positive number up to {limits.MAX_SCALE:g}, got {depth!r}",
+        )
     width = model.get("width", 1)
-    if isinstance(width, bool) or not isinstance(width, int | float) or width <= 0:
-        raise source.error(("model", "width"), f"expected a positive number, got {width!r}")
+    if (
+        isinstance(width, bool)
+        or not isinstance(width, int | float)
+        or not 0 < width <= limits.MAX_SCALE
+    ):
+        raise source.error(
+            ("model", "width"),
+            f"expected a positive number up to {limits.MAX_SCALE:g}, got {width!r}",
+        )
     expander = Expander(
         source, _blocks(model.get("blocks"), source), init, float(depth), float(width)
     )

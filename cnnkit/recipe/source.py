@@ -8,6 +8,10 @@ One number rule for every section: PyYAML implements YAML 1.1, where a float nee
 signed exponent, so ``1e-4`` (the form everyone writes, and YAML 1.2's) would be the string
 ``'1e-4'``. ``loader()`` adds YAML 1.2's float forms (``1e-4``, ``1E5``, ``1.0e5``, ``-1e-3``)
 to the safe loader; files, ``--set`` values and ``--layers`` values all go through it.
+
+Every text is held to ``cnnkit.recipe.limits`` while it is read: its size, its nesting, its
+node count once aliases are expanded (a 600-byte alias bomb would otherwise expand to hundreds
+of millions of values) and the digits of its integers, each refused as a one-line YAML error.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from functools import cache
 from typing import Any
 
 from cnnkit.errors import RecipeError
+from cnnkit.recipe import limits
 
 Path = tuple[str | int, ...]
 
@@ -60,11 +65,26 @@ _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]
 
 @cache
 def loader() -> type:
-    """``yaml.SafeLoader`` that also reads exponent floats (``1e-4``) as floats."""
+    """``yaml.SafeLoader`` that also reads exponent floats (``1e-4``) as floats and refuses
+    nesting deeper than ``limits.MAX_NESTING`` before the recursive composer overflows."""
     import yaml
 
     class RecipeLoader(yaml.SafeLoader):
-        pass
+        nesting = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.nesting >= limits.MAX_NESTING:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {limits.MAX_NESTING} levels",
+                    self.peek_event().start_mark,
+                )
+            self.nesting += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.nesting -= 1
 
     RecipeLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789.")
@@ -72,11 +92,65 @@ def loader() -> type:
     return RecipeLoader
 
 
-def load_value(text: str) -> Any:
-    """One YAML value (a ``--set`` or ``--layers`` value), read by the recipe loader."""
+def _compose(text: str) -> tuple[Any, Any]:
+    """(loader, checked root node or None) of ``text``; limit breaches are YAML errors."""
     import yaml
 
-    return yaml.load(text, Loader=loader())  # a SafeLoader subclass: no tags run code
+    if len(text) > limits.MAX_FILE_BYTES:
+        raise yaml.YAMLError(
+            f"{len(text):,} characters; a recipe may have at most {limits.MAX_FILE_BYTES:,}"
+        )
+    loader_ = loader()(text)
+    node = loader_.get_single_node()
+    if node is not None:
+        _count(node, {}, set())
+    return loader_, node
+
+
+def _count(node: Any, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Values under ``node`` with aliases expanded (memoised, so linear in the text), refusing
+    more than ``limits.MAX_YAML_NODES`` and integers longer than ``limits.MAX_INT_DIGITS``."""
+    import yaml
+
+    if id(node) in sizes or id(node) in open_nodes:  # open: recursive, which _walk reports
+        return sizes.get(id(node), 0)
+    if isinstance(node, yaml.ScalarNode):
+        digits = sum(c.isdigit() for c in node.value[: limits.MAX_INT_DIGITS + 40])
+        if node.tag == "tag:yaml.org,2002:int" and digits > limits.MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"integer of more than {limits.MAX_INT_DIGITS} digits",
+                node.start_mark,
+            )
+        size = 1
+    else:
+        open_nodes.add(id(node))
+        children = node.value if isinstance(node, yaml.SequenceNode) else _pairs(node)
+        size = 1 + sum(_count(child, sizes, open_nodes) for child in children)
+        open_nodes.discard(id(node))
+        if size > limits.MAX_YAML_NODES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"expands to more than {limits.MAX_YAML_NODES:,} values (through aliases?)",
+                node.start_mark,
+            )
+    sizes[id(node)] = size
+    return size
+
+
+def _pairs(node: Any) -> list[Any]:
+    return [part for pair in node.value for part in pair]
+
+
+def load_value(text: str) -> Any:
+    """One YAML value (a ``--set`` or ``--layers`` value), read by the recipe loader."""
+    loader_, node = _compose(text)
+    try:
+        return None if node is None else loader_.construct_document(node)
+    finally:
+        loader_.dispose()
 
 
 def read_yaml(text: str, name: str) -> tuple[Any, Source]:
@@ -84,28 +158,40 @@ def read_yaml(text: str, name: str) -> tuple[Any, Source]:
     import yaml
 
     source = Source(name)
-    loader_ = loader()(text)
+    loader_ = None
     try:
-        node = loader_.get_single_node()
+        loader_, node = _compose(text)
         if node is None:
             return None, source
         _walk(node, (), source, name, set())
         data = loader_.construct_document(node)
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = str(err.problem or err.context or "unreadable YAML")
-        if err.context and err.problem:
-            started = f" at line {err.context_mark.line + 1}" if err.context_mark else ""
-            problem += f" ({err.context}{started})"
-        if "could not determine a constructor" in problem:
-            problem = f"unsafe or unknown YAML tag refused ({problem})"
-        raise RecipeError(f"YAML error: {problem}", where=f"{name}{line}") from None
+        raise RecipeError(f"YAML error: {_problem(err)}", where=f"{name}{_line(err)}") from None
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        problem = f"unacceptable character #x{err.character:04x}"
+        raise RecipeError(f"YAML error: {problem}", where=f"{name}:{line}") from None
     except yaml.YAMLError as err:
         raise RecipeError(f"YAML error: {err}", where=name) from None
     finally:
-        loader_.dispose()
+        if loader_ is not None:
+            loader_.dispose()
     return data, source
+
+
+def _line(err: Any) -> str:
+    mark = err.problem_mark or err.context_mark
+    return f":{mark.line + 1}" if mark is not None else ""
+
+
+def _problem(err: Any) -> str:
+    problem = str(err.problem or err.context or "unreadable YAML")
+    if err.context and err.problem:
+        started = f" at line {err.context_mark.line + 1}" if err.context_mark else ""
+        problem += f" ({err.context}{started})"
+    if "could not determine a constructor" in problem:
+        problem = f"unsafe or unknown YAML tag refused ({problem})"
+    return problem
 
 
 def _walk(node: Any, path: Path, source: Source, name: str, open_nodes: set[int]) -> None:
