@@ -22,8 +22,11 @@ def train_command(
         list[str] | None,
         typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run folder (default runs/NAME-TIMESTAMP).")
+    out_: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", metavar="PATH", help="Run folder (default runs/NAME-TIMESTAMP)."
+        ),
     ] = None,
     overwrite: Annotated[
         bool,
@@ -32,9 +35,11 @@ def train_command(
     runs_root: Annotated[Path, typer.Option("--runs", help="Where new run folders go.")] = Path(
         "runs"
     ),
-    resume: Annotated[
-        Path | None,
-        typer.Option("--resume", help="Continue the run in this folder from its last.pt."),
+    resume_: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="PATH", help="Continue the run in this folder from its last.pt."
+        ),
     ] = None,
     sweep: Annotated[
         list[str] | None,
@@ -62,6 +67,7 @@ def train_command(
     from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
 
     overrides = list(set_ or [])
+    out, resume = _folder("--out", out_), _folder("--resume", resume_)
     if resume is not None:
         if recipe is not None or overrides or sweep:
             raise InputError(
@@ -80,6 +86,14 @@ def train_command(
     note = f"resolved by cnnkit train from {recipe}" + "".join(f" --set {o}" for o in overrides)
     plan = plan_from_recipe(parsed, note)
     _run(plan, out=out, runs_root=runs_root, grad_stats=grad_stats, as_json=as_json)
+
+
+def _folder(option: str, value: str | None) -> Path | None:
+    """A run folder from the command line; ``''`` is refused (as a Path it is ``.``, and the
+    run would be written into the current folder)."""
+    if value is not None and not value.strip():
+        raise InputError(f"{option} '': give a folder name, e.g. {option} runs/mine")
+    return None if value is None else Path(value)
 
 
 def _refuse_to_replace(out: Path) -> None:

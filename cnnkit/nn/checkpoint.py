@@ -7,6 +7,7 @@ clear message instead of a ``KeyError`` deep in training.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,41 @@ from cnnkit.errors import CheckpointError, DataError
 FORMAT = "cnnkit-checkpoint"
 VERSION = 1
 REQUIRED = ("model", "recipe", "epoch", "task", "classes", "mean", "std")
+CHECKSUM = "checksum"  # BLAKE2b of every value; absent in checkpoints from before it was added
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then ``os.replace``: a reader (or a
     resumed run after SIGKILL) sees the old file or the new one, never half of one."""
     with atomic_open(path, "wb") as handle:
-        torch.save({"format": FORMAT, "version": VERSION, **obj}, handle)
+        body = {"format": FORMAT, "version": VERSION, **obj}
+        torch.save({**body, CHECKSUM: checksum(body)}, handle)
+
+
+def checksum(obj: dict[str, Any]) -> str:
+    """BLAKE2b over every value (tensor bytes with dtype and shape, numbers, strings) in
+    sorted-key order: a flipped byte in a tensor loads fine as a wrong weight, this catches it."""
+    digest = hashlib.blake2b(digest_size=32)
+    _feed(digest, {k: v for k, v in obj.items() if k != CHECKSUM})
+    return "blake2b:" + digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{list(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+            digest.update(f"K{type(key).__name__}:{key!r}".encode())
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"V{type(value).__name__}:{value!r}".encode())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -60,6 +89,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in obj]
     if missing:
         raise CheckpointError(f"checkpoint lacks {', '.join(missing)}", where=where)
+    if CHECKSUM in obj and checksum(obj) != obj[CHECKSUM]:
+        raise CheckpointError(
+            "checksum mismatch: the file was changed or damaged after cnnkit wrote it; "
+            "use another checkpoint (best.pt or last.pt) or train again",
+            where=where,
+        )
     return obj
 
 

@@ -6,6 +6,7 @@ separate from the recipe layer lets tests and library users train any ``nn.Modul
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ def _train_run(
     on_start: Callable[[Path, DataBundle, int], None] | None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    hooks = _Hooks(reporter, grad_stats, on_start)
     device = pick_device(plan.train.device, world)  # fail on an unavailable device up front
     torch.manual_seed(plan.train.seed)  # recipe builds seed themselves; custom builders may not
     module = plan.build()
@@ -124,15 +126,57 @@ def _train_run(
     check_outputs(module, data, plan.source or plan.name)
     params = sum(p.numel() for p in module.parameters())
 
-    resume = None
     if resume_dir is not None:
         run = resume_dir
-        resume = load_checkpoint(run / runs.LAST)
-        check_resumable(resume, data.fingerprint, run / runs.LAST)
     else:
         run = Path(
             world.share(str(runs.new_run_dir(plan.name, runs_root, out)) if world.main else None)
         )
+    with runs.locked(run) if world.main else contextlib.nullcontext():
+        resume = None
+        if resume_dir is not None:
+            resume = load_checkpoint(run / runs.LAST)
+            check_resumable(resume, data.fingerprint, run / runs.LAST)
+            runs.check_recipe_unchanged(run, resume["recipe"])
+        return _write_run(
+            plan, world, run, _Run(data, module, device, params, started, resume), hooks
+        )
+
+
+@dataclass
+class _Run:
+    """What ``_write_run`` trains: set up before the folder is locked and written."""
+
+    data: DataBundle
+    module: torch.nn.Module
+    device: torch.device
+    params: int
+    started: float
+    resume: dict[str, Any] | None
+
+
+@dataclass
+class _Hooks:
+    reporter: Reporter | None
+    grad_stats: bool
+    on_start: Callable[[Path, DataBundle, int], None] | None
+
+
+def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
+    """Train into the (locked) run folder and write its files; returns ``summary.json``."""
+    data, module, device, params, started = (
+        job.data,
+        job.module,
+        job.device,
+        job.params,
+        job.started,
+    )
+    resume, reporter, grad_stats, on_start = (
+        job.resume,
+        hooks.reporter,
+        hooks.grad_stats,
+        hooks.on_start,
+    )
     meta = _metadata(plan, data)
     if world.main:
         write_text(run / runs.RECIPE, plan.recipe_text)
