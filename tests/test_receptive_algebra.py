@@ -162,6 +162,12 @@ def _chain_field(layers, shape: tuple[int, ...]) -> tuple[Field, tuple[int, ...]
 @given(data=st.data(), dims=st.sampled_from([1, 2]))
 def test_chain_field_equals_the_measured_dependencies(data, dims):
     layers = data.draw(random_chain(dims))
+    # A known gap (strict xfail in test_rf_graphs.py): padding read after a transposed conv.
+    ups = [i for i, layer in enumerate(layers) if layer[0] == "transposed"]
+    padded = [
+        i for i, layer in enumerate(layers) if layer[0] in ("conv", "avgpool") and any(layer[3])
+    ]
+    assume(not (ups and any(i > ups[0] for i in padded)))
     n = tuple(data.draw(st.integers(6, 30 if dims == 1 else 14)) for _ in range(dims))
     try:
         field, out = _chain_field(layers, n)
