@@ -1,7 +1,8 @@
 """The ``cnnkit`` entry point: the Typer app and the one place where errors become exit codes.
 
 Every ``CnnkitError`` becomes one line on stderr and its ``exit_code`` (2 for bad input);
-anything unexpected becomes one line and exit code 1. ``--debug`` (anywhere on the command
+Ctrl-C and SIGTERM become one line and 130/143 (``cnnkit.interrupts``); anything unexpected
+becomes one line and exit code 1. ``--debug`` (anywhere on the command
 line) or ``CNNKIT_DEBUG=1`` shows the traceback instead.
 """
 
@@ -21,6 +22,7 @@ from cnnkit.cli.recipes import recipes_command
 from cnnkit.cli.rf import rf_command
 from cnnkit.cli.train import train_command
 from cnnkit.errors import CnnkitError
+from cnnkit.interrupts import Interrupted, handled
 
 HELP = """\
 cnnkit: convolutional-network arithmetic, analysis, training and profiling.
@@ -197,7 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_wanted(args)
     try:
-        rc = app(args=args, prog_name="cnnkit", standalone_mode=False)
+        with handled():
+            rc = app(args=args, prog_name="cnnkit", standalone_mode=False)
+    except Interrupted as err:  # Ctrl-C or SIGTERM: cleanup has run; say how to go on
+        sys.stderr.write(f"interrupted: {err.hint}\n" if err.hint else "interrupted\n")
+        sys.exit(err.exit_code)
     except CnnkitError as err:
         if debug:
             raise
