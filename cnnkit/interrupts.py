@@ -46,7 +46,9 @@ def handled() -> Iterator[None]:
         fired.append(signum)
         raise Interrupted(signum)
 
-    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    # A signal the parent made us ignore (nohup, a background job of a script) stays ignored.
+    wanted = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, _raise) for s in wanted}
     try:
         yield
     finally:

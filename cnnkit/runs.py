@@ -4,6 +4,14 @@
 row per epoch), ``summary.json``, ``last.pt``/``best.pt`` and, with ``--grad-stats``,
 ``grad_stats.csv``. Text files are replaced atomically like checkpoints, so a killed run never
 leaves a truncated CSV behind.
+
+A run folder is consistent at any moment a process can die (SIGKILL included): ``last.pt`` is
+the source of truth and everything else is brought back in line with it when the folder is
+opened again (``open_folder``, ``match_checkpoint``): stale temporary files go, ``metrics.csv``
+is rewritten from the checkpoint's history and ``grad_stats.csv`` loses rows of epochs after
+it. ``--overwrite`` moves the old run into ``.replaced/`` and deletes it only once the new run
+has written its first ``last.pt``; a new run that ends (or is killed) before that puts the old
+run back, so the folder holds one run or the other, never a mix.
 """
 
 from __future__ import annotations
@@ -14,13 +22,19 @@ import fcntl
 import io
 import json
 import os
+import re
+import shlex
+import shutil
+import signal
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from cnnkit.atomic import write_text
-from cnnkit.errors import InputError
+from cnnkit.errors import CheckpointError, InputError
+from cnnkit.jsonsafe import dumps
 
 RECIPE = "recipe.yaml"
 METRICS = "metrics.csv"
@@ -29,6 +43,11 @@ LAST = "last.pt"
 BEST = "best.pt"
 GRAD_STATS = "grad_stats.csv"
 LOCK = ".lock"
+GRAD_HEADER = "epoch,parameter,grad_norm"
+RUN_FILES = (RECIPE, METRICS, SUMMARY, LAST, BEST, GRAD_STATS)  # what a run writes, all of it
+HELD = (LAST, BEST, METRICS, SUMMARY)  # results: a new run does not replace them unasked
+FINISHED = ("completed", "early_stopped")  # a checkpoint with this status has nothing to train
+REPLACING, REPLACED, RESTORING = ".replacing", ".replaced", ".restoring"  # --overwrite stages
 
 
 def new_run_dir(name: str, root: Path = Path("runs"), out: Path | None = None) -> Path:
@@ -45,15 +64,29 @@ def new_run_dir(name: str, root: Path = Path("runs"), out: Path | None = None) -
     return path
 
 
+_HELD_LOCKS: Counter[str] = Counter()  # folders this process holds, so nested locking is fine
+
+
 @contextlib.contextmanager
 def locked(run: Path) -> Iterator[None]:
     """Hold ``run/.lock`` (``flock``, exclusive) while a run writes the folder, so a second run
     on the same folder is refused instead of mixing its files in. The OS drops the lock when the
-    process dies, even by SIGKILL, so a killed run can be resumed; the file is removed on exit."""
+    process dies, even by SIGKILL, so a killed run can be resumed; the file is removed on exit.
+    Re-entrant within a process (``--resume`` locks before it reads the folder)."""
+    key = os.path.abspath(run)
+    if _HELD_LOCKS[key]:
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
     handle = _acquire(run / LOCK)
+    _HELD_LOCKS[key] = 1
     try:
         yield
     finally:
+        del _HELD_LOCKS[key]
         with contextlib.suppress(OSError):
             os.unlink(run / LOCK)  # still holding the lock: no one can take this inode meanwhile
         handle.close()
@@ -90,6 +123,158 @@ def _same_file(path: Path, fd: int) -> bool:
     return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
+def open_folder(run: Path, mode: str) -> bool:
+    """Make the (locked) folder ready: finish what a killed process left half done and drop
+    stale temporary files; then, by ``mode``: ``resume`` keeps the run (``match_checkpoint``
+    follows), ``new`` refuses to replace results, ``overwrite`` moves them aside, and
+    ``new``/``overwrite``/``restart`` (a ``--resume`` without ``last.pt``) clear what a run
+    that never checkpointed left. Returns whether an old run was moved aside."""
+    recover(run)
+    remove_stale_temps(run)
+    if mode == "resume":
+        return False
+    replacing = set_aside(run) if mode == "overwrite" else False
+    if mode == "new":
+        check_free(run)
+    for name in RUN_FILES:
+        if name != RECIPE:  # rewritten atomically by the run itself, never left missing
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run / name)
+    return replacing
+
+
+def check_free(run: Path) -> None:
+    """Refuse to start a new run where results are; the message names a command that works in
+    the state the folder is in."""
+    held = [name for name in HELD if (run / name).exists()]
+    if not held:
+        return
+    again = f"--resume {shlex.quote(str(run))}"
+    if (run / LAST).is_file():
+        how = f"continue it with {again}"
+    elif (run / RECIPE).is_file():
+        how = f"it stopped before its first last.pt: start it again with {again}"
+    else:
+        how = "it has no last.pt or recipe.yaml to resume from"
+    raise InputError(
+        f"--out {run}: already holds a run ({', '.join(held)}); {how}, choose another folder, "
+        f"or pass --overwrite to replace it"
+    )
+
+
+def remove_stale_temps(run: Path) -> None:
+    """Temporary files of a write that was killed (``.NAME.*.tmp``, see ``cnnkit.atomic``):
+    no writer can be using them while this process holds the folder's lock."""
+    for name in RUN_FILES:
+        for stale in run.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def set_aside(run: Path) -> bool:
+    """Move the run's files into ``.replaced/`` (through ``.replacing/``, renamed when every
+    file is in, so a kill midway is undone by ``recover``). False when there was nothing."""
+    present = [name for name in RUN_FILES if (run / name).exists()]
+    if not present:
+        return False
+    staging = run / REPLACING
+    staging.mkdir(exist_ok=True)
+    for name in present:
+        os.replace(run / name, staging / name)
+    os.rename(staging, run / REPLACED)
+    return True
+
+
+def commit_replace(run: Path) -> None:
+    """The new run has its first ``last.pt``: the run it replaced is deleted."""
+    if (run / REPLACED).is_dir():
+        shutil.rmtree(run / REPLACED)
+
+
+def restore_replaced(run: Path) -> None:
+    """The new run ended before its first ``last.pt``: delete its files and put the old run
+    back. Each step can be cut by a kill and redone by ``recover``."""
+    for name in RUN_FILES:  # only the new run's are here: the old ones are in .replaced
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run / name)
+    remove_stale_temps(run)
+    os.rename(run / REPLACED, run / RESTORING)
+    _move_back(run / RESTORING, run)
+
+
+def recover(run: Path) -> None:
+    """Finish an ``--overwrite`` that a killed process left half done: an unfinished move
+    aside or restore is completed; a replaced run is deleted if the new run has a ``last.pt``
+    (it committed) and put back if it has not (the new run never got going)."""
+    if (run / REPLACING).is_dir():  # the new run had not written anything yet
+        _move_back(run / REPLACING, run)
+    if (run / RESTORING).is_dir():
+        _move_back(run / RESTORING, run)
+    if (run / REPLACED).is_dir():
+        if (run / LAST).is_file():
+            commit_replace(run)
+        else:
+            restore_replaced(run)
+
+
+def _move_back(aside: Path, run: Path) -> None:
+    for name in RUN_FILES:
+        if (aside / name).exists():
+            os.replace(aside / name, run / name)
+    shutil.rmtree(aside)
+
+
+def match_checkpoint(run: Path, epoch: int, history: list[dict[str, Any]], status: str) -> None:
+    """Bring the files a run writes per epoch in line with the ``last.pt`` it resumes from: a
+    kill can land after ``last.pt`` and before ``metrics.csv``, or after ``grad_stats.csv`` got
+    rows of the epoch ``last.pt`` does not have yet. A summary of an earlier end (a divergence)
+    goes too while the run goes on."""
+    write_metrics(run, history)
+    truncate_grad_stats(run, epoch)
+    if status not in FINISHED:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run / SUMMARY)
+
+
+def resume_command(run: Path) -> str:
+    return f"cnnkit train --resume {shlex.quote(str(run))}"
+
+
+def name_of(recipe_text: str, run: Path) -> str:
+    """The run name a saved ``recipe.yaml`` was trained under (its recipe file's stem, from the
+    note ``cnnkit train`` writes on its first line), else the folder's name."""
+    first = recipe_text.split("\n", 1)[0]
+    found = re.match(r"# resolved by cnnkit train(?: --sweep)? from (.+?)(?: --set .*)?$", first)
+    return Path(found.group(1)).stem if found else run.name
+
+
+def check_restartable(run: Path) -> None:
+    """``--resume`` of a folder without ``last.pt`` starts the run again from its
+    ``recipe.yaml``; without that either, nothing is there to go on from."""
+    if not (run / LAST).is_file() and not (run / RECIPE).is_file():
+        raise CheckpointError(
+            "not a run folder (no last.pt to resume from, no recipe.yaml to start again from: "
+            "a run killed this early wrote nothing); train into it with cnnkit train RECIPE "
+            f"--out {shlex.quote(str(run))}",
+            where=str(run),
+        )
+
+
+_REACHED: Counter[str] = Counter()
+
+
+def kill_point(name: str) -> None:
+    """Test-only: with ``CNNKIT_TEST_KILL_AT=NAME:N[:SIGNAL]`` the process sends itself SIGNAL
+    (default SIGKILL) the N-th time it reaches ``name``, so a test can stop a run at an exact
+    moment (inside a checkpoint write, between ``last.pt`` and ``metrics.csv``)."""
+    spec = os.environ.get("CNNKIT_TEST_KILL_AT", "").split(":")
+    if len(spec) < 3 or ":".join(spec[:2]) != name or not spec[2].isdigit():
+        return
+    _REACHED[name] += 1
+    if _REACHED[name] == int(spec[2]):
+        os.kill(os.getpid(), getattr(signal, spec[3] if len(spec) > 3 else "", signal.SIGKILL))
+
+
 def check_recipe_unchanged(run: Path, started_with: str) -> None:
     """A resume continues the recipe the run started with (kept in its checkpoint); a hand-edited
     ``recipe.yaml`` would be silently overwritten and the edit lost, so refuse instead."""
@@ -119,11 +304,48 @@ def write_metrics(run: Path, history: list[dict[str, Any]]) -> None:
 
 
 def write_summary(run: Path, summary: dict[str, Any]) -> None:
-    write_text(run / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    """``summary.json``; a NaN or infinite value (a diverged loss) is written as ``null``."""
+    write_text(run / SUMMARY, dumps(summary) + "\n")
 
 
 def read_summary(run: Path) -> dict[str, Any]:
     return json.loads((run / SUMMARY).read_text(encoding="utf-8"))
+
+
+def finished_summary(run: Path, epochs: int, status: str) -> dict[str, Any] | None:
+    """The summary a finished run wrote, if it is there and describes that checkpoint (a run
+    killed between its final ``last.pt`` and ``summary.json`` has none: it is written again)."""
+    try:
+        summary = read_summary(run)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(summary, dict) and (summary.get("epochs"), summary.get("status"))
+    return summary if ok == (epochs, status) else None
+
+
+def truncate_grad_stats(run: Path, epoch: int) -> None:
+    """Keep the rows of epochs up to ``epoch`` (the checkpoint's): the epoch a killed run was
+    in is trained again on resume, and its rows must not appear twice. A row cut short by the
+    kill is dropped too."""
+    file = run / GRAD_STATS
+    if not file.is_file():
+        return
+    text = file.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    kept = [line for line in lines[1:] if _grad_row_epoch(line) <= epoch]
+    if lines[:1] != [GRAD_HEADER] or len(kept) != len(lines) - 1 or not text.endswith("\n"):
+        write_text(file, "\n".join([GRAD_HEADER, *kept]) + "\n")
+
+
+def _grad_row_epoch(line: str) -> float:
+    fields = next(csv.reader([line]), [])
+    if len(fields) != 3 or not fields[0].isdigit():
+        return float("inf")
+    try:
+        float(fields[2])
+    except ValueError:
+        return float("inf")
+    return int(fields[0])
 
 
 def append_grad_stats(run: Path, epoch: int, norms: Mapping[str, float]) -> None:
@@ -133,5 +355,5 @@ def append_grad_stats(run: Path, epoch: int, norms: Mapping[str, float]) -> None
     with open(file, "a", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         if new:
-            writer.writerow(["epoch", "parameter", "grad_norm"])
+            writer.writerow(GRAD_HEADER.split(","))
         writer.writerows([epoch, name, f"{value:.6g}"] for name, value in norms.items())

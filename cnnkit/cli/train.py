@@ -30,7 +30,12 @@ def train_command(
     ] = None,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Let --out replace the run already in that folder."),
+        typer.Option(
+            "--overwrite",
+            help="Let --out replace the run already in that folder. The old run is kept aside "
+            "(OUT/.replaced/) until the new one writes its first last.pt, then deleted; if the "
+            "new run fails, diverges or is stopped before that, the old run is put back.",
+        ),
     ] = False,
     runs_root: Annotated[Path, typer.Option("--runs", help="Where new run folders go.")] = Path(
         "runs"
@@ -38,7 +43,10 @@ def train_command(
     resume_: Annotated[
         str | None,
         typer.Option(
-            "--resume", metavar="PATH", help="Continue the run in this folder from its last.pt."
+            "--resume",
+            metavar="PATH",
+            help="Continue the run in this folder from its last.pt (a run stopped before its "
+            "first last.pt starts again from its recipe.yaml; a finished run stays as it is).",
         ),
     ] = None,
     sweep: Annotated[
@@ -85,7 +93,8 @@ def train_command(
     parsed = load_with_overrides(recipe, overrides)
     note = f"resolved by cnnkit train from {recipe}" + "".join(f" --set {o}" for o in overrides)
     plan = plan_from_recipe(parsed, note)
-    _run(plan, out=out, runs_root=runs_root, grad_stats=grad_stats, as_json=as_json)
+    place: dict[str, Any] = {"out": out, "runs_root": runs_root, "overwrite": overwrite}
+    _run(plan, grad_stats=grad_stats, as_json=as_json, **place)
 
 
 def _folder(option: str, value: str | None) -> Path | None:
@@ -97,33 +106,58 @@ def _folder(option: str, value: str | None) -> Path | None:
 
 
 def _refuse_to_replace(out: Path) -> None:
-    """A run's checkpoints and metrics are the user's work: --out never replaces them unasked."""
+    """A run's checkpoints and metrics are the user's work: --out never replaces them unasked.
+    Checked early to fail before loading data; ``train_run`` checks again under the lock."""
     from cnnkit import runs
 
-    held = [
-        name for name in (runs.LAST, runs.BEST, runs.METRICS, runs.SUMMARY) if (out / name).exists()
-    ]
-    if held:
-        raise InputError(
-            f"--out {out}: already holds a run ({', '.join(held)}); continue it with "
-            f"--resume {out}, choose another folder, or pass --overwrite to replace it"
-        )
+    if out.is_dir():
+        runs.check_free(out)
 
 
 def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
+    """Continue from ``last.pt``; without one (killed before its first checkpoint) start the
+    run again from its ``recipe.yaml``. The folder is locked before it is read, so a half-done
+    ``--overwrite`` is settled first (``runs.recover``) and no other run can change it."""
+    import contextlib
+
+    from cnnkit import runs
+    from cnnkit.errors import CheckpointError
+
+    if not run_dir.is_dir():  # before locking: the lock file goes in it
+        raise CheckpointError("not a run folder: no such folder", where=str(run_dir))
+    main = _is_main_rank()
+    with runs.locked(run_dir) if main else contextlib.nullcontext():
+        if main:
+            runs.recover(run_dir)
+        runs.check_restartable(run_dir)
+        plan = _plan_of_run(run_dir)
+        _run(plan, resume_dir=run_dir, grad_stats=grad_stats, as_json=as_json)
+
+
+def _plan_of_run(run_dir: Path) -> Any:
+    """The plan a run folder was started with: from ``last.pt``, else its ``recipe.yaml``."""
     from cnnkit import runs
     from cnnkit.errors import CheckpointError
     from cnnkit.nn.checkpoint import load_checkpoint
     from cnnkit.nn.plan import plan_from_recipe, recipe_of_run
 
-    if not (run_dir / runs.LAST).is_file():
-        raise CheckpointError("not a run folder with last.pt to resume from", where=str(run_dir))
-    checkpoint = load_checkpoint(run_dir / runs.LAST)
-    text = checkpoint["recipe"]
+    if (run_dir / runs.LAST).is_file():
+        checkpoint = load_checkpoint(run_dir / runs.LAST)
+        text, name = checkpoint["recipe"], checkpoint["name"]
+    else:
+        from cnnkit.recipe.limits import MAX_FILE_BYTES
+
+        path = run_dir / runs.RECIPE
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:  # read_yaml bounds it too, after reading
+                raise OSError(f"larger than {MAX_FILE_BYTES:,} bytes, the limit for a recipe")
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"cannot read the run's recipe: {err}", where=str(path)) from None
+        name = runs.name_of(text, run_dir)
     recipe = recipe_of_run(text, str(run_dir / runs.RECIPE))
-    plan = plan_from_recipe(recipe, "", name=checkpoint["name"])
-    plan = dataclasses.replace(plan, recipe_text=text)  # byte-identical to the run's own
-    _run(plan, resume_dir=run_dir, grad_stats=grad_stats, as_json=as_json)
+    plan = plan_from_recipe(recipe, "", name=name)
+    return dataclasses.replace(plan, recipe_text=text)  # byte-identical to the run's own
 
 
 def _is_main_rank() -> bool:
@@ -263,6 +297,8 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         from cnnkit.cli.evaluate import regression_line
 
         lines.append(f"test {regression_line(test)}")
+    if not rows:  # a resumed run that had already finished: nothing was trained now
+        lines.insert(0, f"already {summary['status']} after {summary['epochs']} epochs")
     grads = summary.get("grad_stats")
     if grads:
         ratio = f"{grads['ratio']:.3g}" if grads["ratio"] is not None else "n/a"

@@ -16,6 +16,7 @@ import torch
 
 from cnnkit.atomic import atomic_open
 from cnnkit.errors import CheckpointError, DataError
+from cnnkit.runs import kill_point
 
 FORMAT = "cnnkit-checkpoint"
 VERSION = 1
@@ -29,6 +30,8 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     with atomic_open(path, "wb") as handle:
         body = {"format": FORMAT, "version": VERSION, **obj}
         torch.save({**body, CHECKSUM: checksum(body)}, handle)
+        handle.flush()
+        kill_point(f"write:{path.name}")  # test-only: a kill with the temporary file written
 
 
 def checksum(obj: dict[str, Any]) -> str:

@@ -17,9 +17,10 @@ import torch
 
 from cnnkit import runs
 from cnnkit.atomic import write_text
-from cnnkit.errors import DataError
+from cnnkit.errors import CnnkitError, DataError
+from cnnkit.interrupts import Interrupted
 from cnnkit.nn.checkpoint import check_resumable, load_checkpoint, save_atomic
-from cnnkit.nn.data import DataBundle, load_data
+from cnnkit.nn.data import DataBundle, Split, load_data
 from cnnkit.nn.evaluate import full_report
 from cnnkit.nn.runtime import World, end_world, pick_device, start_world
 from cnnkit.nn.training import Diverged, Reporter, TrainState, fit
@@ -92,33 +93,35 @@ def train_run(
     out: Path | None = None,
     runs_root: Path = Path("runs"),
     resume_dir: Path | None = None,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
     grad_stats: bool = False,
     on_start: Callable[[Path, DataBundle, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``plan`` into a run folder (or continue ``resume_dir``); returns ``summary.json``.
 
-    Under ``torchrun`` every rank calls this; rank 0 alone creates the folder and writes files.
+    ``overwrite`` lets ``out`` replace the run already there (see ``cnnkit.runs``); a
+    ``resume_dir`` without ``last.pt`` starts ``plan`` again there from scratch. Under
+    ``torchrun`` every rank calls this; rank 0 alone creates the folder and writes files.
     """
     world = start_world(plan.train.device)
     try:
-        return _train_run(plan, world, out, runs_root, resume_dir, reporter, grad_stats, on_start)
+        where = _Where(out, runs_root, resume_dir, overwrite)
+        return _train_run(plan, world, where, _Hooks(reporter, grad_stats, on_start))
     finally:
         end_world(world)
 
 
-def _train_run(
-    plan: Plan,
-    world: World,
-    out: Path | None,
-    runs_root: Path,
-    resume_dir: Path | None,
-    reporter: Reporter | None,
-    grad_stats: bool,
-    on_start: Callable[[Path, DataBundle, int], None] | None,
-) -> dict[str, Any]:
+@dataclass
+class _Where:
+    out: Path | None
+    runs_root: Path
+    resume_dir: Path | None
+    overwrite: bool
+
+
+def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[str, Any]:
     started = time.perf_counter()
-    hooks = _Hooks(reporter, grad_stats, on_start)
     device = pick_device(plan.train.device, world)  # fail on an unavailable device up front
     torch.manual_seed(plan.train.seed)  # recipe builds seed themselves; custom builders may not
     module = plan.build()
@@ -126,21 +129,46 @@ def _train_run(
     check_outputs(module, data, plan.source or plan.name)
     params = sum(p.numel() for p in module.parameters())
 
-    if resume_dir is not None:
-        run = resume_dir
+    if where.resume_dir is not None:
+        run = where.resume_dir
     else:
-        run = Path(
-            world.share(str(runs.new_run_dir(plan.name, runs_root, out)) if world.main else None)
-        )
-    with runs.locked(run) if world.main else contextlib.nullcontext():
-        resume = None
-        if resume_dir is not None:
-            resume = load_checkpoint(run / runs.LAST)
-            check_resumable(resume, data.fingerprint, run / runs.LAST)
-            runs.check_recipe_unchanged(run, resume["recipe"])
-        return _write_run(
-            plan, world, run, _Run(data, module, device, params, started, resume), hooks
-        )
+        new = runs.new_run_dir(plan.name, where.runs_root, where.out) if world.main else None
+        run = Path(world.share(str(new) if new is not None else None))
+    try:
+        with runs.locked(run) if world.main else contextlib.nullcontext():
+            resume, replacing = _open(run, where, data, world)
+            job = _Run(data, module, device, params, started, resume, replacing)
+            return _write_guarded(plan, world, run, job, hooks)
+    except Interrupted as err:
+        err.hint = err.hint or f"resume with {runs.resume_command(run)}"
+        raise
+
+
+def _open(
+    run: Path, where: _Where, data: DataBundle, world: World
+) -> tuple[dict[str, Any] | None, bool]:
+    """Read the checkpoint to resume from (if any) and ready the locked folder for writing;
+    returns it and whether an old run was moved aside for this one."""
+    if world.main:
+        runs.recover(run)  # a half-done --overwrite decides whether there is a last.pt
+    resume = None
+    if where.resume_dir is not None and (run / runs.LAST).is_file():
+        resume = load_checkpoint(run / runs.LAST)
+        check_resumable(resume, data.fingerprint, run / runs.LAST)
+        runs.check_recipe_unchanged(run, resume["recipe"])
+    if not world.main:
+        return resume, False
+    if resume is not None:
+        mode = "resume"
+    elif where.resume_dir is not None:
+        mode = "restart"
+    else:
+        mode = "overwrite" if where.overwrite else "new"
+    replacing = runs.open_folder(run, mode)
+    if resume is not None:
+        state = resume["state"]
+        runs.match_checkpoint(run, resume["epoch"], state["history"], state["status"])
+    return resume, replacing
 
 
 @dataclass
@@ -153,6 +181,7 @@ class _Run:
     params: int
     started: float
     resume: dict[str, Any] | None
+    replacing: bool = False  # an old run waits in .replaced/ for this one's first last.pt
 
 
 @dataclass
@@ -162,34 +191,34 @@ class _Hooks:
     on_start: Callable[[Path, DataBundle, int], None] | None
 
 
+def _write_guarded(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
+    """``_write_run``; when it replaces a run and ends, however, before its first ``last.pt``,
+    the old run is put back: the folder holds one run or the other, never a mix or nothing."""
+    if not job.replacing:
+        return _write_run(plan, world, run, job, hooks)
+    try:
+        return _write_run(plan, world, run, job, hooks)
+    except BaseException as err:
+        if (run / runs.REPLACED).is_dir() and not (run / runs.LAST).is_file():
+            runs.restore_replaced(run)
+            back = f"nothing was replaced: {run} holds the previous run again"
+            if isinstance(err, Interrupted):
+                err.hint = f"{back} (run the same command to replace it)"
+            elif isinstance(err, CnnkitError):
+                err.args = (f"{err}; {back}",)
+        raise
+
+
 def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
-    """Train into the (locked) run folder and write its files; returns ``summary.json``."""
-    data, module, device, params, started = (
-        job.data,
-        job.module,
-        job.device,
-        job.params,
-        job.started,
-    )
-    resume, reporter, grad_stats, on_start = (
-        job.resume,
-        hooks.reporter,
-        hooks.grad_stats,
-        hooks.on_start,
-    )
-    meta = _metadata(plan, data)
+    """Train into the (locked) run folder and write its files; returns ``summary.json``.
+    A resumed run that had finished trains nothing and keeps its summary (if it has one)."""
+    data, module, resume = job.data, job.module, job.resume
+    finished = resume is not None and resume["state"]["status"] in runs.FINISHED
     if world.main:
         write_text(run / runs.RECIPE, plan.recipe_text)
-        if on_start is not None:
-            on_start(run, data, params)
-
-    def save(kind: str, payload: dict[str, Any]) -> None:
-        if not world.main:
-            return
-        save_atomic({**payload, **meta}, run / (runs.BEST if kind == "best" else runs.LAST))
-        if kind == "last":
-            runs.write_metrics(run, payload["state"]["history"])
-
+        if hooks.on_start is not None and not finished:
+            hooks.on_start(run, data, job.params)
+    save = _saver(world, run, job, _metadata(plan, data))
     weights = [name for name, p in module.named_parameters() if p.requires_grad and p.dim() > 1]
     last_grads: dict[str, Any] = {}
 
@@ -198,13 +227,79 @@ def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) ->
         if world.main:
             runs.append_grad_stats(run, epoch, norms)
 
-    summary: dict[str, Any] = {
+    summary = _base_summary(plan, world, run, job)
+    try:
+        state = fit(
+            module,
+            data,
+            plan.train,
+            save=save,
+            resume=resume,
+            reporter=hooks.reporter,
+            world=world,
+            grad_stats=record_grads if hooks.grad_stats else None,
+        )
+    except Diverged as err:
+        err.summary = _diverged(world, run, summary, err)
+        raise
+    kept = None
+    if finished and world.main:
+        kept = runs.finished_summary(run, state.epoch, state.status)
+    if kept is not None:
+        world.barrier()
+        return {**kept, "run_dir": str(run)}
+    summary.update(_state_summary(state))
+    if last_grads:
+        summary["grad_stats"] = grad_summary(last_grads["epoch"], last_grads["norms"], weights)
+    summary["time_s"] = time.perf_counter() - job.started
+    if world.main and data.test is not None:
+        summary.update(_test_report(run, job, data.test, plan.train.eval_batch_size))
+    if world.main:
+        runs.write_summary(run, summary)
+    world.barrier()
+    return summary
+
+
+def _diverged(world: World, run: Path, summary: dict[str, Any], err: Diverged) -> dict[str, Any]:
+    """The summary of a diverged run, from this run's last good ``last.pt`` (none yet: epoch 0;
+    a run it replaces is in ``.replaced/``, never read)."""
+    if world.main:
+        last = load_checkpoint(run / runs.LAST) if (run / runs.LAST).exists() else None
+        state = TrainState(**last["state"]) if last else TrainState()
+        summary.update(_state_summary(state), status="diverged", error=str(err))
+        runs.write_summary(run, summary)
+    return summary
+
+
+def _saver(
+    world: World, run: Path, job: _Run, meta: dict[str, Any]
+) -> Callable[[str, dict[str, Any]], None]:
+    """``fit``'s checkpoint callback: ``best.pt``/``last.pt`` with the run's metadata, then
+    ``metrics.csv``; the first ``last.pt`` of a run that replaces another commits it."""
+
+    def save(kind: str, payload: dict[str, Any]) -> None:
+        if not world.main:
+            return
+        name = runs.BEST if kind == "best" else runs.LAST
+        save_atomic({**payload, **meta}, run / name)
+        runs.kill_point(f"saved:{name}")
+        if kind == "last":
+            runs.write_metrics(run, payload["state"]["history"])
+            if job.replacing:
+                runs.commit_replace(run)
+
+    return save
+
+
+def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, Any]:
+    data = job.data
+    return {
         "name": plan.name,
         "run_dir": str(run),
         "world_size": world.size,
-        "device": str(device),
+        "device": str(job.device),
         **environment(),
-        "params": params,
+        "params": job.params,
         "data": {
             "source": data.source,
             "task": data.task,
@@ -218,46 +313,21 @@ def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) ->
         "monitor": plan.train.monitor,
         "epochs_planned": plan.train.epochs,
     }
-    try:
-        state = fit(
-            module,
-            data,
-            plan.train,
-            save=save,
-            resume=resume,
-            reporter=reporter,
-            world=world,
-            grad_stats=record_grads if grad_stats else None,
-        )
-    except Diverged as err:
-        if world.main:
-            last = load_checkpoint(run / runs.LAST) if (run / runs.LAST).exists() else None
-            state = TrainState(**last["state"]) if last else TrainState()
-            summary.update(_state_summary(state), status="diverged", error=str(err))
-            runs.write_summary(run, summary)
-        err.summary = summary
-        raise
 
-    summary.update(_state_summary(state))
-    if last_grads:
-        summary["grad_stats"] = grad_summary(last_grads["epoch"], last_grads["norms"], weights)
-    summary["time_s"] = time.perf_counter() - started
-    if world.main and data.test is not None:
-        best = run / runs.BEST
-        weights = load_checkpoint(best if best.exists() else run / runs.LAST)["model"]
-        module.load_state_dict(weights)
-        summary["test_weights"] = runs.BEST if best.exists() else runs.LAST
-        summary["test"] = full_report(
-            module.to(device),
-            data.test.to(device),
-            data.task,
-            data.classes,
-            plan.train.eval_batch_size,
-        )
-    if world.main:
-        runs.write_summary(run, summary)
-    world.barrier()
-    return summary
+
+def _test_report(run: Path, job: _Run, test: Split, batch_size: int) -> dict[str, Any]:
+    """The test split scored with ``best.pt`` (else ``last.pt``), as ``cnnkit eval`` does."""
+    best = run / runs.BEST
+    chosen = best if best.exists() else run / runs.LAST
+    job.module.load_state_dict(load_checkpoint(chosen)["model"])
+    report = full_report(
+        job.module.to(job.device),
+        test.to(job.device),
+        job.data.task,
+        job.data.classes,
+        batch_size,
+    )
+    return {"test_weights": chosen.name, "test": report}
 
 
 def grad_summary(epoch: int, norms: dict[str, float], weights: list[str]) -> dict[str, Any]:

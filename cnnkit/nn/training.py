@@ -328,10 +328,13 @@ def fit(
     ``save(name, payload)`` receives ``"best"`` when the monitored metric improves and
     ``"last"`` after every epoch (the caller adds recipe and data metadata and writes
     atomically); ``resume`` is a loaded checkpoint to continue from; ``grad_stats(epoch,
-    norms)`` receives each parameter's mean gradient L2 norm per epoch when given.
+    norms)`` receives each parameter's mean gradient L2 norm per epoch when given. A
+    ``resume`` that completed or stopped early returns at once.
     """
     reporter = reporter or Silent()
     loop, state, steps = prepare(module, data, c, world, resume)
+    if state.status in ("completed", "early_stopped"):
+        return state  # a finished run resumes to itself: no epoch past its end or its stop
     device = next(module.parameters()).device
     data = data.to(device)
     if loop.channels_last:
