@@ -169,3 +169,33 @@ def test_sigkill_at_random_moments_then_resume_is_the_uninterrupted_run(tmp_path
     for run in runs:
         resume(run)  # also when the kill came too late: a finished run resumes to itself
         assert_same_run(run, ref)
+
+
+def test_an_interrupt_passes_click_and_names_the_run_to_resume(tmp_path, monkeypatch):
+    """Click turned KeyboardInterrupt into a bare "aborted" (exit 1) before our handler ran."""
+    from cnnkit.interrupts import Interrupted
+    from cnnkit.nn import experiment
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(experiment, "fit", interrupted)
+    run = tmp_path / "run"
+    r = run_cli("train", str(tiny_recipe(tmp_path)), "--out", str(run), "--json")
+    assert (r.code, r.out) == (143, "")
+    assert r.err == f"interrupted: resume with cnnkit train --resume {run}\n"
+    assert sorted(p.name for p in run.iterdir()) == ["recipe.yaml"]  # unlocked, no temporaries
+
+
+def test_a_signal_the_parent_ignores_stays_ignored():
+    """``nohup`` and a script's background jobs ignore SIGINT; cnnkit must not undo that."""
+    from cnnkit.interrupts import handled
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with handled():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
