@@ -140,6 +140,8 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
             job = _Run(data, module, device, params, started, resume, replacing)
             return _write_guarded(plan, world, run, job, hooks)
     except Interrupted as err:
+        if not err.hint and not (run / runs.LAST).is_file() and not (run / runs.RECIPE).is_file():
+            err.hint = f"nothing was written to {run} yet: run the same command again"
         err.hint = err.hint or f"resume with {runs.resume_command(run)}"
         raise
 
