@@ -32,9 +32,7 @@ def check_sizes(recipe: Recipe) -> None:
     if graph is None:
         return
     if (n := prod(graph.input_shape)) > MAX_TENSOR_ELEMENTS:
-        raise _too_big(
-            recipe.source.locate(("input",)) + ": input", "the input", n, graph.input_shape
-        )
+        raise _too_big(recipe.source.locate(("input",)) + ": input", "", n, graph.input_shape)
     counts = node_counts(graph)
     for node in graph.nodes:
         label = f"{node.where} ({node.name}, {node.kind})"
@@ -48,8 +46,9 @@ def check_sizes(recipe: Recipe) -> None:
 def _too_big(where: str, what: str, n: int, shape: tuple[int, ...] | None) -> RecipeError:
     sizes = "" if shape is None else " x ".join(map(str, shape)) + " = "
     per = " per sample" if shape is not None else ""
+    lead = f"{what}: " if what else ""
     return RecipeError(
-        f"{what}: {sizes}{n:,} elements{per}, more than the limit of {MAX_TENSOR_ELEMENTS:,} "
+        f"{lead}{sizes}{n:,} elements{per}, more than the limit of {MAX_TENSOR_ELEMENTS:,} "
         f"elements per tensor ({human_bytes(4 * n)} in fp32); no machine trains this",
         where=where,
     )
