@@ -113,6 +113,7 @@ def test_unread_inputs_of_a_billion_input_match_the_formula(
         (("--input", "100", "--kernel", "3", "--dilation", str(G), "--target", "5"), "limit of"),
         (("--input", str(G), "--kernel", str(G), "--target", "1"), "give --padding"),
         (("--input", str(G), "--kernel", "3", "--target", "2", "--padding", "same"), "--stride"),
+        (("--input", str(10**6), "--kernel", "100", "--dilation", "50", "--target", "2"), "steps"),
         (
             ("--input", str(G), "--kernel", "3", "--target", str(G), "--layer", "convtranspose"),
             "--output-padding",
@@ -210,6 +211,8 @@ def test_a_billion_by_billion_input_is_refused_naming_the_input(tmp_path: Path) 
     path = _recipe(tmp_path, "    - conv: 8\n    - global_avgpool\n", "[3, 1000000000, 1000000000]")
     refused(cnnkit("params", str(path)), f"{path}:1: input: 3 x 1000000000 x 1000000000")
     refused(cnnkit("params", "lenet", "--batch", str(10**30)), "--batch")
+    # a torchvision/timm model is run on a batch to be counted: refused before it is built
+    refused(cnnkit("params", "torchvision:resnet18", "--input", str(G)), f"3x{G}x{G} is")
 
 
 def test_a_batch_this_machine_cannot_hold_warns_in_the_check_and_train_refuses(

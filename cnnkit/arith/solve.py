@@ -73,9 +73,12 @@ class Solution:
 
 
 # Settings (paddings, output paddings, ceil modes; or strides where the padding depends on the
-# stride) a search may visit one by one. Strides are solved in closed form for each padding of
-# a convolution or pooling, so only huge kernels or transposed targets come near it.
-MAX_CANDIDATES = 100_000
+# stride) a search may visit one by one, and those times the residue classes counting one
+# solution's unread inputs may take (``sizes.read_positions``). Strides are solved in closed
+# form for each padding of a convolution or pooling, so only kernel spans over 10,000 or
+# transposed targets over about 200 with a free stride come near them.
+MAX_CANDIDATES = 20_000
+MAX_WORK = 200_000
 
 Run = tuple[int, int]  # consecutive strides lo..hi
 
@@ -292,6 +295,15 @@ def solve(
 
 def _check_size(problem: _Problem, low: int, high: int, modes: int) -> None:
     count = problem.candidates(low, high, modes)
+    # an upper bound on the classes one unread count visits (1 without dilation)
+    other = problem.n if problem.op == "convtranspose" else problem.kernel
+    classes = min(other, problem.dilation)
+    if count <= MAX_CANDIDATES and count * classes > MAX_WORK:
+        raise InputError(
+            f"--target: the search would visit {count:,} settings, each counting unread inputs "
+            f"over up to {classes:,} residue classes, more than the limit of {MAX_WORK:,} "
+            "steps; give --padding or --stride to narrow it"
+        )
     if count > MAX_CANDIDATES:
         fix = "--stride" if problem.per_stride else "--padding"
         if problem.op == "convtranspose" and problem.output_padding is None:

@@ -238,7 +238,31 @@ def _rows(recipe, batch: int, dtype: str):
         return graph_costs(recipe.graph, batch, dtype)
     from cnnkit.nn.counting import external_costs
 
+    _check_external_input(recipe, batch)
     return external_costs(recipe, batch, dtype)
+
+
+def _check_external_input(recipe, batch: int) -> None:
+    """A torchvision/timm model is counted by running it on a batch: refuse, before it is
+    built, an input over the tensor bound or a batch this machine cannot hold."""
+    from cnnkit.analysis.bounds import available_memory
+    from cnnkit.analysis.memory import human_bytes
+    from cnnkit.layers._kind import prod
+    from cnnkit.recipe.limits import MAX_TENSOR_ELEMENTS
+
+    shape = "x".join(map(str, recipe.input_shape))
+    elements = prod(recipe.input_shape)
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise InputError(
+            f"--input: {shape} is {elements:,} elements per sample, more than the limit of "
+            f"{MAX_TENSOR_ELEMENTS:,} per tensor"
+        )
+    need, have = 4 * batch * elements, available_memory()
+    if have is not None and need > have.bytes:
+        raise InputError(
+            f"--input/--batch: a batch of {batch} x {shape} alone needs {human_bytes(need)}, "
+            f"more than the {human_bytes(have.bytes)} of {have.what}"
+        )
 
 
 def _aggregate(rows, depth: int):
