@@ -376,3 +376,31 @@ def test_huge_counts_print_without_overflow() -> None:
     assert human_bytes(36 * 10**12) == "36.00 TB"
     with pytest.raises(InputError):
         sizes.read_positions(10**12, 10**6, 10**6 + 3, (0, 0), 10**6 + 1, 10**5)
+
+
+def test_on_cuda_the_estimate_meets_the_device_and_the_weights_the_host(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from cnnkit.analysis import bounds
+    from cnnkit.nn import plan as plan_module
+    from cnnkit.recipe import load_recipe
+    from cnnkit.runconfig import parse_train
+
+    recipe = load_recipe("vgg16")
+    train = parse_train({"batch_size": 8, "device": "cuda"}, recipe.source)
+    estimate = bounds.train_estimate(recipe, 8, "sgd", 0.9, "off")
+    gpu = SimpleNamespace(total_memory=estimate.total)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: gpu)
+    host = bounds.Available(estimate.weights, "host memory")
+    monkeypatch.setattr(bounds, "available_memory", lambda: host)
+    plan_module.check_training_memory(recipe, train)  # the device holds it, the host the weights
+    gpu.total_memory -= 1
+    with pytest.raises(RecipeError, match="of memory of cuda:0"):
+        plan_module.check_training_memory(recipe, train)
+    gpu.total_memory += 1
+    monkeypatch.setattr(bounds, "available_memory", lambda: bounds.Available(1000, "host memory"))
+    with pytest.raises(RecipeError, match="on the host, where the weights are built first"):
+        plan_module.check_training_memory(recipe, train)

@@ -16,6 +16,12 @@ within it:
 
 A given padding (a number or a mode) or output_padding narrows the search to it. Strides that
 give the target with the same settings are reported as runs (``stride_min`` .. ``stride_max``).
+
+For a convolution or pooling with a padding that does not depend on the stride, the run is
+solved in closed form (the output is a floor or ceiling of ``room / stride``), so the input
+size costs nothing; what is still visited one by one (paddings, or strides under "same" and
+transposed convolution) is bounded by ``MAX_CANDIDATES`` and ``MAX_WORK``, and a search past
+them is refused in one line that says what to fix.
 """
 
 from __future__ import annotations
