@@ -404,3 +404,20 @@ def test_on_cuda_the_estimate_meets_the_device_and_the_weights_the_host(monkeypa
     monkeypatch.setattr(bounds, "available_memory", lambda: bounds.Available(1000, "host memory"))
     with pytest.raises(RecipeError, match="on the host, where the weights are built first"):
         plan_module.check_training_memory(recipe, train)
+
+
+def test_the_evaluation_batch_is_checked_too(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("torch")
+    from cnnkit.analysis import bounds
+    from cnnkit.nn import plan as plan_module
+    from cnnkit.recipe import load_recipe
+    from cnnkit.runconfig import parse_train
+
+    layers = "    - conv: 4\n    - global_avgpool\n    - flatten\n    - linear: 10\n"
+    recipe = load_recipe(_recipe(tmp_path, layers, "[1, 1000000]"))
+    train = parse_train({"batch_size": 1, "eval_batch_size": 512, "device": "cpu"}, recipe.source)
+    fits = bounds.train_estimate(recipe, 1, "sgd", 0.9, "off").total
+    # evaluation holds the conv's input (1 x 1,000,000) and output (4 x 999,998) for 512 samples
+    monkeypatch.setattr(bounds, "available_memory", lambda: bounds.Available(fits, "test"))
+    with pytest.raises(RecipeError, match="train.eval_batch_size 512 needs at least 10.24 GB"):
+        plan_module.check_training_memory(recipe, train)
