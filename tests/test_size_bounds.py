@@ -253,7 +253,7 @@ def test_the_training_check_names_the_batch_and_the_largest_layer(monkeypatch) -
     from cnnkit.runconfig import parse_train
 
     recipe = load_recipe("vgg16")
-    train = parse_train({"batch_size": 8, "device": "cpu"}, recipe.source)
+    train = parse_train({"batch_size": 8, "eval_batch_size": 8, "device": "cpu"}, recipe.source)
     estimate = bounds.train_estimate(recipe, 8, "sgd", 0.9, "off")
     monkeypatch.setattr(bounds, "available_memory", lambda: bounds.Available(estimate.total, "x"))
     plan_module.check_training_memory(recipe, train)  # exactly enough: no refusal
@@ -388,7 +388,7 @@ def test_on_cuda_the_estimate_meets_the_device_and_the_weights_the_host(monkeypa
     from cnnkit.runconfig import parse_train
 
     recipe = load_recipe("vgg16")
-    train = parse_train({"batch_size": 8, "device": "cuda"}, recipe.source)
+    train = parse_train({"batch_size": 8, "eval_batch_size": 8, "device": "cuda"}, recipe.source)
     estimate = bounds.train_estimate(recipe, 8, "sgd", 0.9, "off")
     gpu = SimpleNamespace(total_memory=estimate.total)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
