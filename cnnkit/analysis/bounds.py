@@ -169,3 +169,20 @@ def train_estimate(
         activation_bytes=saved_activation_bytes(graph, batch, "fp32" if amp == "off" else "fp16"),
         optimizer=states,
     )
+
+
+def evaluation_bytes(recipe: Recipe, batch: int, weights: int) -> int:
+    """Evaluation runs without gradients: at least the weights and one layer's input and
+    output (fp32) for the whole batch are held at once."""
+    graph = recipe.graph
+    assert graph is not None
+    widest = max(sum(map(prod, graph.input_shapes(n))) + prod(n.shape) for n in graph.nodes)
+    return weights + 4 * batch * widest
+
+
+def evaluation_message(need: int, available: Available, batch: int, where: str) -> str:
+    return (
+        f"evaluating at train.eval_batch_size {batch} needs at least {human_bytes(need)} (the "
+        f"weights and one layer's input and output for the batch), more than the "
+        f"{human_bytes(available.bytes)} of {available.what}; the largest layer is {where}"
+    )

@@ -60,12 +60,15 @@ def recipes_command(
 
 def _check_memory(recipe: Any, train: Any) -> None:
     """Refuse tensors no machine holds; warn (one stderr line) when training at
-    ``train.batch_size`` needs more memory than this machine has available."""
+    ``train.batch_size``, or evaluating at ``train.eval_batch_size``, needs more memory than
+    this machine has available (``train`` would refuse)."""
     import sys
 
     from cnnkit.analysis.bounds import (
         available_memory,
         check_sizes,
+        evaluation_bytes,
+        evaluation_message,
         largest_layer,
         memory_message,
         train_estimate,
@@ -73,11 +76,19 @@ def _check_memory(recipe: Any, train: Any) -> None:
 
     check_sizes(recipe)
     have = available_memory()
+    if have is None:
+        return
     batch = train.batch_size
     memory = train_estimate(recipe, batch, train.optimizer, train.momentum, train.amp)
-    if have is not None and memory.total > have.bytes:
+    message = None
+    evaluating = evaluation_bytes(recipe, train.eval_batch_size, memory.weights)
+    if memory.total > have.bytes:
         where = largest_layer(recipe, batch, memory.bytes_per_element)
         message = memory_message(memory, have, "train.batch_size", batch, where)
+    elif evaluating > have.bytes:
+        where = largest_layer(recipe, train.eval_batch_size, 4)
+        message = evaluation_message(evaluating, have, train.eval_batch_size, where)
+    if message:
         sys.stderr.write(f"warning: {message}; cnnkit train would refuse it on this machine\n")
 
 

@@ -95,25 +95,15 @@ def check_training_memory(recipe: Recipe, train: TrainConfig) -> None:
 
 
 def _check_evaluation(recipe: Recipe, train: TrainConfig, weights: int, have: Any) -> None:
-    """Evaluation runs without gradients at ``train.eval_batch_size``: at least the weights and
-    one layer's input and output for the whole batch are held at once."""
-    from cnnkit.analysis.bounds import largest_layer
-    from cnnkit.analysis.memory import human_bytes
+    """Evaluation at ``train.eval_batch_size`` (per process) must fit as well."""
+    from cnnkit.analysis.bounds import evaluation_bytes, evaluation_message, largest_layer
     from cnnkit.errors import RecipeError
-    from cnnkit.layers._kind import prod
 
-    graph = recipe.graph
-    assert graph is not None
     batch = max(1, train.eval_batch_size // max(1, int(os.environ.get("WORLD_SIZE", "1") or 1)))
-    widest = max(sum(map(prod, graph.input_shapes(n))) + prod(n.shape) for n in graph.nodes)
-    need = weights + 4 * batch * widest
+    need = evaluation_bytes(recipe, batch, weights)
     if have is not None and need > have.bytes:
-        raise RecipeError(
-            f"evaluating at train.eval_batch_size {batch} needs at least {human_bytes(need)} "
-            f"(the weights and one layer's input and output for the batch), more than the "
-            f"{human_bytes(have.bytes)} of {have.what}; the largest layer is "
-            f"{largest_layer(recipe, batch, 4)}"
-        )
+        where = largest_layer(recipe, batch, 4)
+        raise RecipeError(evaluation_message(need, have, batch, where))
 
 
 def _cuda_memory(device: str) -> Any:
