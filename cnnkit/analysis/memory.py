@@ -15,6 +15,7 @@ itself, and mixed-precision master copies (AMP keeps fp32 weights next to fp16 o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from cnnkit.analysis.counts import node_counts
@@ -181,8 +182,20 @@ def _loss_bytes(graph: Graph, batch: int) -> int:
 
 
 def human_bytes(count: float) -> str:
-    """``1.23 GB`` style (powers of 1000, as ``--max-memory 1.5GB`` reads them)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    """``1.23 GB`` style (powers of 1000, as ``--max-memory 1.5GB`` reads them); beyond
+    exabytes in powers of ten (``3.60e+23 B``)."""
+    if abs(count) >= 1e21:  # math.log10 takes ints of any size; float() would overflow
+        exponent = math.floor(math.log10(abs(count)))
+        mantissa = 10 ** (math.log10(abs(count)) - exponent)
+        return f"{'-' if count < 0 else ''}{mantissa:.2f}e+{exponent} B"
+    for unit, scale in (
+        ("EB", 1e18),
+        ("PB", 1e15),
+        ("TB", 1e12),
+        ("GB", 1e9),
+        ("MB", 1e6),
+        ("kB", 1e3),
+    ):
         if abs(count) >= scale:
             return f"{count / scale:.2f} {unit}"
     return f"{count:.0f} B"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from cnnkit.arith.receptive import Field, Span
+from cnnkit.arith.receptive import Field, FieldTooIrregular, Span
 from cnnkit.layers import LAYERS, SEES_ALL, Window
 from cnnkit.recipe.graph import INPUT, Graph, Node
 
@@ -56,6 +56,13 @@ def receptive_fields(graph: Graph) -> list[NodeField]:
 
 
 def _through(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
+    try:
+        return _step(node, inputs, graph)
+    except FieldTooIrregular as err:
+        return NodeField(node.name, node.kind, node.shape, unknown=f"at {node.name}: {err}")
+
+
+def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
     base = NodeField(node.name, node.kind, node.shape)
     unknown = next((i.unknown for i in inputs if i.unknown), None)
     if unknown:

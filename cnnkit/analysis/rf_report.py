@@ -98,8 +98,9 @@ def inside(fields: Field, axis: int, unit: int, n: int) -> bool:
 def _full_units(fields: Field, out: tuple[int, ...], n: tuple[int, ...]) -> int:
     """Output positions whose whole field lies inside the input (reads no padding)."""
     total = 1
-    for axis, (count, size) in enumerate(zip(out, n)):
-        total *= sum(1 for i in range(count) if inside(fields, axis, i, size))
+    for axis, count, size in zip(fields.axes, out, n):
+        first, last = axis.inside(count, size)
+        total *= max(0, last - first + 1)
     return total
 
 
@@ -137,6 +138,9 @@ def _chosen(layers: list[dict[str, Any]], at: str | None) -> dict[str, Any]:
     if at is None:
         candidates = [layer for layer in layers if layer["receptive_field"] is not None]
         if not candidates:
+            unknown = next((x["unknown"] for x in layers if x["unknown"]), None)
+            if unknown:
+                raise InputError(f"the receptive fields of this network are unknown {unknown}")
             raise InputError("no layer of this network has a spatial receptive field")
         return candidates[-1]
     found = [layer for layer in layers if layer["name"] == at]

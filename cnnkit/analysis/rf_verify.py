@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnkit.analysis.receptive import NodeField
-from cnnkit.analysis.rf_report import AXIS_NAMES, inside
+from cnnkit.analysis.rf_report import AXIS_NAMES
 
 MAX_PROBES = 8  # each is one backward pass through the whole network
 
@@ -40,14 +40,14 @@ def plan(f: NodeField, spatial: tuple[int, ...]) -> tuple[list[Probe], list[str]
     inner = []
     names = AXIS_NAMES.get(len(units), [str(a) for a in range(len(units))])
     for axis, (count, n) in enumerate(zip(units, spatial)):
-        ok = [i for i in range(count) if inside(fields, axis, i, n)]
-        if not ok:
+        first, last = fields.axes[axis].inside(count, n)
+        if first > last:
             notes.append(
                 f"no unit's field lies inside the input along {names[axis]}: every measured "
                 "unit is clipped by the border, where the measurement only bounds the field"
             )
             break
-        inner.append(min(ok, key=lambda i: abs(i - centre[axis])))
+        inner.append(min(max(centre[axis], first), last))
     else:
         wanted.append(("inside", tuple(inner)))
     wanted += _residues(tuple(inner) if len(inner) == len(units) else centre, fields.period, units)

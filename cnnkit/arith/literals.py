@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from math import prod
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ from cnnkit.errors import InputError
 
 Number = int | float
 _VALUE_SEP = re.compile(r"\s*,\s*|\s+")
+# Bounds on what a worked example may hold, checked before anything large is read: the
+# pure-Python convolution is for small arrays (its work limit is ``numeric.MAX_MACS``).
+MAX_VALUES = 1_000_000  # values in one array (--x, --w, --bias)
+MAX_FILE_BYTES = 32 << 20  # a .csv file
+MAX_DIGITS = 64  # digits of one integer value (products stay exact and printable)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,20 @@ def parse_array(option: str, text: str) -> Array:
         if not path.is_file():
             raise InputError(f"{option}: file {stripped!r} not found")
         return _read_csv(option, path) if suffix == ".csv" else _read_npy(option, path)
+    array = _parse_text(option, stripped)
+    _check_count(option, prod(array.shape), "")
+    return array
+
+
+def _check_count(option: str, count: int, where: str) -> None:
+    if count > MAX_VALUES:
+        raise InputError(
+            f"{option}: {where}{count:,} values, more than the {MAX_VALUES:,} a worked example "
+            "may hold; use torch.nn.functional.conv2d for large arrays"
+        )
+
+
+def _parse_text(option: str, stripped: str) -> Array:
     if not stripped:
         raise InputError(f'{option}: empty input; expected numbers like "1 2; 3 4"')
     if "||" in stripped:
@@ -118,6 +138,11 @@ def _number(option: str, where: str, token: str) -> Number:
     """An int when the token is one (exact arithmetic), else a finite float."""
     if token == "":
         raise InputError(f"{option}: {where}: empty value (two separators in a row?)")
+    digits = token.lstrip("+-")
+    if digits.isdigit() and len(digits) > MAX_DIGITS:
+        raise InputError(
+            f"{option}: {where}: an integer of {len(digits)} digits (at most {MAX_DIGITS})"
+        )
     try:
         return int(token)
     except ValueError:
@@ -148,12 +173,19 @@ def _read_csv(option: str, path: Path) -> Array:
     import csv
 
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(
+                f"{option}: {str(path)!r} is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a "
+                "worked example may read"
+            )
         with path.open(newline="") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputError(f"{option}: cannot read {str(path)!r}: {err}") from None
     if not rows:
         raise InputError(f"{option}: {str(path)!r} holds no values")
+    _check_count(option, sum(map(len, rows)), f"{path.name} holds ")
     matrix: list[list[Number]] = []
     for i, row in enumerate(rows, 1):
         values = [
@@ -176,7 +208,9 @@ def _read_npy(option: str, path: Path) -> Array:
     import numpy as np
 
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, mmap_mode="r", allow_pickle=False)  # the header, not the data
+        _check_count(option, int(data.size), f"{path.name} holds ")
+        data = np.array(data)
     except (OSError, ValueError) as err:
         raise InputError(f"{option}: cannot read {str(path)!r} as a NumPy array: {err}") from None
     if data.dtype.kind not in "biuf":

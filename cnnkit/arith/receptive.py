@@ -37,6 +37,24 @@ from math import gcd
 
 from cnnkit.arith.sizes import span as kernel_span
 
+# The longest repeat of a field pattern tracked, in units (a transposed stride, an adaptive
+# pooling's out/gcd, their products and least common multiples). Real networks stay below 64;
+# a longer one makes the field "unknown" instead of costing time and memory in proportion.
+MAX_PERIOD = 4096
+
+
+class FieldTooIrregular(ValueError):
+    """A field would repeat only every more than ``MAX_PERIOD`` units."""
+
+
+def _check_period(period: int) -> int:
+    if period > MAX_PERIOD:
+        raise FieldTooIrregular(
+            f"its units' fields repeat only every {period:,} units, more than the "
+            f"{MAX_PERIOD:,} tracked"
+        )
+    return period
+
 
 @dataclass(frozen=True)
 class Span:
@@ -65,12 +83,19 @@ class Span:
         dilation sharing a factor with it) or read out of order (a dilation larger than the
         kernel allows): such a layer has no monotone field to report."""
         first, last = [], []
+        _check_period(stride)
+        g = gcd(dilation, stride)
+        cycle = stride // g  # taps t*dilation = r + padding (mod stride) repeat every cycle
+        inverse = pow(dilation // g, -1, cycle) if cycle > 1 else 0
         for r in range(stride):
-            taps = [t for t in range(kernel) if (r + padding - t * dilation) % stride == 0]
-            if not taps:
+            if (r + padding) % g:
                 return None
-            first.append((r + padding - max(taps) * dilation) // stride)
-            last.append((r + padding - min(taps) * dilation) // stride)
+            low = (r + padding) // g * inverse % cycle if cycle > 1 else 0  # smallest tap
+            if low >= kernel:
+                return None
+            high = low + (kernel - 1 - low) // cycle * cycle  # largest tap
+            first.append((r + padding - high * dilation) // stride)
+            last.append((r + padding - low * dilation) // stride)
         result = cls(stride, 1, tuple(first), tuple(last))
         return result.reduced() if result.monotone else None
 
@@ -79,7 +104,7 @@ class Span:
         """Adaptive pooling from n to ``out`` positions: unit i reads PyTorch's window
         floor(i*n/out) .. ceil((i+1)*n/out) - 1, uneven when ``out`` does not divide n."""
         g = gcd(n, out)
-        period = out // g
+        period = _check_period(out // g)
         first = tuple(r * n // out for r in range(period))
         last = tuple(-(-(r + 1) * n // out) - 1 for r in range(period))
         return cls(period, n // g, first, last).reduced()
@@ -132,7 +157,7 @@ class Span:
         the first of a to the last of b. The result repeats once ``layer`` has moved a whole
         number of ``self``'s periods."""
         repeats = self.period // gcd(layer.step, self.period)
-        period = layer.period * repeats
+        period = _check_period(layer.period * repeats)
         step = self.step * (layer.step * repeats // self.period)
         first = tuple(self.lo(layer.lo(r)) for r in range(period))
         last = tuple(self.hi(layer.hi(r)) for r in range(period))
@@ -156,7 +181,7 @@ class Span:
         if self.period == other.period == 1:
             first, last = min(self.first[0], other.first[0]), max(self.last[0], other.last[0])
             return Span(1, self.step, (first,), (last,))
-        period = self.period * other.period // gcd(self.period, other.period)
+        period = _check_period(self.period * other.period // gcd(self.period, other.period))
         a, b = self.expanded(period), other.expanded(period)
         return Span(
             period,
@@ -171,7 +196,7 @@ class Span:
             return False
         if self.period == other.period == 1:
             return self.first[0] + self.last[0] == other.first[0] + other.last[0]
-        period = self.period * other.period // gcd(self.period, other.period)
+        period = _check_period(self.period * other.period // gcd(self.period, other.period))
         return all(self.lo(r) + self.hi(r) == other.lo(r) + other.hi(r) for r in range(period))
 
     def reduced(self) -> Span:
@@ -187,6 +212,29 @@ class Span:
             ):
                 return Span(period, shift, self.first[:period], self.last[:period])
         return self
+
+
+def _crossings(lines: list[tuple[int, int]], last: int) -> set[int]:
+    """Integers next to where two lines ``a*m + b`` cross, within 0..last."""
+    out = set()
+    for i, (a1, b1) in enumerate(lines):
+        for a2, b2 in lines[i + 1 :]:
+            if a1 != a2:
+                x = (b2 - b1) // (a1 - a2)
+                out.update(m for m in (x, x + 1) if 0 <= m <= last)
+    return out
+
+
+def _first_true(test, count: int) -> int:
+    """The first i in 0..count-1 where a monotone ``test`` holds (count when none)."""
+    low, high = 0, count
+    while low < high:
+        mid = (low + high) // 2
+        if test(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
 def _narrower(a: Span, b: Span) -> Span:
@@ -205,6 +253,11 @@ class AxisField:
     narrowest: tuple[Span, ...]
     aligned: bool = True
 
+    def __post_init__(self) -> None:
+        period = 1
+        for s in self.spans:
+            period = _check_period(period * s.period // gcd(period, s.period))
+
     @classmethod
     def identity(cls) -> AxisField:
         return cls((Span.identity(),), (Span.identity(),))
@@ -215,11 +268,42 @@ class AxisField:
     def hi(self, i: int) -> int:
         return max(s.hi(i) for s in self.spans)
 
-    def sizes(self, count: int) -> list[int]:
-        """Field size of units 0..count-1 (of one period of them when a single span)."""
+    def size_range(self, count: int) -> tuple[int, int]:
+        """Smallest and largest field size over units 0..count-1.
+
+        With one span that is one period of sizes. With several (paths of different strides)
+        the units of one class modulo the common period have ends linear in their number, so
+        a size is a convex piecewise-linear function of it: largest at an end, smallest at an
+        end or next to where two of the lines cross."""
         if len(self.spans) == 1:
-            return list(self.spans[0].sizes(count))
-        return [self.hi(i) - self.lo(i) + 1 for i in range(count)]
+            sizes = self.spans[0].sizes(count)
+            return min(sizes), max(sizes)
+        period = 1
+        for s in self.spans:
+            period = period * s.period // gcd(period, s.period)  # at most MAX_PERIOD
+        low, high = None, None
+        for rho in range(min(period, count)):
+            last = (count - 1 - rho) // period
+            lows = [(s.step * (period // s.period), s.lo(rho)) for s in self.spans]
+            highs = [(s.step * (period // s.period), s.hi(rho)) for s in self.spans]
+
+            def size(m: int, lows=lows, highs=highs) -> int:
+                return max(a * m + b for a, b in highs) - min(a * m + b for a, b in lows) + 1
+
+            tried = {0, last, *_crossings(lows, last), *_crossings(highs, last)}
+            values = [size(m) for m in tried]
+            low = min(values) if low is None else min(low, *values)
+            high = max(size(0), size(last)) if high is None else max(high, size(0), size(last))
+        assert low is not None and high is not None
+        return low, high
+
+    def inside(self, count: int, n: int) -> tuple[int, int]:
+        """The units among 0..count-1 whose field lies inside an input of ``n`` positions:
+        the run ``first..last`` (empty when first > last). Both ends of a field only move
+        forward with the unit, so each condition holds on one side of a threshold."""
+        first = _first_true(lambda i: self.lo(i) >= 0, count)
+        last = _first_true(lambda i: self.hi(i) > n - 1, count) - 1
+        return first, last
 
     def through(self, layer: Span) -> AxisField:
         spans = tuple(s.then(layer) for s in self.spans)
@@ -309,11 +393,7 @@ class Field:
     def unit_range(self, counts: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         """Smallest and largest field over the units (``counts`` per axis) and paths: equal
         unless the field depends on the unit's position."""
-        out = []
-        for axis, n in zip(self.axes, counts):
-            sizes = axis.sizes(n)
-            out.append((min(sizes), max(sizes)))
-        return tuple(out)
+        return tuple(axis.size_range(n) for axis, n in zip(self.axes, counts))
 
     @property
     def smallest(self) -> tuple[int, ...]:

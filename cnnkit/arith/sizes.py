@@ -11,6 +11,7 @@ of size ``k`` and dilation ``d`` spans ``d * (k - 1) + 1`` input positions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import gcd
 from typing import Literal
 
 from cnnkit.errors import InputError, ShapeError
@@ -19,6 +20,9 @@ Op = Literal["conv", "convtranspose", "maxpool", "avgpool"]
 OPS: tuple[str, ...] = ("conv", "convtranspose", "maxpool", "avgpool")
 PAD_MODES: tuple[str, ...] = ("valid", "same", "full")
 Pad = tuple[int, int]
+# Residue classes the unread-input counts may visit one by one (each costs O(1)); a stride
+# and dilation that need more (huge sizes with almost coprime steps) are refused.
+MAX_RESIDUE_CLASSES = 10_000
 
 
 def span(kernel: int, dilation: int = 1) -> int:
@@ -125,21 +129,73 @@ def read_positions(
 ) -> tuple[int, int]:
     """(how many of the ``n`` real input positions some window reads, the last one read).
 
-    The last position is -1 when no window reads any real input.
+    The last position is -1 when no window reads any real input. The taps read positions
+    ``i*stride - pad + j*dilation``; they are counted by residue class, in time
+    ``min(out, dilation/g, kernel, stride/g)`` (g = gcd(stride, dilation)), not ``out * kernel``.
     """
-    if dilation == 1 and stride <= kernel:
-        # Undilated windows that overlap or touch read one contiguous run.
-        first = max(0, -pad[0])
-        last = min(n - 1, (out - 1) * stride + kernel - 1 - pad[0])
-        return max(0, last - first + 1), last if last >= first else -1
-    seen: set[int] = set()
-    for i in range(out):
-        base = i * stride - pad[0]
-        for j in range(kernel):
-            p = base + j * dilation
-            if 0 <= p < n:
-                seen.add(p)
-    return len(seen), max(seen, default=-1)
+    g = gcd(stride, dilation)
+    by_output = min(out, dilation // g)
+    by_tap = min(kernel, stride // g)
+    _check_classes(min(by_output, by_tap), stride, dilation, "the windows read")
+    if by_output <= by_tap:
+        return _sumset(-pad[0], stride, out, dilation, kernel, n)
+    return _sumset(-pad[0], dilation, kernel, stride, out, n)
+
+
+def _check_classes(classes: int, stride: int, dilation: int, what: str) -> None:
+    if classes > MAX_RESIDUE_CLASSES:
+        raise InputError(
+            f"--stride {stride} with --dilation {dilation}: counting the input positions {what} "
+            f"takes {classes:,} residue classes, more than the limit of "
+            f"{MAX_RESIDUE_CLASSES:,} (stride and dilation share too small a factor for this "
+            "input size)"
+        )
+
+
+def _sumset(
+    offset: int, a_step: int, a_count: int, b_step: int, b_count: int, n: int
+) -> tuple[int, int]:
+    """Distinct positions ``offset + i*a_step + j*b_step`` (``i < a_count``, ``j < b_count``)
+    inside ``[0, n-1]``: (how many, the largest or -1).
+
+    The ``i`` of one class modulo ``b_step/g`` land on one residue modulo ``b_step`` (distinct
+    classes on distinct residues), where they cover an evenly spaced run of intervals.
+    """
+    g = gcd(a_step, b_step)
+    period = b_step // g
+    total, last = 0, -1
+    for i0 in range(min(a_count, period)):
+        r, m0 = (offset + i0 * a_step) % b_step, (offset + i0 * a_step) // b_step
+        count, top = _covered(
+            m0, (a_count - 1 - i0) // period + 1, a_step // g, b_count, 0, (n - 1 - r) // b_step
+        )
+        if count:
+            total, last = total + count, max(last, r + b_step * top)
+    return total, last
+
+
+def _covered(start: int, count: int, step: int, length: int, lo: int, hi: int) -> tuple[int, int]:
+    """Of the integers in the ``count`` intervals ``[start + t*step, start + t*step + length-1]``:
+    (how many lie in ``[lo, hi]``, the largest of them), in O(1)."""
+    if count <= 0 or length <= 0 or hi < lo:
+        return 0, lo - 1
+    if length >= step:  # the intervals touch or overlap: one run
+        count, length = 1, (count - 1) * step + length
+        step = length
+
+    def upto(x: int) -> int:  # covered integers <= x
+        if x < start:
+            return 0
+        q, r = divmod(x - start, step)
+        return count * length if q >= count else q * length + min(r + 1, length)
+
+    covered = upto(hi) - upto(lo - 1)
+    if covered == 0:
+        return 0, lo - 1
+    q, r = divmod(hi - start, step)
+    if q >= count:
+        return covered, start + (count - 1) * step + length - 1
+    return covered, hi if r < length else start + q * step + length - 1
 
 
 def dropped_positions(
@@ -163,32 +219,29 @@ def transposed_unread(
     """Input positions of a transposed convolution that reach no output: every position they
     write to is cropped by ``padding`` (possible once padding exceeds the kernel overlap).
 
-    Inputs whose tap range misses the output are counted at once; of the others only those
-    whose taps run past an end of the output, from each end inwards, are looked at.
+    Input ``i`` writes to ``i*stride - padding + j*dilation``. When the stride divides the
+    dilation, the inputs each tap reaches form an evenly spaced run of intervals (O(1));
+    otherwise the inputs are counted by class modulo ``dilation/g``, O(1) each.
     """
-    reach = (kernel - 1) * dilation
-
-    def reaches(i: int) -> bool:  # some tap j*dilation lands in [padding - i*stride, + out)
-        low = max(0, padding - i * stride)
-        high = min(reach, padding - i * stride + out - 1)
-        return low <= high and high // dilation >= -(-low // dilation)
-
-    def inside(i: int) -> bool:  # every tap lands in the output
-        first = i * stride - padding
-        return first >= 0 and first + reach < out
-
-    first = max(0, -(-(padding - reach) // stride))
-    last = min(n - 1, (padding + out - 1) // stride)
-    if first > last:
-        return n
-    unread: set[int] = set()
-    for order in (range(first, last + 1), range(last, first - 1, -1)):
-        for i in order:
-            if inside(i):
-                break
-            if not reaches(i):
-                unread.add(i)
-    return n - (last - first + 1) + len(unread)
+    g = gcd(stride, dilation)
+    sp, dp = stride // g, dilation // g
+    if sp == 1:  # tap j reaches the inputs [ceil(p/s) - j*dp, floor((p+out-1)/s) - j*dp]
+        first, last = -(-padding // stride), (padding + out - 1) // stride
+        start = first - (kernel - 1) * dp
+        return n - _covered(start, kernel, dp, last - first + 1, 0, n - 1)[0]
+    _check_classes(min(n, dp), stride, dilation, "that reach the output")
+    reached = 0
+    for i0 in range(min(n, dp)):
+        c = i0 * stride - padding
+        r, m0 = c % dilation, c // dilation
+        top = (out - 1 - r) // dilation  # taps land on r + dilation*M, M in [0, top]
+        if top < 0:
+            continue
+        # i = i0 + t*dp reaches when m0 + t*sp .. m0 + t*sp + kernel - 1 meets [0, top]
+        low = max(0, -(-(1 - kernel - m0) // sp))
+        high = min((n - 1 - i0) // dp, (top - m0) // sp)
+        reached += max(0, high - low + 1)
+    return n - reached
 
 
 @dataclass(frozen=True)

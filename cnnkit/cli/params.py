@@ -119,8 +119,11 @@ def params_command(
     """
     from cnnkit.analysis.memory import DTYPE_BYTES, OPTIMIZER_STATES
     from cnnkit.parsing import parse_bytes, parse_count, parse_ints
+    from cnnkit.recipe.limits import MAX_TENSOR_ELEMENTS
 
     size = _one_int("--batch", batch, parse_ints)
+    if size > MAX_TENSOR_ELEMENTS:
+        raise InputError(f"--batch: {size:,} is more than the limit of {MAX_TENSOR_ELEMENTS:,}")
     levels = None if depth is None else _one_int("--depth", depth, parse_ints)
     _check_choice("--dtype", dtype, DTYPE_BYTES)
     _check_choice("--optimizer", optimizer, OPTIMIZER_STATES)
@@ -132,6 +135,10 @@ def params_command(
     _check_stdout(as_json, csv, markdown)
 
     loaded = _load(recipe, set_ or (), input_)
+    if loaded.graph is not None:
+        from cnnkit.analysis.bounds import check_sizes
+
+        check_sizes(loaded)
     if verify and loaded.graph is None:
         raise InputError(
             "--verify checks the recipe analysis against PyTorch; torchvision/timm models are "
@@ -139,6 +146,7 @@ def params_command(
         )
     rows = _rows(loaded, size, dtype)
     doc = _document(loaded, rows, size, dtype, optimizer)
+    _warn_memory(loaded, doc)
     checked = _verify(loaded) if verify else None
     if checked is not None:
         doc["verify"] = checked.as_dict()
@@ -163,6 +171,25 @@ def params_command(
             f"--verify: {len(bad)} unexplained difference(s), first: {bad[0].name} "
             f"{bad[0].quantity} {bad[0].analysis:,} vs {bad[0].reference:,}"
         )
+
+
+def _warn_memory(recipe, doc: dict[str, Any]) -> None:
+    """One stderr line when the training estimate exceeds what this machine has available:
+    the analysis still prints, but ``cnnkit train`` would refuse (or run out of memory)."""
+    from cnnkit.analysis.bounds import available_memory, largest_layer
+    from cnnkit.analysis.memory import human_bytes
+
+    have = available_memory()
+    total = doc["memory"]["total"]
+    if have is None or total <= have.bytes:
+        return
+    where = (
+        f"; the largest layer is {largest_layer(recipe, doc['batch'], 4)}" if recipe.graph else ""
+    )
+    sys.stderr.write(
+        f"warning: training memory at --batch {doc['batch']} ({human_bytes(total)}) is more than "
+        f"the {human_bytes(have.bytes)} of {have.what} on this machine{where}\n"
+    )
 
 
 def _one_int(option: str, text: str, parse_ints) -> int:
@@ -211,7 +238,31 @@ def _rows(recipe, batch: int, dtype: str):
         return graph_costs(recipe.graph, batch, dtype)
     from cnnkit.nn.counting import external_costs
 
+    _check_external_input(recipe, batch)
     return external_costs(recipe, batch, dtype)
+
+
+def _check_external_input(recipe, batch: int) -> None:
+    """A torchvision/timm model is counted by running it on a batch: refuse, before it is
+    built, an input over the tensor bound or a batch this machine cannot hold."""
+    from cnnkit.analysis.bounds import available_memory
+    from cnnkit.analysis.memory import human_bytes
+    from cnnkit.layers._kind import prod
+    from cnnkit.recipe.limits import MAX_TENSOR_ELEMENTS
+
+    shape = "x".join(map(str, recipe.input_shape))
+    elements = prod(recipe.input_shape)
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise InputError(
+            f"--input: {shape} is {elements:,} elements per sample, more than the limit of "
+            f"{MAX_TENSOR_ELEMENTS:,} per tensor"
+        )
+    need, have = 4 * batch * elements, available_memory()
+    if have is not None and need > have.bytes:
+        raise InputError(
+            f"--input/--batch: a batch of {batch} x {shape} alone needs {human_bytes(need)}, "
+            f"more than the {human_bytes(have.bytes)} of {have.what}"
+        )
 
 
 def _aggregate(rows, depth: int):

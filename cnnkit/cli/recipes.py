@@ -32,9 +32,11 @@ def recipes_command(
 
         loaded = load_recipe(recipe, set_ or ())
         # The data: and train: sections are checked too, so a recipe that passes here
-        # does not fail later in `cnnkit train` on a typo.
+        # does not fail later in `cnnkit train` on a typo, nor on a model no machine holds.
         parse_data(loaded.data, loaded.source)
-        parse_train(loaded.train, loaded.source)
+        train = parse_train(loaded.train, loaded.source)
+        if loaded.graph is not None:
+            _check_memory(loaded, train)
         rows = [_summary(loaded)]
     if as_json:
         from cnnkit.cli.output import emit_json
@@ -54,6 +56,40 @@ def recipes_command(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _check_memory(recipe: Any, train: Any) -> None:
+    """Refuse tensors no machine holds; warn (one stderr line) when training at
+    ``train.batch_size``, or evaluating at ``train.eval_batch_size``, needs more memory than
+    this machine has available (``train`` would refuse)."""
+    import sys
+
+    from cnnkit.analysis.bounds import (
+        available_memory,
+        check_sizes,
+        evaluation_bytes,
+        evaluation_message,
+        largest_layer,
+        memory_message,
+        train_estimate,
+    )
+
+    check_sizes(recipe)
+    have = available_memory()
+    if have is None:
+        return
+    batch = train.batch_size
+    memory = train_estimate(recipe, batch, train.optimizer, train.momentum, train.amp)
+    message = None
+    evaluating = evaluation_bytes(recipe, train.eval_batch_size, memory.weights)
+    if memory.total > have.bytes:
+        where = largest_layer(recipe, batch, memory.bytes_per_element)
+        message = memory_message(memory, have, "train.batch_size", batch, where)
+    elif evaluating > have.bytes:
+        where = largest_layer(recipe, train.eval_batch_size, 4)
+        message = evaluation_message(evaluating, have, train.eval_batch_size, where)
+    if message:
+        sys.stderr.write(f"warning: {message}; cnnkit train would refuse it on this machine\n")
 
 
 def _summary(recipe: Any) -> dict[str, Any]:

@@ -74,6 +74,10 @@ def rf_command(
     loaded = _load(recipe, layers, input, set_ or [])
     report = rf_report(loaded, at=at, all_layers=all_layers)
     if verify:
+        _check_probe_memory(loaded, "--verify", "fp64")
+    if erf is not None:
+        _check_probe_memory(loaded, "--erf", "fp32")
+    if verify:
         report["verify"] = _verify(loaded, report)
     if erf is not None:
         report["erf"] = _erf(loaded, report, erf)
@@ -150,6 +154,27 @@ def layers_recipe(text: str, input: str | None) -> Any:
         source.lines[("model", "layers", number)] = f"--layers item {number + 1} ({kind})"
     data = {"input": list(shape), "model": {"layers": model_layers}}
     return validate(data, source, "layers from --layers")
+
+
+def _check_probe_memory(recipe: Any, option: str, dtype: str) -> None:
+    """Refuse, before building, a probe whose one sample through the network (kept for the
+    backward pass, in ``dtype``) and weights exceed this machine's memory."""
+    from cnnkit.analysis.bounds import available_memory, check_sizes
+    from cnnkit.analysis.counts import totals
+    from cnnkit.analysis.memory import DTYPE_BYTES, human_bytes, saved_activation_bytes
+
+    check_sizes(recipe)
+    sums = totals(recipe.graph)
+    size = DTYPE_BYTES[dtype]
+    need = (sums.params + sums.buffers) * size + saved_activation_bytes(
+        recipe.graph, 1, dtype, loss=False
+    )
+    have = available_memory()
+    if have is not None and need > have.bytes:
+        raise InputError(
+            f"{option}: back-propagating one {dtype} sample needs at least {human_bytes(need)}, "
+            f"more than the {human_bytes(have.bytes)} of {have.what}; give a smaller --input"
+        )
 
 
 def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:

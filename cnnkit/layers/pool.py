@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import gcd
+
 from cnnkit.arith import sizes
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
@@ -110,6 +112,16 @@ def _adaptive_shape(kind: str):
     return shape
 
 
+def adaptive_kernel(n: int, o: int) -> int:
+    """The largest of the windows floor(i*n/o) .. ceil((i+1)*n/o) - 1, in O(1): with
+    n = q*o + r they hold q + 1 positions, or q + 2 where the fraction i*r/o (a multiple of
+    g = gcd(n, o) over o, at most (o - g)/o) exceeds 1 - r/o, i.e. once r > g."""
+    q, r = divmod(n, o)
+    if r == 0:
+        return q
+    return q + 1 + (r > gcd(n, o))
+
+
 def adaptive_rf(args: Args, inputs: tuple[Shape, ...]) -> RF:
     """Windows of PyTorch's adaptive pooling run from floor(i*n/o) to ceil((i+1)*n/o):
     uniform (exact) when o divides n, otherwise the largest window and the mean stride."""
@@ -117,9 +129,7 @@ def adaptive_rf(args: Args, inputs: tuple[Shape, ...]) -> RF:
     out = axes(args["output"], len(sp), "output")
     if all(o == 1 for o in out):
         return SEES_ALL
-    kernel = tuple(
-        max(-(-(i + 1) * n // o) - (i * n // o) for i in range(o)) for n, o in zip(sp, out)
-    )
+    kernel = tuple(map(adaptive_kernel, sp, out))
     stride = tuple(max(1, n // o) for n, o in zip(sp, out))
     exact = all(n % o == 0 for n, o in zip(sp, out))
     return Window(kernel, stride, (0,) * len(sp), (1,) * len(sp), exact, adaptive=True)

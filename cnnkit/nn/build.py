@@ -19,6 +19,7 @@ def build(recipe: Recipe, seed: int | None = None) -> nn.Module:
     """Build the recipe's model; the same seed (default: ``model.seed``) gives the same
     weights. The global torch RNG is left as it was."""
     seed = recipe.seed if seed is None else seed
+    check_buildable(recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if recipe.external is not None:
@@ -29,6 +30,32 @@ def build(recipe: Recipe, seed: int | None = None) -> nn.Module:
             scheme = node.init or recipe.init
             initialise(model.get_submodule(node.name), scheme)
     return model
+
+
+def check_buildable(recipe: Recipe) -> None:
+    """Refuse, before allocating, a model no machine holds (``check_sizes``) or one whose fp32
+    weights, plus one sample through its largest layer, exceed this machine's memory."""
+    from cnnkit.analysis.bounds import available_memory, check_sizes, largest_layer
+    from cnnkit.analysis.counts import totals
+    from cnnkit.analysis.memory import human_bytes
+    from cnnkit.layers._kind import prod
+
+    graph = recipe.graph
+    if graph is None:
+        return
+    check_sizes(recipe)
+    sums = totals(graph)
+    widest = max(
+        (sum(map(prod, graph.input_shapes(n))) + prod(n.shape) for n in graph.nodes), default=0
+    )
+    need = 4 * (sums.params + sums.buffers + widest)
+    have = available_memory()
+    if have is not None and need > have.bytes:
+        raise RecipeError(
+            f"building the model needs at least {human_bytes(need)} (fp32 weights and one "
+            f"sample through its widest layer), more than the {human_bytes(have.bytes)} of "
+            f"{have.what}; the largest layer is {largest_layer(recipe, 1, 4)}"
+        )
 
 
 _INSTALL = "pip install 'cnnkit[vision]'"

@@ -8,6 +8,7 @@ checkpoints keep, so ``--resume`` and ``cnnkit eval`` rebuild exactly the same m
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def plan_from_recipe(recipe: Recipe, note: str, name: str | None = None) -> Plan
     from cnnkit.nn.build import build
 
     data, train = sections(recipe)
+    check_training_memory(recipe, train)
     return Plan(
         name=name or recipe.name,
         recipe_text=resolved_text(recipe, data, train, note),
@@ -58,6 +60,63 @@ def plan_from_recipe(recipe: Recipe, note: str, name: str | None = None) -> Plan
         build=lambda: build(recipe),
         source=recipe.source.name,
     )
+
+
+def check_training_memory(recipe: Recipe, train: TrainConfig) -> None:
+    """Before anything is built: refuse a model no machine trains (``check_sizes``), or one
+    whose training estimate at ``train.batch_size`` (per process under torchrun) exceeds the
+    memory of the device it would train on (a CUDA device's total memory; the host's available
+    memory for the CPU and MPS, and for the weights, which are built on the host first)."""
+    from cnnkit.analysis.bounds import (
+        Available,
+        available_memory,
+        check_sizes,
+        largest_layer,
+        memory_message,
+        train_estimate,
+    )
+    from cnnkit.errors import RecipeError
+
+    if recipe.graph is None:
+        return
+    check_sizes(recipe)
+    batch = max(1, train.batch_size // max(1, int(os.environ.get("WORLD_SIZE", "1") or 1)))
+    memory = train_estimate(recipe, batch, train.optimizer, train.momentum, train.amp)
+    host = available_memory()
+    device = _cuda_memory(train.device)
+    need, have = memory.total, device or host
+    if device is not None and host is not None and memory.weights > host.bytes:
+        what = f"{host.what} on the host, where the weights are built first"
+        need, have = memory.weights, Available(host.bytes, what)
+    if have is not None and need > have.bytes:
+        where = largest_layer(recipe, batch, memory.bytes_per_element)
+        raise RecipeError(memory_message(memory, have, "train.batch_size", batch, where))
+    _check_evaluation(recipe, train, memory.weights, device or host)
+
+
+def _check_evaluation(recipe: Recipe, train: TrainConfig, weights: int, have: Any) -> None:
+    """Evaluation at ``train.eval_batch_size`` (per process) must fit as well."""
+    from cnnkit.analysis.bounds import evaluation_bytes, evaluation_message, largest_layer
+    from cnnkit.errors import RecipeError
+
+    batch = max(1, train.eval_batch_size // max(1, int(os.environ.get("WORLD_SIZE", "1") or 1)))
+    need = evaluation_bytes(recipe, batch, weights)
+    if have is not None and need > have.bytes:
+        where = largest_layer(recipe, batch, 4)
+        raise RecipeError(evaluation_message(need, have, batch, where))
+
+
+def _cuda_memory(device: str) -> Any:
+    """A CUDA device's total memory when training would run there (None otherwise)."""
+    import torch
+
+    from cnnkit.analysis.bounds import Available
+
+    if device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return None
+    index = int(os.environ.get("LOCAL_RANK", "0") or 0) % max(1, torch.cuda.device_count())
+    total = torch.cuda.get_device_properties(index).total_memory
+    return Available(total, f"memory of cuda:{index}")
 
 
 def recipe_of_run(text: str, where: str) -> Recipe:

@@ -221,13 +221,22 @@ def _find_cycle(waiting: dict[str, set[str]]) -> list[str]:
     return seen[seen.index(node) :][::-1]
 
 
+def _smallest_stride(n: int, m: int) -> int | None:
+    """The smallest stride s of a 1x1 conv taking n positions to m: (n-1)//s + 1 == m, in
+    closed form (a loop over s would take as long as the input is wide)."""
+    if m < 1 or m > n:
+        return None
+    s = n if m == 1 else (n - 1) // m + 1
+    return s if conv_size(n, 1, s) == m else None
+
+
 def _projection(spec: Spec, x: Shape, body: Shape, source: Source) -> tuple[Spec, Spec]:
     """The strided 1x1 conv + BN that maps the block input's shape to the body's."""
     where = f"{source.locate(spec.path)}: {fmt_path(spec.path)}"
     strides = []
     ok = len(x) == len(body) and len(x) >= 2
     for n, m in zip(x[1:], body[1:]):
-        stride = next((s for s in range(1, n + 1) if conv_size(n, 1, s) == m), None)
+        stride = _smallest_stride(n, m)
         ok = ok and stride is not None
         strides.append(stride)
     if not ok:

@@ -17,3 +17,4 @@ MAX_NAME_CHARS = 200  # a layer name, and a repeat's names template
 MAX_CALL_DEPTH = 32  # blocks calling blocks
 MAX_EXPR_CHARS = 200  # the text inside one ${...}
 MAX_EXPR_BITS = 512  # an integer any step of a ${...} expression may reach
+MAX_TENSOR_ELEMENTS = 1 << 34  # one layer's output for one sample, or one layer's parameters
