@@ -103,6 +103,8 @@ class Expander:
         self.paths: dict[str, Path] = {}
         self.calls: list[Call] = []
         self.inits: list[str | None] = [init]
+        self.edges = 0  # layer inputs so far: a dense block's grow with its times squared
+        self.copies = 1  # how many times the enclosing repeats and dense blocks copy this point
         self.structures: dict[str, Callable[..., Ref]] = {
             "sequence": self._sequence_item,
             "repeat": self._repeat,
@@ -170,7 +172,7 @@ class Expander:
             if head == "repeat" and "name" not in meta and "id" not in meta:
                 current = self.single(self.inputs(meta, item_path, scope, current), item_path)
                 names = self.copy_names(value, (*item_path, "repeat"), index)
-                with self.init_of(meta, item_path):
+                with self.init_of(meta, item_path), self.copying(len(names)):
                     for name in names:
                         body_path = (*item_path, "repeat", "layers")
                         current = self.body(
@@ -271,6 +273,13 @@ class Expander:
             raise self.fail(spec.path, f"duplicate layer name {spec.name!r} (also at {first})")
         if len(self.specs) >= limits.MAX_LAYERS:
             raise self.fail(spec.path, f"more than {limits.MAX_LAYERS:,} layers")
+        self.edges += len(spec.inputs) if isinstance(spec.inputs, list) else 1
+        if self.edges > limits.MAX_EDGES:
+            raise self.fail(
+                spec.path,
+                f"more than {limits.MAX_EDGES:,} layer inputs in all (dense blocks "
+                "concatenate every earlier output, so their inputs grow with times squared)",
+            )
         self.paths[spec.name] = spec.path
         self.specs.append(spec)
         return spec.name
@@ -295,10 +304,11 @@ class Expander:
         times = spec["times"]
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise self.fail((*path, "times"), f"expected a positive integer, got {times!r}")
-        if not times * self.depth <= limits.MAX_LAYERS:
+        if not times * self.depth * self.copies <= limits.MAX_LAYERS:
+            within = f" x {self.copies:,} enclosing copies" if self.copies > 1 else ""
             raise self.fail(
                 (*path, "times"),
-                f"{times} copies (x model.depth {self.depth:g}) exceed the limit of "
+                f"{times} copies (x model.depth {self.depth:g}{within}) exceed the limit of "
                 f"{limits.MAX_LAYERS:,} layers",
             )
         times = max(1, round(times * self.depth))
@@ -327,11 +337,23 @@ class Expander:
 
     def _repeat(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
         current = input
-        for copy in self.copy_names(value, path, 0):
-            current = self.body(
-                value["layers"], (*path, "layers"), join(name, copy), current, scope
-            )
+        copies = self.copy_names(value, path, 0)
+        with self.copying(len(copies)):
+            for copy in copies:
+                current = self.body(
+                    value["layers"], (*path, "layers"), join(name, copy), current, scope
+                )
         return current
+
+    @contextmanager
+    def copying(self, times: int) -> Iterator[None]:
+        """Count the copies a nested repeat makes, so ``times`` is checked against the layer
+        limit as a product before any layer is made (1000 x 1000 fails at once, not at 100,000)."""
+        self.copies *= times
+        try:
+            yield
+        finally:
+            self.copies //= times
 
     def _residual(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
         spec = self.mapping(
@@ -407,8 +429,15 @@ class Expander:
                 "dense is the DenseNet structure (dense: {times: n, layers: ...}); "
                 "for a fully connected layer write linear (or fc)",
             )
+        copies = self.copy_names(value, path, 0)
+        with self.copying(len(copies)):
+            return self._dense_copies(value, path, name, input, scope, copies)
+
+    def _dense_copies(
+        self, value: Any, path: Path, name: str, input: Ref, scope, copies: list[str]
+    ) -> Ref:
         features: list[Ref] = [input]
-        for t, copy in enumerate(self.copy_names(value, path, 0)):
+        for t, copy in enumerate(copies):
             source = features[0]
             if t:
                 source = self.emit(

@@ -12,6 +12,7 @@ MAX_YAML_NODES = 200_000  # YAML values once aliases are expanded
 MAX_NESTING = 64  # levels of nested YAML lists and mappings
 MAX_INT_DIGITS = 64  # digits of an integer written in YAML
 MAX_LAYERS = 100_000  # primitive layers after repeat, dense, blocks and model.depth
+MAX_EDGES = 1_000_000  # layer inputs in all (DenseNet-264 has about 3,000)
 MAX_SCALE = 1000.0  # model.depth and model.width
 MAX_NAME_CHARS = 200  # a layer name, and a repeat's names template
 MAX_CALL_DEPTH = 32  # blocks calling blocks
