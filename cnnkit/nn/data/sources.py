@@ -77,6 +77,11 @@ def _scaled(x: np.ndarray) -> torch.Tensor:
     return t
 
 
+def _one_line(err: BaseException) -> str:
+    """A library's message on one line (pandas' parser errors end in a newline)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _float32(x: np.ndarray) -> np.ndarray:
     """A float32 view or copy; values past float32's range become inf (refused later)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -138,8 +143,10 @@ def _read_image(file: Path, want: Want) -> torch.Tensor:
         size = re.search(r"\((\d+) pixels\)", str(err))  # "Image size (N pixels) exceeds"
         declared = f"{int(size[1]):,}" if size else "too many"
         raise checks.image_too_large(declared, str(file)) from None
-    except (OSError, ValueError) as err:  # UnidentifiedImageError, truncated, broken chunks
-        detail = str(err).replace(f"'{file}'", "").replace(str(file), "").strip(" :")
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
+        # UnidentifiedImageError, "image file is truncated", and PIL's plugins' own
+        # SyntaxError("broken PNG file") and struct errors on damaged chunks.
+        detail = _one_line(err).replace(f"'{file}'", "").replace(str(file), "").strip(" :")
         raise DataError(
             f"cannot read image: {detail or type(err).__name__}", where=str(file)
         ) from None
@@ -186,7 +193,7 @@ def _csv_table(file: Path, config: DataConfig) -> Any:
     try:
         table = pd.read_csv(file)
     except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DataError(f"cannot read CSV: {err}", where=str(file)) from None
+        raise DataError(f"cannot read CSV: {_one_line(err)}", where=str(file)) from None
     columns = list(table.columns)
     wanted = list(config.targets) if config.task == "regress" else [config.label_column]
     if config.path_column in columns:
@@ -287,8 +294,15 @@ def _npz_arrays(file: Path) -> tuple[np.ndarray, np.ndarray]:
                     where=str(file),
                 )
             return arrays["x"], arrays["y"]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        detail = str(err) or type(err).__name__
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,  # zipfile: "That compression method is not supported"
+    ) as err:
+        detail = _one_line(err)
         if isinstance(err, zipfile.BadZipFile):
             detail += " (truncated or not an npz)"
         raise DataError(f"cannot read npz: {detail}", where=str(file)) from None
