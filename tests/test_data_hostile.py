@@ -419,3 +419,31 @@ def test_a_fifo_in_a_path_table_is_refused_not_waited_on(tmp_path):
         with open(tmp_path / "pipe.png", "wb"):
             pass
     assert outcome == [f"{tmp_path / 'pipe.png'}: not a regular file"]
+
+
+def _zip(data: bytes) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("d.csv", data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zip"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_compressed_csv_is_one_data_error(tmp_path, suffix, damage):
+    """pandas decompresses by suffix: a truncated stream raised EOFError, which reached the
+    CLI as click's bare "aborted", and LZMAError/BadZipFile as internal errors."""
+    import bz2
+    import lzma
+
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress, ".zip": _zip}
+    full = compress[suffix](("label,a,b,c,d\n" + "1,2,3,4,5\n" * 200).encode())
+    file = tmp_path / f"d.csv{suffix}"
+    file.write_bytes(full[: len(full) // 2] if damage == "truncated" else b"not compressed" * 3)
+    with pytest.raises(DataError) as caught:
+        load_data(_config({"name": "csv", "path": str(file)}), (1, 2, 2))
+    message = str(caught.value)
+    assert message.startswith(f"{file}: cannot read CSV: ") and "\n" not in message, message

@@ -8,6 +8,7 @@ defines (MNIST's train/t10k files). Every problem is a ``DataError`` naming the 
 from __future__ import annotations
 
 import gzip
+import lzma
 import math
 import re
 import struct
@@ -75,6 +76,11 @@ def _scaled(x: np.ndarray) -> torch.Tensor:
     if x.dtype == np.uint8 or (t.numel() and t.max() > 1.0):
         t = t / 255.0
     return t
+
+
+# What a damaged .gz/.bz2/.xz/.zip raises besides OSError: EOFError for a truncated stream
+# (it would reach the CLI as click's "aborted"), and the codecs' own errors.
+_DECOMPRESSION_ERRORS = (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
 
 
 def _one_line(err: BaseException) -> str:
@@ -192,8 +198,9 @@ def _csv_table(file: Path, config: DataConfig) -> Any:
 
     try:
         table = pd.read_csv(file)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DataError(f"cannot read CSV: {_one_line(err)}", where=str(file)) from None
+    except (OSError, ValueError, pd.errors.ParserError, *_DECOMPRESSION_ERRORS) as err:
+        detail = "the compressed data ends early (truncated)" if isinstance(err, EOFError) else ""
+        raise DataError(f"cannot read CSV: {detail or _one_line(err)}", where=str(file)) from None
     columns = list(table.columns)
     wanted = list(config.targets) if config.task == "regress" else [config.label_column]
     if config.path_column in columns:
