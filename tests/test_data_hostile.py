@@ -447,3 +447,24 @@ def test_a_damaged_compressed_csv_is_one_data_error(tmp_path, suffix, damage):
         load_data(_config({"name": "csv", "path": str(file)}), (1, 2, 2))
     message = str(caught.value)
     assert message.startswith(f"{file}: cannot read CSV: ") and "\n" not in message, message
+
+
+def test_eval_on_nan_data_is_one_line_naming_the_file(tmp_path):
+    """`cnnkit eval --data` reads through the same checks: a NaN image would otherwise be
+    scored as a wrong prediction, silently."""
+    from tests.trainkit import tiny_recipe
+
+    run = tmp_path / "run"
+    trained = run_cli(
+        "train", str(tiny_recipe(tmp_path)), "--out", str(run), "--set", "train.epochs=1"
+    )
+    assert trained.code == 0, trained
+    x = RNG.integers(0, 256, (6, 8, 8)).astype(np.float32)
+    x[4, 3, 3] = np.nan
+    np.savez(tmp_path / "new.npz", x=x, y=np.arange(6) % 3)
+    r = run_cli("eval", str(run), "--data", f"npz:{tmp_path / 'new.npz'}")
+    assert r.code == 2, r
+    assert (
+        r.err
+        == f"error: {tmp_path / 'new.npz'}: x: 1 image holds NaN or inf pixels (first: index 4)\n"
+    )
