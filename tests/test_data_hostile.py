@@ -468,3 +468,39 @@ def test_eval_on_nan_data_is_one_line_naming_the_file(tmp_path):
         r.err
         == f"error: {tmp_path / 'new.npz'}: x: 1 image holds NaN or inf pixels (first: index 4)\n"
     )
+
+
+def _float_tiffs(root: Path, levels: dict[str, float]) -> dict:
+    from PIL import Image
+
+    for name, level in levels.items():
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6), level, np.float32), mode="F").save(
+                root / name / f"{i}.tif"
+            )
+    return {"name": "folder", "path": str(root), "normalize": False}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_float_tiffs_keep_their_values(tmp_path, channels):
+    """A 32-bit float image went through 8-bit conversion: 0.25 and 0.75 both became 0."""
+    raw = _float_tiffs(tmp_path / "f", {"a": 0.25, "b": 0.75})
+    data = load_data(_config(raw), (channels, 4, 4))
+    by_class = {int(label): float(x.mean()) for x, label in zip(data.train.x, data.train.y)}
+    assert by_class == {0: 0.25, 1: 0.75}
+
+
+def test_a_float_tiff_with_nan_names_the_file(tmp_path):
+    from PIL import Image
+
+    raw = _float_tiffs(tmp_path / "f", {"a": 0.25, "b": 0.75})
+    pixels = np.full((6, 6), 0.5, np.float32)
+    pixels[2, 3] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "f" / "b" / "nan.tif")
+    with pytest.raises(DataError) as caught:
+        load_data(_config(raw), (1, 4, 4))
+    assert (
+        str(caught.value)
+        == f"{tmp_path / 'f' / 'b' / 'nan.tif'}: the image holds NaN or inf pixels"
+    )

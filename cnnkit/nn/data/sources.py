@@ -142,9 +142,7 @@ def _read_image(file: Path, want: Want) -> torch.Tensor:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
             with Image.open(file) as image:
                 checks.check_image_size(*image.size, str(file))
-                image = image.convert("L" if want.channels == 1 else "RGB")
-                image = image.resize((want.size[1], want.size[0]), Image.Resampling.BILINEAR)
-                array = np.asarray(image, dtype=np.uint8)
+                array = _decode(image, want, file)
     except Image.DecompressionBombError as err:  # PIL's own check at open, far over ours
         size = re.search(r"\((\d+) pixels\)", str(err))  # "Image size (N pixels) exceeds"
         declared = f"{int(size[1]):,}" if size else "too many"
@@ -157,6 +155,21 @@ def _read_image(file: Path, want: Want) -> torch.Tensor:
             f"cannot read image: {detail or type(err).__name__}", where=str(file)
         ) from None
     return _scaled(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+
+
+def _decode(image: Any, want: Want, file: Path) -> np.ndarray:
+    """Pixels at the stored size, ``[H, W]`` or ``[H, W, 3]``. A float ("F", e.g. a 32-bit
+    TIFF) image keeps its values: 8-bit conversion floors 0.5 to 0 and turns NaN into 0."""
+    from PIL import Image
+
+    size = (want.size[1], want.size[0])
+    if image.mode != "F":
+        image = image.convert("L" if want.channels == 1 else "RGB")
+        return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+    if not np.isfinite(np.asarray(image, dtype=np.float32)).all():
+        raise DataError("the image holds NaN or inf pixels", where=str(file))
+    array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    return array if want.channels == 1 else np.repeat(array[:, :, None], 3, axis=2)
 
 
 def _images(files: list[Path], want: Want) -> torch.Tensor:
