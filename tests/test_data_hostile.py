@@ -504,3 +504,20 @@ def test_a_float_tiff_with_nan_names_the_file(tmp_path):
         str(caught.value)
         == f"{tmp_path / 'f' / 'b' / 'nan.tif'}: the image holds NaN or inf pixels"
     )
+
+
+def test_16_bit_pngs_keep_their_values(tmp_path):
+    """8-bit conversion clipped every 16-bit value over 255 to 255: 1000 and 60000 looked
+    the same. The oracle: the values written, over 65535."""
+    from PIL import Image
+
+    levels = {"a": 1000, "b": 60000}
+    for name, level in levels.items():
+        (tmp_path / "f" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = np.full((6, 6), level, np.uint16)
+            Image.fromarray(pixels).save(tmp_path / "f" / name / f"{i}.png")
+    raw = {"name": "folder", "path": str(tmp_path / "f"), "normalize": False}
+    data = load_data(_config(raw), (1, 4, 4))
+    by_class = {int(label): float(x.mean()) for x, label in zip(data.train.x, data.train.y)}
+    assert by_class == pytest.approx({0: 1000 / 65535, 1: 60000 / 65535})

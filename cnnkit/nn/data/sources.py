@@ -157,18 +157,26 @@ def _read_image(file: Path, want: Want) -> torch.Tensor:
     return _scaled(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
 
 
+# Modes read as floats instead of through 8-bit conversion, which floors a float image's 0.5
+# to 0, turns NaN into 0 and clips every 16-bit value over 255 to 255; the divisor brings
+# 16-bit images to [0, 1] (float images follow the float-array rule of ``_scaled``).
+_WIDE_MODES = {"F": 1.0, "I": 65535.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0}
+
+
 def _decode(image: Any, want: Want, file: Path) -> np.ndarray:
-    """Pixels at the stored size, ``[H, W]`` or ``[H, W, 3]``. A float ("F", e.g. a 32-bit
-    TIFF) image keeps its values: 8-bit conversion floors 0.5 to 0 and turns NaN into 0."""
+    """Pixels at the stored size, ``[H, W]`` or ``[H, W, 3]``; float and 16-bit images
+    (32-bit TIFFs, 16-bit PNGs) keep their values."""
     from PIL import Image
 
     size = (want.size[1], want.size[0])
-    if image.mode != "F":
+    if image.mode not in _WIDE_MODES:
         image = image.convert("L" if want.channels == 1 else "RGB")
         return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+    divisor = _WIDE_MODES[image.mode]
+    image = image.convert("F")
     if not np.isfinite(np.asarray(image, dtype=np.float32)).all():
         raise DataError("the image holds NaN or inf pixels", where=str(file))
-    array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / divisor
     return array if want.channels == 1 else np.repeat(array[:, :, None], 3, axis=2)
 
 
