@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -27,11 +27,37 @@ CHECKSUM = "checksum"  # BLAKE2b of every value; absent in checkpoints from befo
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then ``os.replace``: a reader (or a
     resumed run after SIGKILL) sees the old file or the new one, never half of one."""
+    body = {"format": FORMAT, "version": VERSION, **obj}
     with atomic_open(path, "wb") as handle:
-        body = {"format": FORMAT, "version": VERSION, **obj}
-        torch.save({**body, CHECKSUM: checksum(body)}, handle)
+        stream = _Recording(handle)
+        try:
+            torch.save({**body, CHECKSUM: checksum(body)}, stream)
+        except RuntimeError:
+            # torch's zip writer turns a failed write (a full disk) into "[enforce fail at
+            # inline_container.cc]"; the OSError it swallowed says what happened.
+            if stream.error is not None:
+                raise stream.error from None
+            raise
         handle.flush()
         kill_point(f"write:{path.name}")  # test-only: a kill with the temporary file written
+
+
+class _Recording:
+    """A write-only stream that remembers the first ``OSError`` of the file under it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def checksum(obj: dict[str, Any]) -> str:
