@@ -124,3 +124,22 @@ def test_weights_that_do_not_fit_say_which_keys(trained, tmp_path):
     assert r.code == 2
     line = _one_error_line(r.err)
     assert "weights do not fit its recipe's model: Missing key(s)" in line and "c1.bias" in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "shown"),
+    [
+        ("train.seed=100000000000000000000", "train.seed: expected a non-negative integer below"),
+        ("data.seed=100000000000000000000", "data.seed: expected a non-negative integer below"),
+        ("train.lr=" + "9" * 60, "train.lr: expected a positive number up to 1e+06"),
+        ("train.weight_decay=" + "9" * 60, "train.weight_decay: expected a non-negative number"),
+        ("train.warmup_epochs=.inf", "train.warmup_epochs: expected a non-negative number"),
+    ],
+)
+def test_train_and_data_numbers_past_any_real_setting_are_refused(tmp_path, setting, shown):
+    """Each trained until torch failed: 'Overflow when unpacking long long', 'value cannot be
+    converted to type float without overflow', 'cannot convert float infinity to integer'."""
+    recipe = tiny_recipe(tmp_path, TINY_TRAIN.replace("epochs: 3", "epochs: 1"))
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "run"), "--set", setting)
+    assert r.code == 2
+    assert shown in _one_error_line(r.err)
