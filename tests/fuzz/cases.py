@@ -65,9 +65,43 @@ def cli_case(seed: str, index: int, fx: Fixtures) -> Case:
     return Case("cli", index, argv, found, copies, f"bad.yaml: {name}, {note}")
 
 
+# epochs and compile are left out: a trillion epochs, or torch.compile's start-up, is long
+# work on request, not a hang.
+SECTION_KEYS = {
+    "train": (
+        "batch_size", "eval_batch_size", "seed", "optimizer", "lr", "momentum",
+        "nesterov", "weight_decay", "betas", "scheduler", "step_size", "gamma", "warmup_epochs",
+        "min_lr", "label_smoothing", "clip_grad_norm", "early_stop", "monitor", "device", "amp",
+        "channels_last",
+    ),
+    "data": (
+        "name", "path", "task", "val", "test", "seed", "resize", "normalize", "augment",
+        "label_column", "path_column", "targets", "classes", "samples", "limit", "stratify",
+    ),
+}  # fmt: skip
+SECTION_VALUES = (
+    "-1", "0", "1", "1e20", "100000000000000000000", ".nan", ".inf", "-.inf", "1e-300", "x",
+    "[]", "{}", "true", "~", "[0, 0]", "[100000, 100000]", "[1e9, 1e9]", "[.nan, 1]", "'a' ",
+    "[{random_crop: {padding: 1e9}}]", "[{hflip: {p: .nan}}]", "[random_resized_crop]",
+    "[{random_resized_crop: {scale: [0, 0]}}]", "[nope]", "2147483648", "0.5", "cuda", "9" * 60,
+)  # fmt: skip
+
+
+def section_case(rng: random.Random, index: int) -> Case:
+    """The tiny recipe trained with one train: or data: value hostile (through --set)."""
+    section = rng.choice(list(SECTION_KEYS))
+    key, value = rng.choice(SECTION_KEYS[section]), rng.choice(SECTION_VALUES)
+    argv = ["train", "tiny.yaml", "--out", "out", *values.TRAIN_TAIL]
+    argv += ["--set", f"{section}.{key}={value}"]
+    return Case("recipe", index, argv, {}, {}, f"tiny: {section}.{key}={value}")
+
+
 def recipe_case(seed: str, index: int, fx: Fixtures) -> Case:
-    """A malformed recipe given to recipes, params, rf, profile or train."""
+    """A malformed recipe given to recipes, params, rf, profile or train (or one hostile
+    train:/data: value)."""
     rng = _rng(seed, "recipe", index)
+    if rng.random() < 0.2:
+        return section_case(rng, index)
     name, data, note = recipes.mutant(rng)
     commands = [["recipes"], ["params"], ["params", "--json"], ["rf"], ["rf", "--json"]]
     if name in ("tiny", "lenet", "deepconv"):

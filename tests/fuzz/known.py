@@ -61,6 +61,7 @@ class Known:
 
 
 TRAIN = ["train", "data.yaml", "--out", "out"]
+DATA_SIZES = ("tiny: data.samples=", "tiny: data.classes=", "tiny: data.resize=")
 KNOWN: dict[str, Known] = {
     "data-decompression-bomb": Known(
         "datain",
@@ -113,6 +114,16 @@ KNOWN: dict[str, Known] = {
         TRAIN,
         lambda: _gz(files.gzip_bomb()),
         note="gz bomb",
+    ),
+    "data-size-unbounded": Known(
+        "sizes (pre-training allocation check) or datain",
+        "data.samples, data.classes or data.resize past what memory holds (synthetic data of "
+        "2^31 samples, resize [100000, 100000]): internal overflow or allocator errors instead "
+        "of a line naming the key",
+        lambda o: o.verdict in ("internal", "memory") and o.case.note.startswith(DATA_SIZES),
+        [*TRAIN, "--set", "data.resize=[100000, 100000]"],
+        lambda: {"data.yaml": TINY.encode()},
+        note="tiny: data.resize=[100000, 100000]",
     ),
     "resume-weights-mismatch": Known(
         "runfolder",

@@ -6,14 +6,16 @@ with one ``error:`` line, the last on stderr), or a failure: ``internal`` (a tra
 "internal error", or an exit code outside 0/1/2/130), ``not-one-line`` (an error in several
 lines or none), ``hang`` (over ``CPU_S`` of CPU or ``WALL_S`` of wall-clock time), ``memory``
 (over ``RSS_MB`` resident, or an allocation refused by the address-space safety net),
-``bad-json`` (``--json`` output that strict JSON rejects, such as NaN) and ``code-exec`` (the
-case created the ``pwned`` file).
+``bad-json`` (``--json`` output that strict JSON rejects, such as NaN), ``code-exec`` (the
+case created the ``pwned`` file) and ``temp-file`` (a hidden temporary file named in an error
+or left behind).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -30,7 +32,8 @@ WALL_S = 30  # a blocked case (a lock, a pipe) is a hang too; wall time is loose
 RSS_MB = 1024  # the issue's "no run over 1 GB"
 AS_MB = 6144  # address-space safety net so a runaway allocation cannot take the machine
 ALLOC_FAILED = ("MemoryError", "can't allocate memory", "std::bad_alloc", "Cannot allocate mem")
-FAILURES = ("internal", "not-one-line", "hang", "memory", "bad-json", "code-exec")
+FAILURES = ("internal", "not-one-line", "hang", "memory", "bad-json", "code-exec", "temp-file")
+TEMP = re.compile(r"\.[^/\s]+\.\d+\.tmp\b")  # cnnkit.atomic's hidden temporary files
 # Every case folder holds these, so command lines can name them.
 COMMON_FILES: dict[str, bytes | None] = {
     "dir": None,
@@ -155,6 +158,8 @@ def classify(case: Case, result: dict, folder: Path) -> str:
         return "memory"
     if (folder / PWNED).exists():
         return "code-exec"
+    if TEMP.search(err) or any(TEMP.fullmatch(p.name) for p in folder.rglob(".*.tmp")):
+        return "temp-file"
     if "Traceback" in err or "internal error" in err or code not in (0, 1, 2, 130):
         return "internal"
     if code == 2 and len(case.argv) <= 1 and err.lstrip().startswith("Usage:"):
@@ -162,7 +167,7 @@ def classify(case: Case, result: dict, folder: Path) -> str:
     if code in (1, 2):
         return "refused" if _one_error_line(err) else "not-one-line"
     informational = {"--help", "-h", "--version"} & set(case.argv)
-    if code == 0 and "--json" in case.argv and not informational:
+    if code == 0 and "--json" in case.argv and not informational and not result["stdout_cut"]:
         return "ok" if _strict_json(result["stdout"]) else "bad-json"
     return "ok"
 

@@ -30,7 +30,8 @@ HUGE_SIZES = (
 TARGETS_PURE = (
     "lenet", "lenet1998", "deepconv", "textcnn", "alexnet", "vgg16", "resnet18", "LENET",
     "lenet ", "lenet.yaml", "nosuchnet", "torchvision:resnet18", "torchvision:", "timm:x",
-    "tiny.yaml", "bad.yaml", "text.yaml",
+    "tiny.yaml", "bad.yaml", "text.yaml", "/dev/zero", "/dev/null", "dir", "file.txt", "",
+    "/proc/self/status", "x.npy",
 )  # fmt: skip
 SET_KEYS = (
     "input", "model.layers[0].conv.out", "model.layers[0]", "model.layers[0].conv.k",

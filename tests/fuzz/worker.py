@@ -45,6 +45,7 @@ WARM_UP = (
     ("nosuchcommand",),
 )
 POLL_S = 0.01
+OUTPUT_BYTES = 32 << 20  # stdout read back whole up to this (a --json document is checked)
 
 
 def _preload() -> None:
@@ -172,8 +173,9 @@ def run_case(case: dict) -> dict:
     if pid == 0:
         _child(case)
     result = _watch(pid, case)
-    for name in ("stdout", "stderr"):
-        result[name] = _read(os.path.join(case["dir"], name), 64_000)
+    for name, limit in (("stdout", OUTPUT_BYTES), ("stderr", 64_000)):
+        result[name] = _read(os.path.join(case["dir"], name), limit)
+    result["stdout_cut"] = os.path.getsize(os.path.join(case["dir"], "stdout")) > OUTPUT_BYTES
     return result
 
 
