@@ -9,6 +9,7 @@ runs N per family, ``CNNKIT_FUZZ_SEED=S`` changes the seed and ``CNNKIT_FUZZ_ONL
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ def fuzz_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def worker(tmp_path_factory: pytest.TempPathFactory):
+    if sys.platform != "linux":  # fork() after importing torch, /proc/PID/status
+        pytest.skip("the fuzz worker needs Linux")
     server = Worker(tmp_path_factory.mktemp("fuzz-worker") / "worker.log")
     yield server
     server.close()

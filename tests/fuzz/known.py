@@ -57,7 +57,8 @@ class Known:
     argv: list[str]  # the pinned reproduction ...
     files: Files = dict  # ... its files (built when it runs) ...
     crafted: dict[str, str] = field(default_factory=dict)  # ... run files: crafted name ...
-    note: str = ""  # ... and the note its case carries (some classes match on the note)
+    note: str = ""  # ... the note its case carries (some classes match on the note) ...
+    run: bool = False  # ... and whether the trained run is copied in as ``run``
 
 
 TRAIN = ["train", "data.yaml", "--out", "out"]
@@ -133,6 +134,15 @@ KNOWN: dict[str, Known] = {
         lambda o: "loading state_dict" in o.result["stderr"] and "--resume" in o.case.argv,
         ["train", "--resume", "run"],
         crafted={"run/last.pt": "model: wrong shape"},
+    ),
+    "resume-recipe-not-utf8": Known(
+        "runfolder",
+        "train --resume of a run whose recipe.yaml is not UTF-8: internal UnicodeDecodeError "
+        "(cnnkit/runs.py reads it as text)",
+        lambda o: "UnicodeDecodeError" in o.result["stderr"] and "--resume" in o.case.argv,
+        ["train", "--resume", "run"],
+        lambda: {"run/recipe.yaml": b"input: [1, 8, 8]\n# \xff\xfe\x84\n"},
+        run=True,
     ),
 }
 

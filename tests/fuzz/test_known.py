@@ -30,7 +30,7 @@ def test_known_class_still_fails(
             f"KNOWN[{name!r}] in tests/fuzz/known.py",
         )
     )
-    copies = {"run": fixtures.run} if known.crafted else {}
+    copies = {"run": fixtures.run} if known.run or known.crafted else {}
     found = dict(known.files())
     for target, crafted in known.crafted.items():
         found[target] = fixtures.crafted[crafted].read_bytes()
