@@ -143,3 +143,14 @@ def test_train_and_data_numbers_past_any_real_setting_are_refused(tmp_path, sett
     r = run_cli("train", str(recipe), "--out", str(tmp_path / "run"), "--set", setting)
     assert r.code == 2
     assert shown in _one_error_line(r.err)
+
+
+@pytest.mark.parametrize("batch", ["1000000000000000000000000000000", "4611686018427387904"])
+def test_profile_refuses_a_batch_no_device_holds_before_asking_torch(tmp_path, batch):
+    """--batch 1e30 was an internal TypeError ('Overflow when unpacking long long'), 2^62 an
+    allocator message ('Storage size calculation overflowed')."""
+    recipe = tiny_recipe(tmp_path)
+    r = run_cli("profile", str(recipe), "--batch", batch, "--iters", "1", "--warmup", "0")
+    assert r.code == 2
+    line = _one_error_line(r.err)
+    assert line.startswith(f"error: --batch {batch}: one input batch of") and "this device" in line
