@@ -46,11 +46,15 @@ SET_VALUES = (
 )  # fmt: skip
 
 
-def pick(rng: random.Random, plausible: tuple[str, ...], hostile: tuple[str, ...] = ()) -> str:
+def pick(
+    rng: random.Random, plausible: tuple[str, ...], hostile: tuple[str, ...] = (), junk: bool = True
+) -> str:
     """Half plausible, half hostile (the kind's own hostile values or the common junk)."""
     if rng.random() < 0.5:
         return rng.choice(plausible)
-    return rng.choice(hostile or JUNK) if rng.random() < 0.6 else rng.choice(JUNK)
+    if hostile and (not junk or rng.random() < 0.6):
+        return rng.choice(hostile)
+    return rng.choice(JUNK)
 
 
 def set_value(rng: random.Random) -> str:
@@ -86,7 +90,8 @@ KINDS = {
     "optimizer": lambda r: pick(r, ("sgd", "adam", "sgd-nomomentum"), ("adamw2", "SGD")),
     "amount": lambda r: pick(r, ("5e6", "5M", "1.2G", "512MiB", "1.5GB"), ("5X", "M", "1e400")),
     "batches": lambda r: pick(r, ("1", "1,2", "2"), ("1e9", "1,,2", ",", "2147483648", "0")),
-    "small": lambda r: pick(r, ("0", "1", "2"), ("-1", "x", "", "1.5")),
+    # no junk: --iters 10**80 is a long run on request, not a hang
+    "small": lambda r: pick(r, ("0", "1", "2"), ("-1", "x", "", "1.5", "nan", "-0"), junk=False),
     "accuracy": lambda r: pick(r, ("0.5", "97%", "0"), ("150%", "%", "-1", "2")),
     "split": lambda r: pick(r, ("train", "val", "test"), ("all", "TEST")),
     "data": lambda r: pick(
