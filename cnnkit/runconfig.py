@@ -124,11 +124,17 @@ def _fail(expected: str, value: Any) -> ValueError:
     return ValueError(f"expected {expected}, got {value!r}")
 
 
-def _int(least: int) -> Callable[[Any], int]:
+SEED_LIMIT = 2**63  # torch.manual_seed overflows past 2**64; NumPy and torch both take these
+NUMBER_LIMIT = 1e6  # lr, weight decay, gamma, warm-up, min_lr, clip norm: far past any real
+# setting, and safe in float32 (a 60-digit lr was an internal "cannot be converted" error)
+
+
+def _int(least: int, below: int | None = None) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        bad = isinstance(value, bool) or not isinstance(value, int) or value < least
+        if bad or (below is not None and value >= below):
             what = "a positive integer" if least >= 1 else "a non-negative integer"
-            raise _fail(what, value)
+            raise _fail(what + (f" below 2^{below.bit_length() - 1}" if below else ""), value)
         return value
 
     return check
@@ -139,12 +145,12 @@ def _number(low: float, high: float | None = None, *, open_low: bool = False) ->
         ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
         if ok and (value < low or (open_low and value == low)):
             ok = False
-        if ok and high is not None and value >= high:
-            ok = False
-        if not ok:
+        huge = ok and high is None and value > NUMBER_LIMIT
+        if not ok or huge or (high is not None and value >= high):
             if high is not None:
                 raise _fail(f"a number in [{low:g}, {high:g})", value)
-            raise _fail("a positive number" if open_low else "a non-negative number", value)
+            what = "a positive number" if open_low else "a non-negative number"
+            raise _fail(f"{what} up to {NUMBER_LIMIT:g}" if huge else what, value)
         return float(value)
 
     return check
@@ -255,7 +261,7 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "task": _word(TASKS),
     "val": _number(0, 1),
     "test": _number(0, 1),
-    "seed": _int(0),
+    "seed": _int(0, SEED_LIMIT),
     "resize": _size,
     "normalize": _bool,
     "augment": lambda v: v,  # checked item by item in _augments, which needs the key path
@@ -273,7 +279,7 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "epochs": _int(1),
     "batch_size": _int(1),
     "eval_batch_size": _int(1),
-    "seed": _int(0),
+    "seed": _int(0, SEED_LIMIT),
     "optimizer": _word(OPTIMIZERS),
     "lr": _number(0, open_low=True),
     "momentum": _number(0, 1),

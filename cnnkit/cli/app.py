@@ -181,7 +181,7 @@ def _click_error(err: Exception, args: list[str]) -> None:
     names = {command.name for command in app.registered_commands}
     given = [a for a in args if a in names][:1]  # the option parser's errors carry no context
     path = ctx.command_path if ctx is not None else " ".join(["cnnkit", *given])
-    sys.stderr.write(f"error: {path}: {_click_message(err)}\n")
+    sys.stderr.write(f"error: {one_line(f'{path}: {_click_message(err)}')}\n")
     sys.exit(code)
 
 
@@ -192,6 +192,14 @@ def _click_message(err: Exception) -> str:
         return f"no such option {err.option_name}{hint}"  # type: ignore[attr-defined]
     message = " ".join(err.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
     return message[:1].lower() + message[1:]
+
+
+def one_line(text: str) -> str:
+    """A message as one terminal line: control characters the user typed (a newline in a
+    --set value, an escape sequence in a path) are shown escaped (\\n, \\x1b), not obeyed."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     except CnnkitError as err:
         if debug:
             raise
-        sys.stderr.write(f"error: {err}\n")
+        sys.stderr.write(f"error: {one_line(str(err))}\n")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -219,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         where = f"{err.filename}: " if err.filename else ""
-        sys.stderr.write(f"error: {where}{err.strerror or err}\n")
+        sys.stderr.write(f"error: {one_line(f'{where}{err.strerror or err}')}\n")
         sys.exit(2)
     except Exception as err:  # the boundary: no traceback unless --debug
         # Typer vendors click in recent releases, so match click's exceptions by shape.
@@ -231,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         sys.stderr.write(
-            f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)\n"
+            f"internal error: {type(err).__name__}: {one_line(str(err))} "
+            "(run with --debug for the traceback)\n"
         )
         sys.exit(1)
     if isinstance(rc, int) and rc:

@@ -124,7 +124,7 @@ def evaluate_target(
     from cnnkit import runs
     from cnnkit.errors import CheckpointError, DataError
     from cnnkit.nn.build import build
-    from cnnkit.nn.checkpoint import load_checkpoint
+    from cnnkit.nn.checkpoint import load_checkpoint, load_weights
     from cnnkit.nn.data import load_data
     from cnnkit.nn.evaluate import full_report
     from cnnkit.nn.plan import recipe_of_run
@@ -137,10 +137,11 @@ def evaluate_target(
             raise CheckpointError("no best.pt or last.pt in this folder", where=target)
     checkpoint = load_checkpoint(path)
     recipe = recipe_of_run(checkpoint["recipe"], f"{path}:recipe")
+    _check_input_shape(checkpoint, recipe.input_shape, path)
     data_config, train_config = _eval_sections(recipe, data_spec, overrides)
     data_config = dataclasses.replace(data_config, augment=())
     stats = (tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
-    bundle = load_data(data_config, tuple(checkpoint["input_shape"]), stats=stats)
+    bundle = load_data(data_config, tuple(recipe.input_shape), stats=stats)
     chosen, shown = getattr(bundle, split), split
     if data_spec is not None and bundle.val is None and bundle.test is None and split != "val":
         chosen, shown = bundle.train, "all"  # other data without splits: score all of it
@@ -155,13 +156,7 @@ def evaluate_target(
             where=bundle.source,
         )
     model = build(recipe)
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(
-            f"weights do not fit its recipe's model: {first}", where=str(path)
-        ) from None
+    load_weights(model, checkpoint["model"], str(path))
     option = "--device" if device_name else "train.device"
     device = pick_device(device_name or train_config.device, option=option)
     report = full_report(
@@ -179,6 +174,20 @@ def evaluate_target(
         "split": shown,
         **report,
     }
+
+
+def _check_input_shape(checkpoint: dict[str, Any], shape: tuple[int, ...], path: Path) -> None:
+    """The input size is stored twice (the recipe's ``input`` and ``input_shape``); a file
+    where they differ was not written by cnnkit as it stands, and the data would be resized
+    to a size the model was never built for."""
+    from cnnkit.errors import CheckpointError
+
+    stored = tuple(checkpoint.get("input_shape", shape))
+    if stored != tuple(shape):
+        raise CheckpointError(
+            f"input_shape {list(stored)} differs from its recipe's input {list(shape)}",
+            where=str(path),
+        )
 
 
 def _eval_sections(recipe: Any, data_spec: str | None, overrides: tuple[str, ...]) -> tuple:

@@ -130,6 +130,39 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def _memory_of(device: str) -> int | None:
+    """Bytes of memory the device has in all (host RAM for the CPU); None when unknown."""
+    import os
+
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_batches(
+    shape: tuple[int, ...], batches: tuple[int, ...], item: int, memory: int | None
+) -> None:
+    """Refuse a batch whose random input alone is larger than the device's whole memory:
+    torch would fail with an allocator message, or overflow (--batch 1e30) as a TypeError."""
+    from cnnkit.analysis.memory import human_bytes
+
+    per_sample = item
+    for size in shape:
+        per_sample *= size
+    for b in batches:
+        if memory is not None and b * per_sample > memory:
+            raise InputError(
+                f"--batch {b}: one input batch of {b:,} x {'x'.join(map(str, shape))} needs "
+                f"{human_bytes(b * per_sample)}, more than the {human_bytes(memory)} this "
+                "device has in all"
+            )
+
+
 def _analytic(recipe: Any) -> tuple[int | None, dict[str, int]]:
     if recipe.graph is None:
         return None, {}
@@ -174,6 +207,7 @@ def _measure(
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
     settings = Settings(device, mode, dtype, channels_last, compile_, warmup, iters)
+    _check_batches(recipe.input_shape, batches, 8 if vocab else 4, _memory_of(device))
     macs, per_node = _analytic(recipe)
     factor = 3 if mode == "train" else 1
     rows = []

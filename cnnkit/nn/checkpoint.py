@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -124,7 +125,68 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             "use another checkpoint (best.pt or last.pt) or train again",
             where=where,
         )
+    _check_fields(obj, where)
     return obj
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+
+
+# What each field must hold. A checksum only proves the file is as its writer left it; a
+# file written by hand (or by another program) with the right marks can still hold a list
+# where the recipe's text belongs, which would fail far from here as an AttributeError.
+FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "model": (
+        "a mapping of parameter names to tensors",
+        lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items())
+        ),
+    ),
+    "recipe": ("the recipe's text", lambda v: isinstance(v, str)),
+    "epoch": ("a whole number >= 0", lambda v: type(v) is int and v >= 0),
+    "task": ("classify or regress", lambda v: v in ("classify", "regress")),
+    "classes": (
+        "a list of class names",
+        lambda v: isinstance(v, (list, tuple)) and all(isinstance(c, str) for c in v),
+    ),
+    "mean": ("a list of numbers", _numbers),
+    "std": ("a list of numbers", _numbers),
+    "name": ("text", lambda v: isinstance(v, str)),
+    "input_shape": (
+        "a list of positive sizes",
+        lambda v: (
+            isinstance(v, (list, tuple))
+            and 1 <= len(v) <= 4
+            and all(type(n) is int and n > 0 for n in v)
+        ),
+    ),
+}
+
+
+def _check_fields(obj: dict[str, Any], where: str) -> None:
+    """Refuse a field of the wrong type, naming it (optional fields only when present)."""
+    for key, (expected, valid) in FIELDS.items():
+        if key in obj and not valid(obj[key]):
+            shown = repr(obj[key]) if not isinstance(obj[key], dict) else "a mapping"
+            raise CheckpointError(
+                f"field {key!r} should be {expected}, not {shown[:60]}", where=where
+            )
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, Any], where: str) -> None:
+    """Load ``state`` into ``module``; weights that do not fit (a checkpoint from another
+    recipe, or one edited by hand) are one ``CheckpointError``, not torch's multi-line list."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        first = (lines or [str(err)])[0][:300]
+        message = f"weights do not fit its recipe's model: {first}"
+        raise CheckpointError(message, where=where) from None
 
 
 def check_resumable(checkpoint: dict[str, Any], fingerprint: str, path: Path) -> None:

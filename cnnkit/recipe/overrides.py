@@ -8,7 +8,7 @@ from typing import Any
 
 from cnnkit.errors import RecipeError
 from cnnkit.layers import suggest
-from cnnkit.recipe.source import Path, Source, fmt_path, load_value
+from cnnkit.recipe.source import Path, Source, describe, fmt_path, load_value
 
 _PART = re.compile(r"([A-Za-z_][\w-]*)|\[(\d+)\]")
 
@@ -47,7 +47,7 @@ def apply(data: Any, source: Source, overrides: list[str] | tuple[str, ...]) -> 
         try:
             value = load_value(raw) if raw.strip() else None
         except yaml.YAMLError as err:
-            problem = getattr(err, "problem", None) or str(err)
+            problem = describe(err)
             raise RecipeError(f"cannot read the value as YAML: {problem}", where=where) from None
         data = _set(data, path, value, where)
         for recorded in [p for p in source.lines if p[: len(path)] == path]:

@@ -169,14 +169,27 @@ def read_yaml(text: str, name: str) -> tuple[Any, Source]:
         raise RecipeError(f"YAML error: {_problem(err)}", where=f"{name}{_line(err)}") from None
     except yaml.reader.ReaderError as err:
         line = text.count("\n", 0, err.position) + 1
-        problem = f"unacceptable character #x{err.character:04x}"
-        raise RecipeError(f"YAML error: {problem}", where=f"{name}:{line}") from None
+        raise RecipeError(f"YAML error: {describe(err)}", where=f"{name}:{line}") from None
     except yaml.YAMLError as err:
-        raise RecipeError(f"YAML error: {err}", where=name) from None
+        raise RecipeError(f"YAML error: {describe(err)}", where=name) from None
     finally:
         if loader_ is not None:
             loader_.dispose()
     return data, source
+
+
+def describe(err: Any) -> str:
+    """One line for any PyYAML error: its own text runs over several lines (the reader's names
+    ``"<unicode string>", position 0``), and every cnnkit error is one line."""
+    import yaml
+
+    if isinstance(err, yaml.reader.ReaderError):
+        if isinstance(err.character, int) and err.encoding == "unicode":
+            return f"unacceptable character #x{err.character:04x}"
+        return f"cannot decode the text ({err.reason})"
+    if isinstance(err, yaml.MarkedYAMLError):
+        return _problem(err)
+    return " ".join(str(err).split())
 
 
 def _line(err: Any) -> str:

@@ -1,0 +1,1 @@
+"""The fuzz suite: seeded hostile inputs fed to every cnnkit command (see README.md here)."""
