@@ -125,6 +125,9 @@ def _fail(expected: str, value: Any) -> ValueError:
 
 
 SEED_LIMIT = 2**63  # torch.manual_seed overflows past 2**64; NumPy and torch both take these
+MAX_IMAGE_SIDE = 8192  # data.resize, and any image a data set holds (checked from its header)
+MAX_CLASSES = 100_000  # data.classes, and integer labels (ImageNet-21k has 21,841 classes)
+MAX_SAMPLES = 100_000_000  # data.samples of the synthetic set
 NUMBER_LIMIT = 1e6  # lr, weight decay, gamma, warm-up, min_lr, clip norm: far past any real
 # setting, and safe in float32 (a 60-digit lr was an internal "cannot be converted" error)
 
@@ -134,7 +137,10 @@ def _int(least: int, below: int | None = None) -> Callable[[Any], int]:
         bad = isinstance(value, bool) or not isinstance(value, int) or value < least
         if bad or (below is not None and value >= below):
             what = "a positive integer" if least >= 1 else "a non-negative integer"
-            raise _fail(what + (f" below 2^{below.bit_length() - 1}" if below else ""), value)
+            if below is not None:
+                power = below & (below - 1) == 0
+                what += f" below 2^{below.bit_length() - 1}" if power else f" up to {below - 1:,}"
+            raise _fail(what, value)
         return value
 
     return check
@@ -196,14 +202,15 @@ def _path(value: Any) -> str | dict[str, str]:
 def _size(value: Any) -> tuple[int, int] | None:
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return (value, value)
+    sides = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        isinstance(sides, list | tuple)
+        and len(sides) in (1, 2)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sides)
     ):
-        return (value[0], value[1])
+        if max(sides) > MAX_IMAGE_SIDE:
+            raise _fail(f"a size of at most {MAX_IMAGE_SIDE} per side", value)
+        return (sides[0], sides[-1])
     raise _fail("a size like 32 or [32, 32]", value)
 
 
@@ -268,8 +275,8 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "label_column": _text,
     "path_column": _text,
     "targets": _texts,
-    "classes": _int(2),
-    "samples": _int(1),
+    "classes": _int(2, MAX_CLASSES + 1),
+    "samples": _int(1, MAX_SAMPLES + 1),
     "limit": _optional(_int(1)),
     "stratify": _bool,
     "augment_keeps_targets": _bool,

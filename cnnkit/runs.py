@@ -279,7 +279,7 @@ def check_recipe_unchanged(run: Path, started_with: str) -> None:
     """A resume continues the recipe the run started with (kept in its checkpoint); a hand-edited
     ``recipe.yaml`` would be silently overwritten and the edit lost, so refuse instead."""
     path = run / RECIPE
-    if path.is_file() and path.read_text(encoding="utf-8") != started_with:
+    if path.is_file() and path.read_bytes() != started_with.encode("utf-8"):
         raise InputError(
             f"{path} changed since the run started (edited by hand?); --resume continues the "
             f"recipe in last.pt: restore recipe.yaml, or train a new run with the edited recipe"
@@ -330,7 +330,7 @@ def truncate_grad_stats(run: Path, epoch: int) -> None:
     file = run / GRAD_STATS
     if not file.is_file():
         return
-    text = file.read_text(encoding="utf-8")
+    text = file.read_text(encoding="utf-8", errors="replace")  # damaged rows are dropped
     lines = text.splitlines()
     kept = [line for line in lines[1:] if _grad_row_epoch(line) <= epoch]
     if lines[:1] != [GRAD_HEADER] or len(kept) != len(lines) - 1 or not text.endswith("\n"):

@@ -234,8 +234,10 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(err, "show") and hasattr(err, "exit_code"):  # click UsageError & co.
             _click_error(err, args)
         if type(err).__name__ == "Abort":
-            sys.stderr.write("aborted\n")
-            sys.exit(1)
+            if not isinstance(err.__context__, EOFError):
+                sys.stderr.write("aborted\n")
+                sys.exit(1)
+            err = err.__context__  # click turns any EOFError into Abort: a reader's, not ours
         if debug:
             raise
         sys.stderr.write(

@@ -19,7 +19,7 @@ from cnnkit import runs
 from cnnkit.atomic import write_text
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.interrupts import Interrupted
-from cnnkit.nn.checkpoint import check_resumable, load_checkpoint, save_atomic
+from cnnkit.nn.checkpoint import check_resumable, load_checkpoint, load_weights, save_atomic
 from cnnkit.nn.data import DataBundle, Split, load_data
 from cnnkit.nn.evaluate import full_report
 from cnnkit.nn.runtime import World, end_world, pick_device, start_world
@@ -221,6 +221,8 @@ def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) ->
         if hooks.on_start is not None and not finished:
             hooks.on_start(run, data, job.params)
     save = _saver(world, run, job, _metadata(plan, data))
+    if job.resume is not None:  # weights that do not fit are named here, with the file
+        load_weights(module, job.resume["model"], str(run / runs.LAST))
     weights = [name for name, p in module.named_parameters() if p.requires_grad and p.dim() > 1]
     last_grads: dict[str, Any] = {}
 
@@ -321,7 +323,7 @@ def _test_report(run: Path, job: _Run, test: Split, batch_size: int) -> dict[str
     """The test split scored with ``best.pt`` (else ``last.pt``), as ``cnnkit eval`` does."""
     best = run / runs.BEST
     chosen = best if best.exists() else run / runs.LAST
-    job.module.load_state_dict(load_checkpoint(chosen)["model"])
+    load_weights(job.module, load_checkpoint(chosen)["model"], str(chosen))
     report = full_report(
         job.module.to(job.device),
         test.to(job.device),

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from cnnkit.errors import CnnkitError, InputError
+from cnnkit.errors import CheckpointError, CnnkitError, InputError
+from cnnkit.nn.checkpoint import load_weights
 from cnnkit.nn.data import DataBundle, Split
 from cnnkit.nn.data.augment import make_augment
 from cnnkit.nn.evaluate import evaluate
@@ -252,12 +253,7 @@ def prepare(
     scaler = torch.amp.GradScaler("cuda") if c.amp == "fp16" else None
     state = TrainState()
     if resume is not None:
-        module.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if scaler is not None and resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        state = TrainState(**resume["state"])
+        state = _restore(resume, module, optimizer, scheduler, scaler)
     model = module
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -371,3 +367,21 @@ def fit(
         if stop:
             break
     return state
+
+
+def _restore(resume: dict[str, Any], module, optimizer, scheduler, scaler) -> TrainState:
+    """Load a checkpoint's weights and optimiser state; a part that does not fit (a checkpoint
+    edited by hand, or from another recipe, with a valid checksum) is one line naming it."""
+    load_weights(module, resume["model"], "last.pt")
+    try:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if scaler is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        return TrainState(**resume["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"its optimiser or scheduler state does not fit the recipe: {message}",
+            where="last.pt",
+        ) from None

@@ -1,6 +1,5 @@
-"""A pinned reproduction of every known failure class (tests/fuzz/known.py), kept as a strict
-xfail: when the branch that owns the fix is merged, the reproduction passes, this test fails
-as XPASS, and the class's entry in KNOWN is to be deleted."""
+"""The pinned reproduction of every failure class the fuzz suite found (tests/fuzz/known.py):
+a fixed class must stay fixed; an open one is a strict xfail until its fix lands."""
 
 from __future__ import annotations
 
@@ -9,12 +8,28 @@ from pathlib import Path
 import pytest
 
 from tests.fuzz.cases import Fixtures
-from tests.fuzz.known import KNOWN, known_class
-from tests.fuzz.runner import Case, Worker, report, run
+from tests.fuzz.known import FIXED, KNOWN, Known, known_class
+from tests.fuzz.runner import Case, Outcome, Worker, report, run
 
 
 class StillFails(AssertionError):
     """The reproduction still fails as its class: the expected state until the fix lands."""
+
+
+def _replay(known: Known, name: str, worker: Worker, fixtures: Fixtures, where: Path) -> Outcome:
+    copies = {"run": fixtures.run} if known.run or known.crafted else {}
+    found = dict(known.files())
+    for target, crafted in known.crafted.items():
+        found[target] = fixtures.crafted[crafted].read_bytes()
+    case = Case("known", 0, list(known.argv), found, copies, known.note or name)
+    return run(worker, case, where)
+
+
+@pytest.mark.parametrize("name", sorted(FIXED))
+def test_fixed_class_stays_fixed(name: str, worker: Worker, fixtures: Fixtures, tmp_path: Path):
+    outcome = _replay(FIXED[name], name, worker, fixtures, tmp_path / "case")
+    assert not outcome.failed, report(outcome, "-")
+    assert outcome.verdict == "refused", report(outcome, "-")  # each is hostile input
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN))
@@ -30,12 +45,7 @@ def test_known_class_still_fails(
             f"KNOWN[{name!r}] in tests/fuzz/known.py",
         )
     )
-    copies = {"run": fixtures.run} if known.run or known.crafted else {}
-    found = dict(known.files())
-    for target, crafted in known.crafted.items():
-        found[target] = fixtures.crafted[crafted].read_bytes()
-    case = Case("known", 0, list(known.argv), found, copies, known.note or name)
-    outcome = run(worker, case, tmp_path / "case")
+    outcome = _replay(known, name, worker, fixtures, tmp_path / "case")
     if outcome.failed:  # it must fail as this class, or the fuzz tests forgive the wrong thing
         assert known_class(outcome) == name, report(outcome, "-")
         raise StillFails(report(outcome, "-"))

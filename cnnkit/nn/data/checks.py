@@ -15,14 +15,13 @@ import numpy as np
 import torch
 
 from cnnkit.errors import DataError
+from cnnkit.runconfig import MAX_CLASSES, MAX_IMAGE_SIDE
 
 # An image over 8192 x 8192 is refused before decoding: no CNN data set stores photos that
 # large (they are resized to the recipe input anyway), and a tiny file can declare any size.
-MAX_SIDE = 8192
+MAX_SIDE = MAX_IMAGE_SIDE
 MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
-# Integer labels name the classes 0..max: a stray 10**12 would otherwise ask for 10**12 names
-# (ImageNet-21k has 21,841 classes).
-MAX_CLASSES = 100_000
+# Integer labels name the classes 0..max: a stray 10**12 would otherwise ask for 10**12 names.
 # Deflate never expands more than about 1032:1, so a .gz of S bytes cannot hold more than this.
 DEFLATE_RATIO = 1032
 

@@ -9,8 +9,9 @@ Every mismatch with the recipe is found here, before any training starts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -248,6 +249,22 @@ def _centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[:, :, top : top + size[0], left : left + size[1]].contiguous()
 
 
+@contextlib.contextmanager
+def _fits_memory(config: DataConfig) -> Iterator[None]:
+    """Decoding or resizing a set that memory cannot hold is one line naming the keys to
+    change; torch's allocator says it as a RuntimeError that names none."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "allocate" not in str(err):
+            raise
+        raise DataError(
+            "the data does not fit in memory (as float32 images); use data.limit or a smaller "
+            "data.resize",
+            where=config.path_text,
+        ) from None
+
+
 def load_data(
     config: DataConfig,
     input_shape: tuple[int, ...],
@@ -271,7 +288,8 @@ def load_data(
             where=config.name,
         )
     want = Want(channels, size)
-    raw = _fit(_read(config, want), config, want, config.path_text)
+    with _fits_memory(config):
+        raw = _fit(_read(config, want), config, want, config.path_text)
     raw = _limit(raw, config)
     if config.task == "classify" and raw.y.dtype != torch.int64:
         raise DataError("task classify needs integer or named labels", where=config.path_text)

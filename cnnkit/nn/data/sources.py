@@ -120,6 +120,7 @@ def read_synthetic(config: DataConfig, path: str | None, want: Want) -> Raw:
     """Class templates plus noise (learnable, for smoke tests and benchmarks); seeded."""
     g = torch.Generator().manual_seed(config.seed)
     n, (h, w) = config.samples, want.size
+    _check_synthetic_fits(n, config.classes, want.channels * h * w)
     if config.task == "regress":
         x = torch.rand(n, want.channels, h, w, generator=g)
         return Raw(x, x.mean(dim=(2, 3)))  # target: each channel's mean brightness
@@ -127,6 +128,22 @@ def read_synthetic(config: DataConfig, path: str | None, want: Want) -> Raw:
     y = torch.randint(0, config.classes, (n,), generator=g)
     x = (0.7 * templates[y] + 0.3 * torch.rand(n, want.channels, h, w, generator=g)).clamp(0, 1)
     return Raw(x, y, tuple(str(i) for i in range(config.classes)))
+
+
+def _check_synthetic_fits(samples: int, classes: int, pixels: int) -> None:
+    """Generating the set takes its images twice over (templates plus noise) in float32: say
+    so before asking torch, whose allocator error names no key."""
+    from cnnkit.analysis.bounds import available_memory
+
+    need = 4 * pixels * (2 * samples + classes)
+    room = available_memory()
+    if room is not None and need > room.bytes:
+        raise DataError(
+            f"{samples:,} synthetic images of {pixels:,} values need about {need / 2**30:,.1f} "
+            f"GiB to generate, more than the {room.bytes / 2**30:,.1f} GiB available "
+            f"({room.what}); lower data.samples or data.resize",
+            where="data.samples",
+        )
 
 
 def _read_image(file: Path, want: Want) -> torch.Tensor:
