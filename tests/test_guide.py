@@ -119,3 +119,29 @@ def test_parse_joins_continuations_and_ignores_other_fences():
     assert [c.text for c in guide.commands] == ["echo a \\\n    b", "true"]
     assert guide.commands[0].expected == ["a b"]
     assert guide.commands[1].expected == []
+
+
+def _outcome(command: str, expected: list[str], actual: list[str], same: bool):
+    cmd = run_guide.Command(command, expected, 1, (0, len(expected)))
+    return run_guide.Outcome(cmd, 0, actual, 0.0, same_machine=same)
+
+
+def test_trained_numbers_are_exact_on_the_recording_machine_and_words_elsewhere():
+    """Another CPU trains to other numbers (the kernels sum in other orders): there a trained
+    output keeps every word and verdict, and only its numbers may differ."""
+    shown = ["┃ epoch ┃ val acc ┃", "│     8 │  98.89% │", "test accuracy 98.33% with best.pt"]
+    other = ["┃ epoch ┃ val acc ┃", "│    11 │ 100.00% │", "test accuracy 98.05% with best.pt"]
+    worse = ["┃ epoch ┃ val acc ┃", "│    11 │ 100.00% │", "error: accuracy 0.96 is below 0.97"]
+    train = "cnnkit train lenet --out runs/lenet"
+    assert not _outcome(train, shown, other, same=True).ok
+    assert _outcome(train, shown, other, same=False).ok
+    assert not _outcome(train, shown, worse, same=False).ok
+    assert not _outcome("cnnkit params lenet", shown, other, same=False).ok  # not trained
+    assert _outcome(train, shown, shown, same=True).ok
+
+
+def test_the_guide_records_the_machine_its_trained_outputs_came_from(tmp_path: Path):
+    guide = run_guide.parse(run_guide.GUIDE.read_text(encoding="utf-8"))
+    assert guide.recorded_on
+    env = run_guide.environment(tmp_path)
+    assert "torch" in run_guide.machine(env) and "threads" in run_guide.machine(env)

@@ -183,7 +183,7 @@ def test_overwrite_that_diverges_before_its_first_checkpoint_keeps_the_old_run(t
     the old run. Now the new run never got a checkpoint, so the old run is put back whole."""
     run = _trained(tmp_path)
     before = _files(run)
-    recipe = tiny_recipe(tmp_path, ONE_EPOCH.replace("lr: 0.05", "lr: 1e30"), "bad.yaml")
+    recipe = tiny_recipe(tmp_path, ONE_EPOCH.replace("lr: 0.05", "lr: 1e6"), "bad.yaml")
     r = run_cli("train", str(recipe), "--out", str(run), "--overwrite")
     assert r.code == 1
     last = r.err.strip().splitlines()[-1]

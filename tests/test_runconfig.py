@@ -98,3 +98,29 @@ def test_augment_ranges_are_checked(augment, message):
     with pytest.raises(RecipeError, match=re.escape(message)):
         parse_data({"augment": [augment]}, NoLocation())
     assert parse_data({"augment": [{"hflip": {"p": 1}}]}, NoLocation()).augment[0].args["p"] == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("resize", [100000, 100000], "a size of at most 8192 per side"),
+        ("resize", 8193, "a size of at most 8192 per side"),
+        ("classes", 10**20, "a positive integer up to 100,000"),
+        ("samples", 2**31, "a positive integer up to 100,000,000"),
+    ],
+)
+def test_data_sizes_past_any_real_set_are_refused_by_key(field, value, message):
+    """Each of these reached torch as an overflow or an allocator message (the fuzz suite)."""
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        parse_data({field: value}, NoLocation())
+    assert parse_data({field: 8192 if field == "resize" else 100_000}, NoLocation())
+
+
+def test_a_synthetic_set_memory_cannot_hold_is_named_before_torch_is_asked(tmp_path):
+    from tests.clitools import run_cli
+
+    body = "data: {name: synthetic, samples: 100000000, resize: 8192}\n"  # 24 PiB
+    r = run_cli("train", str(tiny_recipe(tmp_path, extra=body)), "--out", str(tmp_path / "r"))
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert "data.samples" in r.err and "GiB" in r.err
+    assert not (tmp_path / "r" / "last.pt").exists()

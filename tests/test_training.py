@@ -122,7 +122,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_divergence_from_the_cli_is_one_line_exit_1(tmp_path):
     recipe = tiny_recipe(tmp_path)
-    r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), "--set", "train.lr=1e30")
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), "--set", "train.lr=1e6")
     assert r.code == 1 and "error: loss became" in r.err and "Traceback" not in r.err
     assert len(r.err.strip().splitlines()[-1]) > 0
 
