@@ -121,9 +121,7 @@ def test_sweep_goes_on_past_a_diverged_run(tmp_path):
     combination after it still trains and the table is printed (exit 0)."""
     recipe = tiny_recipe(tmp_path)
     runs = tmp_path / "runs"
-    r = run_cli(
-        "train", str(recipe), "--runs", str(runs), "--sweep", "train.lr=1e6,0.05", "--json"
-    )
+    r = run_cli("train", str(recipe), "--runs", str(runs), "--sweep", "train.lr=1e6,0.05", "--json")
     assert r.code == 0, r.err
     rows = json.loads(r.out)["runs"]
     assert [(row["train.lr"], row["status"]) for row in rows] == [
