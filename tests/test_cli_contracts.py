@@ -148,3 +148,20 @@ def test_a_missing_folder_names_the_users_file(tmp_path):
         write_text(target, "{}")
     assert caught.value.filename == str(target)
     assert caught.value.errno == errno.ENOENT
+
+
+def test_a_crash_is_exit_code_3_not_a_failed_gate(monkeypatch):
+    """1 is a failed gate and 2 bad input; a bug in cnnkit is 3, so a CI script can tell them
+    apart. Still one line, and --debug shows the traceback."""
+    import cnnkit.recipe
+
+    def crash(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cnnkit.recipe, "builtin_recipes", crash)
+    r = run_cli("recipes")
+    assert r.code == 3, r.err
+    assert r.err.startswith("internal error: ZeroDivisionError: a bug") and r.err.count("\n") == 1
+    with pytest.raises(ZeroDivisionError):
+        run_cli("recipes", "--debug")
+    assert run_cli("recipes", "no-such-recipe").code == 2

@@ -2,8 +2,9 @@
 
 Every ``CnnkitError`` becomes one line on stderr and its ``exit_code`` (2 for bad input);
 Ctrl-C and SIGTERM become one line and 130/143 (``cnnkit.interrupts``); anything unexpected
-becomes one line and exit code 1. ``--debug`` (anywhere on the command
-line) or ``CNNKIT_DEBUG=1`` shows the traceback instead.
+becomes one line and exit code 3 (``INTERNAL``), so a CI script can tell a crash from a failed
+gate (1) and bad input (2). ``--debug`` (anywhere on the command line) or ``CNNKIT_DEBUG=1``
+shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from cnnkit.cli.rf import rf_command
 from cnnkit.cli.train import train_command
 from cnnkit.errors import CnnkitError
 from cnnkit.interrupts import Interrupted, handled
+
+INTERNAL = 3  # the exit code of a crash: not bad input (2), not a failed gate (1)
 
 HELP = """\
 cnnkit: convolutional-network arithmetic, analysis, training and profiling.
@@ -244,6 +247,6 @@ def main(argv: list[str] | None = None) -> None:
             f"internal error: {type(err).__name__}: {one_line(str(err))} "
             "(run with --debug for the traceback)\n"
         )
-        sys.exit(1)
+        sys.exit(INTERNAL)
     if isinstance(rc, int) and rc:
         sys.exit(rc)

@@ -3,9 +3,10 @@
 A case is a command line plus the files it reads, run in a folder of its own. Its outcome is
 one of: ``ok`` (exit 0), ``help`` (a bare command shows its help), ``refused`` (exit 1 or 2
 with one ``error:`` line, the last on stderr), or a failure: ``internal`` (a traceback,
-"internal error", or an exit code outside 0/1/2/130), ``not-one-line`` (an error in several
-lines or none), ``hang`` (over ``CPU_S`` of CPU or ``WALL_S`` of wall-clock time), ``memory``
-(over ``RSS_MB`` resident, or an allocation refused by the address-space safety net),
+"internal error", or an exit code outside 0/1/2/130; 3 is the CLI's crash code),
+``not-one-line`` (an error in several lines or none), ``hang`` (over ``CPU_S`` of CPU or
+``WALL_S`` of wall-clock time), ``memory`` (over ``RSS_MB`` resident, or an allocation
+refused by the address-space safety net),
 ``bad-json`` (``--json`` output that strict JSON rejects, such as NaN), ``code-exec`` (the
 case created the ``pwned`` file) and ``temp-file`` (a hidden temporary file named in an error
 or left behind).
