@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.clitools import run_cli
-from tests.trainkit import summary, tiny_recipe
+from tests.trainkit import TINY_TRAIN, summary, tiny_recipe
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +257,30 @@ def test_sweep_values_split_at_top_level_commas(text, values):
     from cnnkit.cli.train import split_values
 
     assert [yaml.safe_load(v) for v in split_values(text)] == values
+
+
+def test_a_log_file_gets_one_line_per_epoch_as_it_ends(tmp_path):
+    """stderr not a terminal (a log file, a pipe): a bar there shows nothing until the run is
+    over, so each epoch is one plain line, flushed when it ends. The run is SIGKILLed after its
+    second checkpoint, and the log already holds the epochs before it, none cut or wrapped."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = tiny_recipe(tmp_path, extra=TINY_TRAIN.replace("epochs: 3", "epochs: 4"))
+    run = tmp_path / ("a-long-folder-name-" * 4 + "run")
+    env = {**os.environ, "CNNKIT_TEST_KILL_AT": "saved:last.pt:2", "COLUMNS": "80"}
+    with open(tmp_path / "train.log", "w") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnkit", "train", str(recipe), "--out", str(run)],
+            stdout=subprocess.DEVNULL, stderr=log, env=env, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == -9
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    assert lines[0].startswith("training ") and lines[0].endswith(f"-> {run}")
+    epochs = [x for x in lines if x.startswith("epoch ")]
+    assert [x.split()[1] for x in epochs][:1] == ["1/4"] and 1 <= len(epochs) <= 2
+    metrics = (run / "metrics.csv").read_text().splitlines()
+    first = dict(zip(metrics[0].split(","), metrics[1].split(","), strict=True))
+    assert f"loss {float(first['train_loss']):.4f}" in epochs[0]
+    assert f"val acc {float(first['val_accuracy']):.2%}" in epochs[0]

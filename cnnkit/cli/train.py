@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -173,7 +174,7 @@ def _run(
     from cnnkit.nn.experiment import train_run
 
     show = _is_main_rank() and not as_json and not quiet
-    reporter = _ProgressReporter() if show else None
+    reporter = _reporter() if show else None
     try:
         summary = train_run(
             plan,
@@ -199,8 +200,50 @@ def _announce(run: Path, data: Any, params: int) -> None:
 
     sizes = f"{len(data.train)} train / {len(data.val or [])} val / {len(data.test or [])} test"
     console(stderr=True).print(
-        f"training {params:,} parameters on {data.source} ({sizes}) -> {run}", markup=False
+        f"training {params:,} parameters on {data.source} ({sizes}) -> {run}",
+        markup=False,
+        soft_wrap=True,  # a log file gets the whole line, never a path broken at 80 columns
     )
+
+
+def _reporter() -> Any:
+    """A live bar on a terminal; in a log file or a pipe, one line per epoch as it ends (a bar
+    there shows nothing until the run is over)."""
+    from cnnkit.cli.output import console
+
+    return _ProgressReporter() if console(stderr=True).is_terminal else _LineReporter()
+
+
+class _LineReporter:
+    """One plain line per epoch on stderr, flushed at once: what ``tail -f`` of a log shows."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.epochs = 0
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epochs = epochs
+
+    def step(self, step: int, stats: dict[str, float] | None) -> None: ...
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        parts = [f"epoch {row['epoch']}/{self.epochs}"]
+        parts += [form.format(row[key]) for key, form in _EPOCH_LINE if row.get(key) is not None]
+        sys.stderr.write("  ".join(parts) + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None: ...
+
+
+_EPOCH_LINE = (  # metrics.csv column, how the line shows it
+    ("train_loss", "loss {:.4f}"),
+    ("train_accuracy", "acc {:.2%}"),
+    ("val_loss", "val loss {:.4f}"),
+    ("val_accuracy", "val acc {:.2%}"),
+    ("images_per_s", "{:,.0f} img/s"),
+    ("time_s", "{:.2f} s"),
+)
 
 
 class _ProgressReporter:
