@@ -11,6 +11,7 @@ import torch
 from cnnkit.errors import CheckpointError
 from cnnkit.nn.checkpoint import CHECKSUM, load_checkpoint, save_atomic
 from tests.clitools import run_cli
+from tests.test_checkpoints import GOOD as CHECKPOINT
 from tests.trainkit import TINY_TRAIN, tiny_recipe
 
 
@@ -46,17 +47,7 @@ def test_control_characters_the_user_typed_are_escaped_in_the_error_line(args, s
     assert shown in _one_error_line(r.err)
 
 
-GOOD = {
-    "model": {"w": torch.ones(3)},
-    "recipe": "x",
-    "epoch": 1,
-    "task": "classify",
-    "classes": ["a"],
-    "mean": [0.0],
-    "std": [1.0],
-    "name": "x",
-    "input_shape": [1, 8, 8],
-}
+GOOD = {**CHECKPOINT, "name": "x", "input_shape": [1, 8, 8]}
 
 
 @pytest.mark.parametrize(

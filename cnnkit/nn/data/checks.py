@@ -64,28 +64,24 @@ def check_images(x: torch.Tensor, where: str, name: Where = index_of) -> None:
     """Images must have pixels, and every pixel must be a finite number."""
     if x.dim() == 4 and (x.shape[2] == 0 or x.shape[3] == 0):
         raise DataError(f"images are {x.shape[2]}x{x.shape[3]} pixels", where=where)
-    if not len(x):
-        return
-    count, first = count_true(~torch.isfinite(x.reshape(len(x), -1)).all(dim=1))
-    if count:
-        noun = "image holds" if count == 1 else "images hold"
-        raise DataError(
-            f"{count} {noun} NaN or inf pixels (first: {name(first)})",
-            where=where,
-        )
+    _all_finite(x, where, name, ("image holds", "images hold"), "pixels")
 
 
 def check_targets(y: torch.Tensor, where: str, name: Where = index_of) -> None:
     """Regression targets must be finite: one NaN target makes every loss NaN."""
-    if not len(y):
+    _all_finite(y, where, name, ("sample has", "samples have"), "targets")
+
+
+def _all_finite(
+    t: torch.Tensor, where: str, name: Where, nouns: tuple[str, str], what: str
+) -> None:
+    """One line naming how many samples hold NaN or inf values, and the first of them."""
+    if not len(t):
         return
-    count, first = count_true(~torch.isfinite(y.reshape(len(y), -1)).all(dim=1))
+    count, first = count_true(~torch.isfinite(t.reshape(len(t), -1)).all(dim=1))
     if count:
-        noun = "sample has" if count == 1 else "samples have"
-        raise DataError(
-            f"{count} {noun} NaN or inf targets (first: {name(first)})",
-            where=where,
-        )
+        noun = nouns[0] if count == 1 else nouns[1]
+        raise DataError(f"{count} {noun} NaN or inf {what} (first: {name(first)})", where=where)
 
 
 def target_array(values: np.ndarray, where: str) -> torch.Tensor:
