@@ -29,7 +29,7 @@ import json, sys, warnings
 warnings.simplefilter("ignore")
 import torch, cnnkit
 from fvcore.nn import FlopCountAnalysis
-from cnnkit.nn import example_input
+from cnnkit.model import example_input
 recipe = cnnkit.load_recipe(sys.argv[1])
 model = cnnkit.build(recipe).eval()
 analysis = FlopCountAnalysis(model, example_input(recipe))

@@ -21,10 +21,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cnnkit.nn.data import load_data
-from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
-from cnnkit.nn.runtime import pick_device
-from cnnkit.nn.training import fit
+from cnnkit.train.data import load_data
+from cnnkit.train.loop import fit
+from cnnkit.train.plan import load_with_overrides, plan_from_recipe
+from cnnkit.train.runtime import pick_device
 
 
 def hand_loop(model, x, y, epochs, batch_size, lr, momentum, seed):

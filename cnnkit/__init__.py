@@ -15,7 +15,7 @@ _LAZY = {
     "load_recipe": "cnnkit.recipe",
     "apply_overrides": "cnnkit.recipe",
     "Recipe": "cnnkit.recipe",
-    "build": "cnnkit.nn",
+    "build": "cnnkit.model",
 }
 
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from cnnkit import runconfig
-from cnnkit.nn.data.augment import AUGMENTS, hflip, make_augment, random_crop
-from cnnkit.nn.optim import OPTIMIZERS, SCHEDULES, lr_multiplier
-from cnnkit.runconfig import NoLocation, parse_data, parse_train
+from cnnkit.train import config as runconfig
+from cnnkit.train.config import NoLocation, parse_data, parse_train
+from cnnkit.train.data.augment import AUGMENTS, hflip, make_augment, random_crop
+from cnnkit.train.optim import OPTIMIZERS, SCHEDULES, lr_multiplier
 
 
 def test_tables_match_the_config_vocabulary():

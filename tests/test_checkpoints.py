@@ -14,8 +14,8 @@ import torch
 
 from cnnkit import atomic
 from cnnkit.errors import CheckpointError
-from cnnkit.nn import checkpoint
-from cnnkit.nn.checkpoint import load_checkpoint, save_atomic
+from cnnkit.train import checkpoint
+from cnnkit.train.checkpoint import load_checkpoint, save_atomic
 from tests.clitools import run_cli
 
 GOOD = {

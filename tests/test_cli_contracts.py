@@ -31,7 +31,7 @@ def nan_checkpoint(tmp_path_factory) -> Path:
     recipe = tiny_recipe(folder, TINY_TRAIN.replace("epochs: 3", "epochs: 1"))
     r = run_cli("train", str(recipe), "--out", str(folder / "run"))
     assert r.code == 0, r.err
-    from cnnkit.nn.checkpoint import CHECKSUM, save_atomic
+    from cnnkit.train.checkpoint import CHECKSUM, save_atomic
 
     checkpoint = torch.load(folder / "run" / "best.pt", weights_only=False)
     checkpoint.pop(CHECKSUM, None)

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from cnnkit.analysis.costs import graph_costs
 from cnnkit.errors import CnnkitError
-from cnnkit.nn.build import example_input
-from cnnkit.nn.counting import EXPLAINED, counting_module, flop_analysis, mac_count, verify
+from cnnkit.measure.verify import EXPLAINED, counting_module, flop_analysis, mac_count, verify
+from cnnkit.model.build import example_input
 from cnnkit.recipe import builtin_recipes, load_recipe, recipe_from_text
 from tests.test_recipe_fuzz import items, tails
 

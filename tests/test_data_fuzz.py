@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from cnnkit.errors import DataError
-from cnnkit.nn.data import load_data
-from cnnkit.runconfig import NoLocation, parse_data
+from cnnkit.train.config import NoLocation, parse_data
+from cnnkit.train.data import load_data
 
 CASES = int(os.environ.get("CNNKIT_DATA_FUZZ", "140"))
 SEED = int(os.environ.get("CNNKIT_DATA_FUZZ_SEED", "0"))

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from cnnkit.errors import DataError
-from cnnkit.nn.data import load_data
-from cnnkit.nn.data.checks import MAX_CLASSES, MAX_IMAGE_PIXELS
-from cnnkit.runconfig import NoLocation, parse_data
+from cnnkit.train.config import NoLocation, parse_data
+from cnnkit.train.data import load_data
+from cnnkit.train.data.checks import MAX_CLASSES, MAX_IMAGE_PIXELS
 from tests.clitools import run_cli
 
 RNG = np.random.default_rng(0)

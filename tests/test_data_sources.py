@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from cnnkit.errors import DataError, MissingDependencyError
-from cnnkit.nn.data import load_data
-from cnnkit.nn.data.sources import read_idx_file
-from cnnkit.runconfig import NoLocation, parse_data
+from cnnkit.train.config import NoLocation, parse_data
+from cnnkit.train.data import load_data
+from cnnkit.train.data.sources import read_idx_file
 
 RNG = np.random.default_rng(0)
 

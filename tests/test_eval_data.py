@@ -15,9 +15,9 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score
 
-from cnnkit.nn.build import build
-from cnnkit.nn.checkpoint import load_checkpoint
+from cnnkit.model.build import build
 from cnnkit.recipe import recipe_from_text
+from cnnkit.train.checkpoint import load_checkpoint
 from tests.clitools import run_cli
 from tests.test_data_sources import write_idx
 from tests.trainkit import TINY_MODEL

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from cnnkit.nn.experiment import grad_summary
+from cnnkit.train.experiment import grad_summary
 from tests.clitools import run_cli
 from tests.trainkit import summary, tiny_recipe
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cnnkit.errors import CheckpointError
-from cnnkit.nn.checkpoint import CHECKSUM, load_checkpoint, save_atomic
+from cnnkit.train.checkpoint import CHECKSUM, load_checkpoint, save_atomic
 from tests.clitools import run_cli
 from tests.test_checkpoints import GOOD as CHECKPOINT
 from tests.trainkit import TINY_TRAIN, tiny_recipe

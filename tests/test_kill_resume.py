@@ -1,7 +1,7 @@
 """Killed at any moment, a run resumes to exactly the run that was never killed.
 
 Real processes are stopped at exact moments with the test-only hook ``CNNKIT_TEST_KILL_AT``
-(``cnnkit.runs.kill_point``: inside a checkpoint write with the temporary file on disk, just
+(``cnnkit.train.runs.kill_point``: inside a checkpoint write with the temporary file on disk, just
 after a checkpoint is in place), and at random moments by the clock: by SIGKILL, and by
 SIGINT/SIGTERM, which must print one line with the resume command, exit 130/143 and leave
 no temporary file. After each stop the
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnkit.nn.checkpoint import load_checkpoint
+from cnnkit.train.checkpoint import load_checkpoint
 from tests.clitools import run_cli
 from tests.trainkit import TINY_TRAIN, summary, tiny_recipe
 
@@ -174,7 +174,7 @@ def test_sigkill_at_random_moments_then_resume_is_the_uninterrupted_run(tmp_path
 def test_an_interrupt_passes_click_and_names_the_run_to_resume(tmp_path, monkeypatch):
     """Click turned KeyboardInterrupt into a bare "aborted" (exit 1) before our handler ran."""
     from cnnkit.interrupts import Interrupted
-    from cnnkit.nn import experiment
+    from cnnkit.train import experiment
 
     def interrupted(*args, **kwargs):
         raise Interrupted(signal.SIGTERM)

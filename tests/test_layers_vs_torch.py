@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnkit.layers import LAYERS, SEES_ALL, Window
-from cnnkit.nn import BUILDERS
+from cnnkit.model import BUILDERS
 
 
 class Fn(nn.Module):

@@ -19,9 +19,9 @@ from torch import nn
 from cnnkit.analysis.memory import DTYPE_BYTES, saved_activation_bytes
 from cnnkit.layers import LAYERS
 from cnnkit.layers._kind import INT64
-from cnnkit.nn import BUILDERS
-from cnnkit.nn.build import example_input
-from cnnkit.nn.network import GraphModule
+from cnnkit.model import BUILDERS
+from cnnkit.model.build import example_input
+from cnnkit.model.network import GraphModule
 from cnnkit.recipe import load_recipe, recipe_from_text
 from tests.clitools import run_cli
 from tests.test_layers_vs_torch import CASES

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn import metrics
 
-from cnnkit.nn.evaluate import classification_report, regression_report
+from cnnkit.train.evaluate import classification_report, regression_report
 from tests.clitools import run_cli
 from tests.trainkit import tiny_recipe
 
@@ -115,9 +115,9 @@ def test_constant_target_is_one_when_predicted_exactly():
 def test_eval_cli_reports_what_sklearn_computes_from_the_model(tmp_path):
     """The whole path (checkpoint, test split, predictions) against sklearn on the model's
     own test-split outputs, and the averaging named in the JSON and the table."""
-    from cnnkit.nn.data import load_data
-    from cnnkit.nn.evaluate import predict
-    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
+    from cnnkit.train.data import load_data
+    from cnnkit.train.evaluate import predict
+    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     recipe = tiny_recipe(tmp_path)
     r = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), "--json")

@@ -249,7 +249,7 @@ def test_verify_json_on_resnet18_matches_exactly():
 
 
 def test_verify_exits_1_on_an_unexplained_difference(monkeypatch):
-    from cnnkit.nn import counting
+    from cnnkit.measure import verify as counting
 
     monkeypatch.delitem(counting.EXPLAINED, "rbf")
     r = run_cli("params", "lenet1998", "--verify")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnkit.nn.profiling import Settings, end_to_end, per_layer, prepare
+from cnnkit.measure.profiling import Settings, end_to_end, per_layer, prepare
 
 
 def small_cnn() -> nn.Module:

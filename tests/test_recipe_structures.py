@@ -8,7 +8,7 @@ import torch
 import cnnkit
 from cnnkit.analysis import totals
 from cnnkit.errors import MissingDependencyError
-from cnnkit.nn.init import SCHEMES
+from cnnkit.model.init import SCHEMES
 from cnnkit.recipe import recipe_from_text
 from cnnkit.recipe.model import INIT_SCHEMES
 

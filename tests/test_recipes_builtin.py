@@ -9,7 +9,7 @@ import torch
 
 import cnnkit
 from cnnkit.analysis import node_counts, shapes, totals
-from cnnkit.nn import example_input
+from cnnkit.model import example_input
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 # Published trainable parameter counts (torchvision's num_params; the papers for LeNet).

@@ -133,7 +133,7 @@ def test_json_field_of_merged_paths_matches_a_gradient_probe(tmp_path, name):
 
 
 def test_verify_exits_1_on_a_mismatch(monkeypatch):
-    import cnnkit.nn.gradient_probe as probe
+    import cnnkit.measure.gradient_probe as probe
 
     real = probe.measure_extents
 

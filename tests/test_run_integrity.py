@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnkit import runs
 from cnnkit.errors import CheckpointError
-from cnnkit.nn.checkpoint import load_checkpoint
+from cnnkit.train import runs
+from cnnkit.train.checkpoint import load_checkpoint
 from tests.clitools import run_cli
 from tests.trainkit import TINY_TRAIN, tiny_recipe
 
@@ -194,9 +194,9 @@ def test_overwrite_that_diverges_before_its_first_checkpoint_keeps_the_old_run(t
 def test_a_run_that_diverges_after_replacing_another_reports_its_own_checkpoint(tmp_path):
     """The new run committed with its first last.pt: its summary says epoch 1 of the new run,
     and the old run (3 epochs) is gone entirely."""
-    from cnnkit.nn.experiment import train_run
-    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
-    from cnnkit.nn.training import Diverged, Silent
+    from cnnkit.train.experiment import train_run
+    from cnnkit.train.loop import Diverged, Silent
+    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     run = tmp_path / "run"
     _train(tiny_recipe(tmp_path), run, "--grad-stats")  # the old run: 3 epochs
@@ -275,9 +275,9 @@ def test_resume_rewrites_the_metrics_row_a_kill_lost(tmp_path):
 def test_resume_drops_the_grad_stats_rows_of_the_epoch_it_trains_again(tmp_path):
     """grad_stats.csv rows are written before the epoch's last.pt: a kill in between left
     that epoch's rows, and the resumed run wrote them a second time."""
-    from cnnkit.nn.experiment import train_run
-    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
-    from cnnkit.nn.training import Silent
+    from cnnkit.train.experiment import train_run
+    from cnnkit.train.loop import Silent
+    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     recipe = tiny_recipe(tmp_path)
     whole, cut = tmp_path / "whole", tmp_path / "cut"

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import cnnkit
-from cnnkit.nn.data import load_data
-from cnnkit.nn.experiment import train_run
-from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
-from cnnkit.nn.training import Silent
-from cnnkit.runconfig import NoLocation, parse_data
+from cnnkit.train.config import NoLocation, parse_data
+from cnnkit.train.data import load_data
+from cnnkit.train.experiment import train_run
+from cnnkit.train.loop import Silent
+from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 from tests.clitools import run_cli
 from tests.trainkit import tiny_recipe
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from cnnkit.nn.data.augment import AUGMENTS as AUGMENT_FUNCTIONS
-from cnnkit.nn.experiment import train_run
-from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
-from cnnkit.nn.training import Silent
-from cnnkit.runconfig import AUGMENTS, DATA_SOURCES, DataConfig, TrainConfig
+from cnnkit.train.config import AUGMENTS, DATA_SOURCES, DataConfig, TrainConfig
+from cnnkit.train.data.augment import AUGMENTS as AUGMENT_FUNCTIONS
+from cnnkit.train.experiment import train_run
+from cnnkit.train.loop import Silent
+from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 from tests.clitools import run_cli
 from tests.trainkit import TINY_MODEL
 

@@ -7,8 +7,7 @@ import re
 import pytest
 
 from cnnkit.errors import RecipeError
-from cnnkit.nn.plan import load_with_overrides, sections
-from cnnkit.runconfig import (
+from cnnkit.train.config import (
     AUGMENTS,
     DataConfig,
     NoLocation,
@@ -17,6 +16,7 @@ from cnnkit.runconfig import (
     parse_train,
     to_plain,
 )
+from cnnkit.train.plan import load_with_overrides, sections
 from tests.trainkit import tiny_recipe
 
 

@@ -248,9 +248,9 @@ def test_large_but_real_models_are_still_analysed() -> None:
 def test_the_training_check_names_the_batch_and_the_largest_layer(monkeypatch) -> None:
     pytest.importorskip("torch")
     from cnnkit.analysis import bounds
-    from cnnkit.nn import plan as plan_module
     from cnnkit.recipe import load_recipe
-    from cnnkit.runconfig import parse_train
+    from cnnkit.train import plan as plan_module
+    from cnnkit.train.config import parse_train
 
     recipe = load_recipe("vgg16")
     train = parse_train({"batch_size": 8, "eval_batch_size": 8, "device": "cpu"}, recipe.source)
@@ -383,9 +383,9 @@ def test_on_cuda_the_estimate_meets_the_device_and_the_weights_the_host(monkeypa
     from types import SimpleNamespace
 
     from cnnkit.analysis import bounds
-    from cnnkit.nn import plan as plan_module
     from cnnkit.recipe import load_recipe
-    from cnnkit.runconfig import parse_train
+    from cnnkit.train import plan as plan_module
+    from cnnkit.train.config import parse_train
 
     recipe = load_recipe("vgg16")
     train = parse_train({"batch_size": 8, "eval_batch_size": 8, "device": "cuda"}, recipe.source)
@@ -409,9 +409,9 @@ def test_on_cuda_the_estimate_meets_the_device_and_the_weights_the_host(monkeypa
 def test_the_evaluation_batch_is_checked_too(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("torch")
     from cnnkit.analysis import bounds
-    from cnnkit.nn import plan as plan_module
     from cnnkit.recipe import load_recipe
-    from cnnkit.runconfig import parse_train
+    from cnnkit.train import plan as plan_module
+    from cnnkit.train.config import parse_train
 
     layers = "    - conv: 4\n    - global_avgpool\n    - flatten\n    - linear: 10\n"
     recipe = load_recipe(_recipe(tmp_path, layers, "[1, 1000000]"))

@@ -140,7 +140,7 @@ def test_sweep_values_with_commas(tmp_path):
     optimiser really used its betas (read back from torch's optimiser state)."""
     import yaml
 
-    from cnnkit.nn.checkpoint import load_checkpoint
+    from cnnkit.train.checkpoint import load_checkpoint
 
     recipe = tiny_recipe(tmp_path)
     args = ["--set", "train.optimizer=adam", "--set", "train.epochs=1", "--json"]

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from cnnkit.nn.checkpoint import load_checkpoint
+from cnnkit.train.checkpoint import load_checkpoint
 from tests.trainkit import summary
 
 KILL_RECIPE = """\

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from cnnkit.nn.checkpoint import load_checkpoint
-from cnnkit.nn.experiment import train_run
-from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
-from cnnkit.nn.training import Diverged, Silent
+from cnnkit.train.checkpoint import load_checkpoint
+from cnnkit.train.experiment import train_run
+from cnnkit.train.loop import Diverged, Silent
+from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 from tests.clitools import run_cli
 from tests.trainkit import summary, tiny_recipe
 
@@ -211,7 +211,7 @@ def test_val_loss_is_the_mse_over_images_and_targets(tmp_path):
     against scikit-learn on the val split with the final weights; it was T times that."""
     from sklearn.metrics import mean_squared_error
 
-    from cnnkit.nn.data import load_data
+    from cnnkit.train.data import load_data
 
     path = tmp_path / "r3.yaml"
     path.write_text(REGRESS_3, encoding="utf-8")
@@ -230,8 +230,8 @@ def test_val_loss_is_the_mse_over_images_and_targets(tmp_path):
 def test_regression_best_checkpoint_follows_val_loss_not_train_loss():
     """The default monitor (val_accuracy) has no meaning for regression: with a val split,
     best.pt follows val_loss; it used to fall back to train_loss."""
-    from cnnkit.nn.training import TrainState, record
-    from cnnkit.runconfig import TrainConfig
+    from cnnkit.train.config import TrainConfig
+    from cnnkit.train.loop import TrainState, record
 
     c, state = TrainConfig(epochs=3), TrainState()
     for epoch, (train_loss, val_loss) in enumerate([(3.0, 1.0), (2.0, 2.0), (1.0, 3.0)], 1):

@@ -7,7 +7,7 @@ import torch
 
 import cnnkit
 from cnnkit.analysis import totals
-from cnnkit.nn.build import example_input
+from cnnkit.model.build import example_input
 from cnnkit.recipe import load_recipe
 from cnnkit.recipe.expand import widened
 

@@ -1,5 +1,5 @@
 """Per-layer costs of a recipe graph at a batch size and dtype: the data behind
-``cnnkit params`` (pure Python; the CLI renders it, ``cnnkit.nn.counting`` fills the same
+``cnnkit params`` (pure Python; the CLI renders it, ``cnnkit.measure.verify`` fills the same
 rows for torchvision/timm models).
 
 Conventions (named in every output): ``macs`` are conv + linear multiply-accumulates with

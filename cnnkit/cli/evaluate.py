@@ -121,14 +121,14 @@ def evaluate_target(
     overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Load the checkpoint, rebuild its model and data, and compute the full report."""
-    from cnnkit import runs
     from cnnkit.errors import CheckpointError, DataError
-    from cnnkit.nn.build import build
-    from cnnkit.nn.checkpoint import load_checkpoint, load_weights
-    from cnnkit.nn.data import load_data
-    from cnnkit.nn.evaluate import full_report
-    from cnnkit.nn.plan import recipe_of_run
-    from cnnkit.nn.runtime import pick_device
+    from cnnkit.model.build import build
+    from cnnkit.train import runs
+    from cnnkit.train.checkpoint import load_checkpoint, load_weights
+    from cnnkit.train.data import load_data
+    from cnnkit.train.evaluate import full_report
+    from cnnkit.train.plan import recipe_of_run
+    from cnnkit.train.runtime import pick_device
 
     path = Path(target)
     if path.is_dir():
@@ -193,9 +193,9 @@ def _check_input_shape(checkpoint: dict[str, Any], shape: tuple[int, ...], path:
 def _eval_sections(recipe: Any, data_spec: str | None, overrides: tuple[str, ...]) -> tuple:
     """The run's data and train sections, with ``--data`` (another source, nothing held out
     unless the source defines its own splits) and then ``--set data.KEY=VALUE`` applied."""
-    from cnnkit.nn.plan import sections
     from cnnkit.recipe import apply_overrides
-    from cnnkit.runconfig import NoLocation, parse_data, to_plain
+    from cnnkit.train.config import NoLocation, parse_data, to_plain
+    from cnnkit.train.plan import sections
 
     data_config, train_config = sections(recipe)
     for text in overrides:
@@ -220,7 +220,7 @@ def _by_name(split: Any, names: tuple[str, ...], known: tuple[str, ...], where: 
     """Relabel other data by class name: its folder or label names index its own sorted list,
     the model's output ``i`` means ``known[i]``."""
     from cnnkit.errors import DataError
-    from cnnkit.nn.data import Split
+    from cnnkit.train.data import Split
 
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -304,8 +304,8 @@ def regression_line(report: dict[str, Any]) -> str:
 
 def _metrics_file(target: str) -> Path:
     """The run's ``metrics.csv``: in the run folder, or next to the checkpoint."""
-    from cnnkit import runs
     from cnnkit.errors import CheckpointError
+    from cnnkit.train import runs
 
     path = Path(target)
     folder = path if path.is_dir() else path.parent

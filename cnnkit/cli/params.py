@@ -164,7 +164,7 @@ def params_command(
         _render_verification(checked, to_stderr="-" in (csv, markdown))
     _gate(doc, budgets, {"memory": max_memory})
     if checked is not None and not checked.ok:
-        from cnnkit.nn.counting import VerificationFailed
+        from cnnkit.measure.verify import VerificationFailed
 
         bad = [d for d in checked.differences if not d.explained]
         raise VerificationFailed(
@@ -236,7 +236,7 @@ def _rows(recipe, batch: int, dtype: str):
         from cnnkit.analysis.costs import graph_costs
 
         return graph_costs(recipe.graph, batch, dtype)
-    from cnnkit.nn.counting import external_costs
+    from cnnkit.measure.verify import external_costs
 
     _check_external_input(recipe, batch)
     return external_costs(recipe, batch, dtype)
@@ -273,7 +273,7 @@ def _aggregate(rows, depth: int):
 
 def _verify(recipe):
     from cnnkit.analysis.costs import graph_costs
-    from cnnkit.nn.counting import verify
+    from cnnkit.measure.verify import verify
 
     return verify(recipe, graph_costs(recipe.graph, 1, "fp32"))
 

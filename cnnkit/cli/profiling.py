@@ -195,8 +195,8 @@ def _measure(
 ) -> dict[str, Any]:
     import torch
 
-    from cnnkit.nn.build import build
-    from cnnkit.nn.profiling import Settings, end_to_end, per_layer, prepare
+    from cnnkit.measure.profiling import Settings, end_to_end, per_layer, prepare
+    from cnnkit.model.build import build
 
     device = _resolve_device(device)
     vocab = _vocab(recipe)

@@ -28,7 +28,7 @@ def recipes_command(
     if recipe is None:
         rows = [_summary(load_recipe(path)) for path in builtin_recipes().values()]
     else:
-        from cnnkit.runconfig import parse_data, parse_train
+        from cnnkit.train.config import parse_data, parse_train
 
         loaded = load_recipe(recipe, set_ or ())
         # The data: and train: sections are checked too, so a recipe that passes here

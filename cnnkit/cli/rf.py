@@ -88,7 +88,7 @@ def rf_command(
     else:
         _render(report)
     if verify and not report["verify"]["ok"]:
-        from cnnkit.nn.counting import VerificationFailed
+        from cnnkit.measure.verify import VerificationFailed
 
         bad = next(u for u in report["verify"]["units"] if not u["ok"])
         raise VerificationFailed(
@@ -180,7 +180,7 @@ def _check_probe_memory(recipe: Any, option: str, dtype: str) -> None:
 def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:
     from cnnkit.analysis import rf_verify
     from cnnkit.analysis.rf_report import node_field, spatial_input
-    from cnnkit.nn.gradient_probe import measure_extents
+    from cnnkit.measure.gradient_probe import measure_extents
 
     node = report["at"]["name"]
     spatial = spatial_input(recipe.input_shape)
@@ -199,7 +199,7 @@ def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:
 
 def _erf(recipe: Any, report: dict[str, Any], path: str) -> dict[str, Any]:
     from cnnkit.analysis.rf_report import node_field
-    from cnnkit.nn.gradient_probe import effective_field, mass_extent, save_heatmap
+    from cnnkit.measure.gradient_probe import effective_field, mass_extent, save_heatmap
 
     at = report["at"]
     if len(at["receptive_field"]) != 2:

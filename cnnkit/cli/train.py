@@ -73,7 +73,7 @@ def train_command(
     best.pt. Under torchrun (torchrun --nproc-per-node N -m cnnkit train RECIPE) it trains
     with DDP and rank 0 alone writes.
     """
-    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
+    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     overrides = list(set_ or [])
     out, resume = _folder("--out", out_), _folder("--resume", resume_)
@@ -109,7 +109,7 @@ def _folder(option: str, value: str | None) -> Path | None:
 def _refuse_to_replace(out: Path) -> None:
     """A run's checkpoints and metrics are the user's work: --out never replaces them unasked.
     Checked early to fail before loading data; ``train_run`` checks again under the lock."""
-    from cnnkit import runs
+    from cnnkit.train import runs
 
     if out.is_dir():
         runs.check_free(out)
@@ -121,8 +121,8 @@ def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
     ``--overwrite`` is settled first (``runs.recover``) and no other run can change it."""
     import contextlib
 
-    from cnnkit import runs
     from cnnkit.errors import CheckpointError
+    from cnnkit.train import runs
 
     if not run_dir.is_dir():  # before locking: the lock file goes in it
         raise CheckpointError("not a run folder: no such folder", where=str(run_dir))
@@ -137,10 +137,10 @@ def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
 
 def _plan_of_run(run_dir: Path) -> Any:
     """The plan a run folder was started with: from ``last.pt``, else its ``recipe.yaml``."""
-    from cnnkit import runs
     from cnnkit.errors import CheckpointError
-    from cnnkit.nn.checkpoint import load_checkpoint
-    from cnnkit.nn.plan import plan_from_recipe, recipe_of_run
+    from cnnkit.train import runs
+    from cnnkit.train.checkpoint import load_checkpoint
+    from cnnkit.train.plan import plan_from_recipe, recipe_of_run
 
     if (run_dir / runs.LAST).is_file():
         checkpoint = load_checkpoint(run_dir / runs.LAST)
@@ -171,7 +171,7 @@ def _run(
     """Train with progress on stderr, then the JSON summary or the final table on stdout;
     ``quiet`` (sweeps printing one table) shows neither."""
     from cnnkit.cli.output import emit_json
-    from cnnkit.nn.experiment import train_run
+    from cnnkit.train.experiment import train_run
 
     show = _is_main_rank() and not as_json and not quiet
     reporter = _reporter() if show else None
@@ -410,7 +410,7 @@ def _sweep(
 ) -> None:
     """Every combination of the swept values as its own run, then one comparison table; a
     combination that diverges is a row with status ``diverged`` and the sweep goes on."""
-    from cnnkit.nn.plan import load_with_overrides, plan_from_recipe
+    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     axes = _parse_sweep(items)
     combos = [
@@ -434,7 +434,7 @@ def _sweep_one(
     combo: dict[str, str], plan: Any, runs_root: Path, grad_stats: bool, quiet: bool
 ) -> dict[str, Any]:
     """Train one combination; divergence becomes its row (with the error), not the end."""
-    from cnnkit.nn.training import Diverged
+    from cnnkit.train.loop import Diverged
 
     try:
         summary = _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=False, quiet=quiet)

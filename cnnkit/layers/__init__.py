@@ -1,7 +1,7 @@
 """The layer registry: one explicit table of every layer kind a recipe can use.
 
 Each ``LayerKind`` carries its argument schema and its shape, receptive-field and count
-rules (see ``_kind``). The torch builders live in ``cnnkit.nn.builders.BUILDERS``, keyed
+rules (see ``_kind``). The torch builders live in ``cnnkit.model.builders.BUILDERS``, keyed
 exactly like ``LAYERS``. Adding a kind: add it to its family module's ``KINDS``, add a
 builder, add an oracle test.
 """

@@ -30,7 +30,7 @@ MODEL_KEYS = (
     "timm",
     "kwargs",
 )
-# Names of the initialisation schemes cnnkit.nn.init implements (checked there by a test).
+# Names of the initialisation schemes cnnkit.model.init implements (checked there by a test).
 INIT_SCHEMES = (
     "default",
     "torchvision",

@@ -92,7 +92,7 @@ CRAFTED = {
 }
 CRAFT = """
 import torch
-from cnnkit.nn.checkpoint import CHECKSUM, checksum
+from cnnkit.train.checkpoint import CHECKSUM, checksum
 obj = torch.load("run/last.pt", weights_only=True)
 obj[FIELD] = VALUE
 obj[CHECKSUM] = checksum(obj)

@@ -131,7 +131,7 @@ FIXED: dict[str, Known] = {
         "runfolder",
         "train --resume with weights that do not fit the recipe (valid checksum): internal "
         "RuntimeError from load_state_dict in nn/training.py and nn/experiment.py "
-        "(cnnkit.nn.checkpoint.load_weights turns it into one line)",
+        "(cnnkit.train.checkpoint.load_weights turns it into one line)",
         lambda o: "loading state_dict" in o.result["stderr"] and "--resume" in o.case.argv,
         ["train", "--resume", "run"],
         crafted={"run/last.pt": "model: wrong shape"},
@@ -139,7 +139,7 @@ FIXED: dict[str, Known] = {
     "resume-recipe-not-utf8": Known(
         "runfolder",
         "train --resume of a run whose recipe.yaml is not UTF-8: internal UnicodeDecodeError "
-        "(cnnkit/runs.py reads it as text)",
+        "(cnnkit/train/runs.py reads it as text)",
         lambda o: "UnicodeDecodeError" in o.result["stderr"] and "--resume" in o.case.argv,
         ["train", "--resume", "run"],
         lambda: {"run/recipe.yaml": b"input: [1, 8, 8]\n# \xff\xfe\x84\n"},

@@ -29,10 +29,10 @@ PRELOAD = (
     "PIL.Image",
     "pandas",
     "rich.progress",
-    "cnnkit.nn.plan",
-    "cnnkit.nn.experiment",
-    "cnnkit.nn.evaluate",
-    "cnnkit.nn.profiling",
+    "cnnkit.train.plan",
+    "cnnkit.train.experiment",
+    "cnnkit.train.evaluate",
+    "cnnkit.measure.profiling",
 )
 WARM_UP = (
     ("conv", "--input", "3x32x32", "--kernel", "3", "--out-channels", "4"),

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnkit.nn.experiment import Plan
 from cnnkit.recipe import Recipe, apply_overrides, load_recipe, recipe_from_text
-from cnnkit.runconfig import DataConfig, TrainConfig, parse_data, parse_train, to_plain
+from cnnkit.train.config import DataConfig, TrainConfig, parse_data, parse_train, to_plain
+from cnnkit.train.experiment import Plan
 
 
 def load_with_overrides(where: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -47,7 +47,7 @@ def resolved_text(recipe: Recipe, data: DataConfig, train: TrainConfig, note: st
 
 def plan_from_recipe(recipe: Recipe, note: str, name: str | None = None) -> Plan:
     """A runnable ``Plan``: validated sections, resolved text, and a builder for the model."""
-    from cnnkit.nn.build import build
+    from cnnkit.model.build import build
 
     data, train = sections(recipe)
     check_training_memory(recipe, train)

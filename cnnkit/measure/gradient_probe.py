@@ -141,7 +141,7 @@ def measure_extents(
 ) -> tuple[list[Extent], tuple[str, ...]]:
     """The input positions each of ``units`` of ``node`` really depends on, found by
     backpropagation through one forward pass; and notes on what could weaken the check."""
-    from cnnkit.nn.build import build
+    from cnnkit.model.build import build
 
     torch.manual_seed(seed)
     model = build(recipe, seed=seed).double().eval()
@@ -165,7 +165,7 @@ def effective_field(
     recipe: Recipe, node: str, samples: int = 8, seed: int = 0
 ) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Mean |d unit / d input| over random inputs, summed over channels (Luo et al. 2016)."""
-    from cnnkit.nn.build import build
+    from cnnkit.model.build import build
 
     torch.manual_seed(seed)
     model = build(recipe, seed=seed).eval()

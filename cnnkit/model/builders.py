@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from cnnkit.layers._geometry import axes, conv_window, pool_window
-from cnnkit.nn import modules as m
+from cnnkit.model import modules as m
 
 Shape = tuple[int, ...]
 Builder = Callable[[Mapping[str, Any], tuple[Shape, ...], Shape], nn.Module]

@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import CheckpointError, CnnkitError, InputError
-from cnnkit.nn.checkpoint import load_weights
-from cnnkit.nn.data import DataBundle, Split
-from cnnkit.nn.data.augment import make_augment
-from cnnkit.nn.evaluate import evaluate
-from cnnkit.nn.optim import make_optimizer, make_scheduler
-from cnnkit.nn.runtime import World, pick_device
-from cnnkit.runconfig import TrainConfig
+from cnnkit.train.checkpoint import load_weights
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.data import DataBundle, Split
+from cnnkit.train.data.augment import make_augment
+from cnnkit.train.evaluate import evaluate
+from cnnkit.train.optim import make_optimizer, make_scheduler
+from cnnkit.train.runtime import World, pick_device
 
 SYNC_EVERY = 25  # steps between host syncs for the progress bar and the NaN check
 

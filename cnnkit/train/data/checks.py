@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cnnkit.errors import DataError
-from cnnkit.runconfig import MAX_CLASSES, MAX_IMAGE_SIDE
+from cnnkit.train.config import MAX_CLASSES, MAX_IMAGE_SIDE
 
 # An image over 8192 x 8192 is refused before decoding: no CNN data set stores photos that
 # large (they are resized to the recipe input anyway), and a tiny file can declare any size.

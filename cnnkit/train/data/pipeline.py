@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import DataError
-from cnnkit.nn.data.augment import CROPPING
-from cnnkit.nn.data.sources import Raw, Want, read_source
-from cnnkit.runconfig import Augment, DataConfig
+from cnnkit.train.config import Augment, DataConfig
+from cnnkit.train.data.augment import CROPPING
+from cnnkit.train.data.sources import Raw, Want, read_source
 
 # Sources whose images have no fixed size of their own: always resized to the recipe input.
 AUTO_RESIZE = {"digits", "synthetic", "folder"}

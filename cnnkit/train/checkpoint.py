@@ -17,7 +17,7 @@ import torch
 
 from cnnkit.atomic import atomic_open
 from cnnkit.errors import CheckpointError, DataError
-from cnnkit.runs import kill_point
+from cnnkit.train.runs import kill_point
 
 FORMAT = "cnnkit-checkpoint"
 VERSION = 1

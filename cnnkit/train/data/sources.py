@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from cnnkit.errors import DataError, MissingDependencyError
-from cnnkit.nn.data import checks
-from cnnkit.runconfig import DataConfig
+from cnnkit.train.config import DataConfig
+from cnnkit.train.data import checks
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm"}
 

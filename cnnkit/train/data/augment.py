@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnkit.runconfig import Augment
+from cnnkit.train.config import Augment
 
 # Augmentations that change the spatial size: with them the train split stays at stored size.
 CROPPING = {"random_crop", "random_resized_crop", "alexnet_crop"}

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnkit.nn.data import Split
-from cnnkit.nn.runtime import World
+from cnnkit.train.data import Split
+from cnnkit.train.runtime import World
 
 
 def _sum_of_image_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

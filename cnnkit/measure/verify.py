@@ -23,7 +23,7 @@ from torch import nn
 from cnnkit.analysis.costs import LayerCost
 from cnnkit.analysis.memory import DTYPE_BYTES
 from cnnkit.errors import CnnkitError
-from cnnkit.nn.build import build, build_external, example_input
+from cnnkit.model.build import build, build_external, example_input
 from cnnkit.recipe import Recipe
 
 # fvcore operator names whose count is a multiply-accumulate count (fvcore's "flop").

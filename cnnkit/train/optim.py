@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from cnnkit.runconfig import TrainConfig
+from cnnkit.train.config import TrainConfig
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
 

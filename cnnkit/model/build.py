@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from cnnkit.errors import MissingDependencyError, RecipeError
-from cnnkit.nn.init import initialise
-from cnnkit.nn.network import GraphModule
+from cnnkit.model.init import initialise
+from cnnkit.model.network import GraphModule
 from cnnkit.recipe import INPUT, Recipe
 from cnnkit.recipe.model import External
 

@@ -4,6 +4,6 @@ Small image data sets are kept as whole tensors (on the GPU when training there)
 indexing, which is faster than DataLoader workers for data that fits in memory.
 """
 
-from cnnkit.nn.data.pipeline import DataBundle, Split, load_data
+from cnnkit.train.data.pipeline import DataBundle, Split, load_data
 
 __all__ = ["DataBundle", "Split", "load_data"]

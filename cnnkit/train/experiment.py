@@ -1,6 +1,6 @@
 """One training run end to end: data, model, run folder, ``fit``, test report, summary.
 
-``Plan`` is everything a run needs, resolved from a recipe (``cnnkit.nn.plan``); keeping it
+``Plan`` is everything a run needs, resolved from a recipe (``cnnkit.train.plan``); keeping it
 separate from the recipe layer lets tests and library users train any ``nn.Module``.
 """
 
@@ -15,16 +15,16 @@ from typing import Any
 
 import torch
 
-from cnnkit import runs
 from cnnkit.atomic import write_text
 from cnnkit.errors import CnnkitError, DataError
 from cnnkit.interrupts import Interrupted
-from cnnkit.nn.checkpoint import check_resumable, load_checkpoint, load_weights, save_atomic
-from cnnkit.nn.data import DataBundle, Split, load_data
-from cnnkit.nn.evaluate import full_report
-from cnnkit.nn.runtime import World, end_world, pick_device, start_world
-from cnnkit.nn.training import Diverged, Reporter, TrainState, fit
-from cnnkit.runconfig import DataConfig, TrainConfig
+from cnnkit.train import runs
+from cnnkit.train.checkpoint import check_resumable, load_checkpoint, load_weights, save_atomic
+from cnnkit.train.config import DataConfig, TrainConfig
+from cnnkit.train.data import DataBundle, Split, load_data
+from cnnkit.train.evaluate import full_report
+from cnnkit.train.loop import Diverged, Reporter, TrainState, fit
+from cnnkit.train.runtime import World, end_world, pick_device, start_world
 
 
 @dataclass
@@ -100,7 +100,7 @@ def train_run(
 ) -> dict[str, Any]:
     """Train ``plan`` into a run folder (or continue ``resume_dir``); returns ``summary.json``.
 
-    ``overwrite`` lets ``out`` replace the run already there (see ``cnnkit.runs``); a
+    ``overwrite`` lets ``out`` replace the run already there (see ``cnnkit.train.runs``); a
     ``resume_dir`` without ``last.pt`` starts ``plan`` again there from scratch. Under
     ``torchrun`` every rank calls this; rank 0 alone creates the folder and writes files.
     """

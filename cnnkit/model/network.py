@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnkit.errors import RecipeError
-from cnnkit.nn.builders import BUILDERS
+from cnnkit.model.builders import BUILDERS
 from cnnkit.recipe.graph import INPUT, Graph
 
 

@@ -1,0 +1,1 @@
+"""Measuring built models: counts verified against fvcore, profiling, the gradient probe."""
