@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
 LAYER_ALIASES = {
@@ -439,7 +440,7 @@ def _render(report: dict[str, Any]) -> None:
                     str(sol["ceil_mode"]),
                     str(sol["unread"]),
                 )
-            out.print(table)
+            print_table(out, table)
             if len(axis["solutions"]) > 40:
                 out.print(f"... and {len(axis['solutions']) - 40} more (--json lists all)")
         return
@@ -465,7 +466,7 @@ def _render(report: dict[str, Any]) -> None:
             str(lo) if lo == hi else f"{lo}+{hi}",
             str(a["output"]),
         )
-    out.print(table)
+    print_table(out, table)
     out.print(f"  {report['rule']}", markup=False)
     for a in report["axes"]:
         out.print(f"  {a['name']}: {a['formula']}", markup=False)

@@ -11,6 +11,7 @@ from typing import Any
 from cnnkit.arith.literals import parse_array, shape_text
 from cnnkit.arith.numeric import ConvResult, Explanation, Number, convolve
 from cnnkit.arith.numeric import explain as explain_element
+from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 from cnnkit.parsing import parse_index, parse_ints, parse_padding
 
@@ -174,7 +175,7 @@ def _render(result: ConvResult, detail: Explanation | None) -> None:
         elif result.bias is not None:
             out.print(f"bias {fmt(bias)}:")
         table, cut = _grid(Table, plane, out.width)
-        out.print(table)
+        print_table(out, table)
         if cut:
             out.print("(the top-left corner only; --json prints every value)")
     for note in result.notes:

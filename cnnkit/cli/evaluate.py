@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.output import print_table
 from cnnkit.errors import BudgetExceeded, InputError
 
 
@@ -280,14 +281,14 @@ def _render(report: dict[str, Any]) -> None:
             f"{row['f1']:.3f}",
             str(row["support"]),
         )
-    out.print(per_class)
+    print_table(out, per_class)
     confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
     confusion.add_column("")
     for row in report["per_class"]:
         confusion.add_column(row["class"], justify="right")
     for row, counts in zip(report["per_class"], report["confusion"]):
         confusion.add_row(row["class"], *(str(c) if c else "." for c in counts))
-    out.print(confusion)
+    print_table(out, confusion)
 
 
 def regression_line(report: dict[str, Any]) -> str:

@@ -26,6 +26,11 @@ def console(stderr: bool = False):  # -> rich.console.Console, imported lazily f
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+def print_table(out: Any, table: Any) -> None:
+    """Print a rich table on ``out`` (every command's tables go through here)."""
+    out.print(table)
+
+
 def write_atomic(path: str, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (see ``cnnkit.atomic``)."""
     from cnnkit.atomic import write_text

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from cnnkit.cli.output import print_table
 from cnnkit.errors import BudgetExceeded, InputError
 
 _EXTERNAL = re.compile(r"^(torchvision|timm):(\S+)$")
@@ -364,7 +365,7 @@ def _render(doc: dict[str, Any], rows) -> None:
     if not out.is_terminal:  # a pipe or file gets whole rows, not columns squeezed to 80
         wide = out.options.update_width(10_000)
         out.width = max(out.width, out.measure(table, options=wide).maximum)
-    out.print(table)
+    print_table(out, table)
     m = doc["memory"]
     out.print(
         f"\ntraining memory, batch {doc['batch']}, {m['dtype']}, {m['optimizer']}: "

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
 CONVENTION = (
@@ -337,7 +338,7 @@ def _render(report: dict[str, Any]) -> None:
             _bytes(r["peak_memory_bytes"]) + (" RSS" if r["memory_kind"] == "cpu_peak_rss" else ""),
             "-" if rate is None else f"{rate / 1e9:,.1f}",
         )
-    out.print(table)
+    print_table(out, table)
     if report["macs_per_sample"]:
         out.print(f"{report['macs_per_sample']:,} MACs per sample. {report['convention']}.")
     layers = report["layers"]
@@ -364,7 +365,7 @@ def _render(report: dict[str, Any]) -> None:
                 "-" if rate is None else f"{rate / 1e9:,.1f}",
                 style=style,
             )
-        out.print(table)
+        print_table(out, table)
         out.print("the five slowest layers are in bold red")
     for note in report["notes"]:
         out.print(f"note: {note}", markup=False)

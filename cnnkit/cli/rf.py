@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
 _DIMS = re.compile(r"^\d+(x\d+)+$")
@@ -298,7 +299,7 @@ def _render(report: dict[str, Any]) -> None:
             _axes(layer["centre"]),
         ]
         table.add_row(*row)
-    out.print(table)
+    print_table(out, table)
     at = report["at"]
     out.print(
         f"at [bold]{at['name']}[/]: receptive field {_axes(at['receptive_field'])}"

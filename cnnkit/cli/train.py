@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
 
@@ -326,7 +327,7 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
             table.add_column(_COLUMNS[k][0], justify="right")
         for row in rows:
             table.add_row(*(_COLUMNS[k][1].format(row[k]) for k in keys))
-        out.print(table)
+        print_table(out, table)
     test = summary.get("test")
     best = summary["best"]
     lines = [f"best {best['metric']}: {best['value']:.4g} at epoch {best['epoch']}"]
