@@ -113,8 +113,24 @@ DETERMINISTIC = {
 }
 
 
-def test_builders_mirror_the_registry():
-    assert set(LAYERS) == set(BUILDERS)
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_every_rows_builder_reference_resolves_to_a_callable(name):
+    from cnnkit.model.builders import resolve
+
+    reference = LAYERS[name].builder
+    assert reference.startswith("cnnkit.model.builders:"), reference
+    assert callable(resolve(reference))
+    assert BUILDERS[name] is resolve(reference)
+
+
+def test_a_builder_reference_that_does_not_resolve_is_an_error():
+    from cnnkit.model.builders import resolve
+
+    for bad in ("cnnkit.model.builders:no_such_kind", "cnnkit.no_such_module:conv"):
+        with pytest.raises(LookupError, match="does not resolve"):
+            resolve(bad)
+    with pytest.raises(LookupError, match="not callable"):
+        resolve("cnnkit.model.builders:LAYERS")
 
 
 def test_every_kind_has_an_oracle():

@@ -7,9 +7,9 @@ import torch
 
 import cnnkit
 from cnnkit.analysis import totals
+from cnnkit.layers._kind import widened
 from cnnkit.model.build import example_input
 from cnnkit.recipe import load_recipe
-from cnnkit.recipe.expand import widened
 
 
 @pytest.mark.parametrize("name", ["lenet", "resnet18", "googlenet", "densenet121"])

@@ -12,13 +12,12 @@ batch of ``batch`` samples; parameters do not depend on it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cnnkit.analysis.counts import node_counts
 from cnnkit.analysis.memory import DTYPE_BYTES
-from cnnkit.layers import LAYERS, ArgError, LayerKind
+from cnnkit.layers import LAYERS, LayerKind
 from cnnkit.layers._kind import prod
 from cnnkit.recipe.graph import Graph
 
@@ -143,40 +142,11 @@ def input_elements(shape: tuple[int, ...], batch: int) -> int:
     return batch * prod(shape)
 
 
-_OPS = re.compile(r"\bops\b")
-
-
 def ops_rules() -> dict[str, str]:
-    """Each kind's rule for the ops column, as the registry states it: the kind's ``doc``
-    first, then its count rule's docstring; where neither states one, the rule is probed
-    from the count function at the kind's default arguments and marked as such."""
+    """Each kind's rule for the ops column, as its registry row states it (``LayerKind.ops``)."""
     return {name: ops_rule(kind) for name, kind in LAYERS.items()}
 
 
 def ops_rule(kind: LayerKind) -> str:
-    for text in (kind.doc, kind.count.__doc__):
-        stated = [s for s in _sentences(text) if _OPS.search(s)]
-        if stated:
-            return " ".join(stated)
-    return _probed_rule(kind)
-
-
-def _sentences(text: str | None) -> list[str]:
-    flat = " ".join((text or "").replace("``", "").split())
-    return [s for s in re.split(r"(?<=\.)\s+", flat) if s]
-
-
-def _probed_rule(kind: LayerKind) -> str:
-    """``ops = N per output element`` measured on a probe shape (elementwise kinds)."""
-    probe = ((4, 3, 3),)
-    try:
-        args = kind.resolve(None)
-        out = kind.shape(args, probe)
-        counts = kind.count(args, probe, out)
-    except (ArgError, ValueError, KeyError):
-        return "not stated in the registry (see the kind's count rule in cnnkit/layers)"
-    per = (counts.ops - counts.macs) / prod(out)
-    per_text = f"{per:g} per output element"
-    lead = f"MACs + {per_text}" if counts.macs else per_text
-    where = " at the default arguments" if kind.args else ""
-    return f"ops = {lead}{where} (from the count rule)."
+    """The ops rule of one kind: its row's ``ops`` text."""
+    return kind.ops

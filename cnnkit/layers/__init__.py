@@ -1,12 +1,15 @@
 """The layer registry: one explicit table of every layer kind a recipe can use.
 
-Each ``LayerKind`` carries its argument schema and its shape, receptive-field and count
-rules (see ``_kind``). The torch builders live in ``cnnkit.model.builders.BUILDERS``, keyed
-exactly like ``LAYERS``. Adding a kind: add it to its family module's ``KINDS``, add a
-builder, add an oracle test.
+Each ``LayerKind`` row carries everything about its kind (see ``_kind``): argument schema,
+shape, receptive-field, count, ops and saved-for-backward rules, width behaviour, fvcore
+note and a lazy ``"cnnkit.model.builders:NAME"`` reference to its torch builder, from which
+the torch side derives ``BUILDERS``. Adding a kind: one row in its family module's
+``KINDS``, one builder, one oracle test (tests/test_layers_vs_torch.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from cnnkit.layers import activation, conv, lenet1998, linear, merge, norm, pool
 from cnnkit.layers._kind import (
@@ -24,11 +27,26 @@ from cnnkit.layers._kind import (
 
 _FAMILIES = (conv, pool, linear, norm, activation, merge, lenet1998)
 
-LAYERS: dict[str, LayerKind] = {kind.name: kind for family in _FAMILIES for kind in family.KINDS}
 
-ALIASES: dict[str, str] = {
-    alias: kind.name for kind in LAYERS.values() for alias in (kind.name, *kind.aliases)
-}
+def register(kinds: Iterable[LayerKind]) -> tuple[dict[str, LayerKind], dict[str, str]]:
+    """(kinds by name, every recipe word -> canonical name); a word two rows claim, or a row
+    that is not a ``LayerKind``, is refused here rather than one silently winning."""
+    layers: dict[str, LayerKind] = {}
+    aliases: dict[str, str] = {}
+    for kind in kinds:
+        if not isinstance(kind, LayerKind):
+            raise TypeError(f"registry rows must be LayerKind, got {kind!r}")
+        for word in (kind.name, *kind.aliases):
+            if word in aliases:
+                raise ValueError(
+                    f"layer kind {kind.name!r}: {word!r} already names {aliases[word]!r}"
+                )
+            aliases[word] = kind.name
+        layers[kind.name] = kind
+    return layers, aliases
+
+
+LAYERS, ALIASES = register(kind for family in _FAMILIES for kind in family.KINDS)
 
 
 def lookup(name: str) -> LayerKind | None:
@@ -50,5 +68,6 @@ __all__ = [
     "Shape",
     "Window",
     "lookup",
+    "register",
     "suggest",
 ]

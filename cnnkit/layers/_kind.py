@@ -1,5 +1,6 @@
-"""What a layer kind is: its argument schema and its shape, receptive-field, count and
-saved-for-backward rules.
+"""What a layer kind is: one row holding its argument schema, its shape, receptive-field,
+count, ops and saved-for-backward rules, how ``model.width`` scales it, the note that explains
+where fvcore counts it differently, and a lazy reference to its torch builder.
 
 Every rule is a plain function on ints and tuples, so the recipe loader and the analyses can
 use them without torch. Shapes exclude the batch: ``(C, *spatial)`` for feature maps,
@@ -8,8 +9,9 @@ use them without torch. Shapes exclude the batch: ``(C, *spatial)`` for feature 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnnkit.layers._suggest import suggest
@@ -134,6 +136,7 @@ ShapeRule = Callable[[Args, tuple[Shape, ...]], Shape]
 RFRule = Callable[[Args, tuple[Shape, ...]], RF]
 CountRule = Callable[[Args, tuple[Shape, ...], Shape], Counts]
 SavedRule = Callable[[Args, tuple[Shape, ...], Shape], Saved]
+WidthRule = Callable[[Args, float], dict[str, Any]]
 
 
 def same_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
@@ -184,11 +187,40 @@ def prod(values: tuple[int, ...]) -> int:
     return result
 
 
+def widened(out: int, width: float, groups: int = 1) -> tuple[int, int]:
+    """(out, groups) scaled by ``width``. A channel-wise conv (groups == out, e.g. depthwise)
+    stays channel-wise; otherwise the number of groups (a ResNeXt cardinality) is kept and
+    ``out`` is rounded to a multiple of it, at least one channel per group."""
+    if groups > 1 and groups == out:
+        scaled = max(1, round(out * width))
+        return scaled, scaled
+    return max(groups, round(out * width / groups) * groups), groups
+
+
+def widen_channels(args: Args, width: float) -> dict[str, Any]:
+    """Width rule of convolutions: ``out`` (and ``groups`` with it) scaled by ``model.width``."""
+    out, groups = widened(args["out"], width, args.get("groups", 1))
+    return {**args, "out": out, "groups": groups}
+
+
+# ``package.module:attribute``: where the torch side finds a kind's builder (never imported
+# here, so the pure side stays free of torch).
+_BUILDER_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
 @dataclass(frozen=True)
 class LayerKind:
-    """One row of the registry. ``short`` names the argument a bare value fills
-    (``- conv: 64`` is ``out``); ``arity`` is (fewest, most) inputs, None for no limit;
-    ``saves`` is what autograd keeps for its backward pass (the training-memory estimate)."""
+    """One row of the registry: everything cnnkit knows about a kind, in one place.
+
+    ``short`` names the argument a bare value fills (``- conv: 64`` is ``out``); ``arity`` is
+    (fewest, most) inputs, None for no limit; ``saves`` is what autograd keeps for its
+    backward pass (the training-memory estimate). Keyword-only, and required so that no kind
+    can be registered without them: ``ops``, the ops-column rule as ``cnnkit params`` states
+    it, and ``builder``, the ``"module:function"`` that builds its ``nn.Module`` (resolved by
+    the torch side only). ``widens``: how ``model.width`` changes its arguments (None: it
+    does not). ``verify_note``: why fvcore counts its MACs differently by design (None: it
+    counts them exactly as the analysis does).
+    """
 
     name: str
     doc: str
@@ -201,15 +233,22 @@ class LayerKind:
     arity: tuple[int, int | None] = (1, 1)
     saves: SavedRule | None = None  # None: not stated; the memory analysis assumes in + out
     _keys: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    ops: str = field(kw_only=True)
+    builder: str = field(kw_only=True)
+    widens: WidthRule | None = field(default=None, kw_only=True)
+    verify_note: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ops, str) or not self.ops.strip():
+            raise ValueError(f"layer kind {self.name!r}: ops must state the kind's ops rule")
+        if not isinstance(self.builder, str) or not _BUILDER_REF.match(self.builder):
+            raise ValueError(
+                f"layer kind {self.name!r}: builder must be 'package.module:function', "
+                f"got {self.builder!r}"
+            )
         for arg in self.args:
             for key in (arg.name, *arg.aliases):
                 self._keys[key] = arg.name
-
-    def with_saves(self, rule: SavedRule | None) -> LayerKind:
-        """This row with its saved-for-backward rule (for rows made by a family helper)."""
-        return replace(self, saves=rule)
 
     @property
     def keys(self) -> Mapping[str, str]:

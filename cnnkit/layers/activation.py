@@ -28,10 +28,18 @@ from cnnkit.layers._kind import (
 
 
 def _act(name: str, doc: str, ops: int, *args: Arg, short: str | None = None, aliases=()):
-    rule = f" ops = {ops} per output element."
+    """A pointwise kind costing ``ops`` per output element, built by the builder of its name."""
     return LayerKind(
-        name, doc + rule, tuple(args), count=elementwise_ops(ops), short=short, aliases=aliases
-    ).with_saves(SAVES.get(name))
+        name,
+        doc,
+        tuple(args),
+        count=elementwise_ops(ops),
+        short=short,
+        aliases=aliases,
+        saves=SAVES.get(name),
+        ops=f"ops = {ops} per output element.",
+        builder=f"cnnkit.model.builders:{name}",
+    )
 
 
 def prelu_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
@@ -103,14 +111,15 @@ KINDS = (
     ),
     LayerKind(
         "prelu",
-        "Parametric ReLU with learned slope(s) (nn.PReLU, He et al. 2015). "
-        "ops = 1 per output element.",
+        "Parametric ReLU with learned slope(s) (nn.PReLU, He et al. 2015).",
         (
             Arg("per_channel", c.boolean, False, (), "one slope per channel"),
             Arg("init", c.number(), 0.25, (), "initial slope"),
         ),
         count=prelu_count,
         saves=SAVES_INPUT,
+        ops="ops = 1 per output element.",
+        builder="cnnkit.model.builders:prelu",
     ),
     _act(
         "rrelu",
@@ -125,13 +134,14 @@ KINDS = (
     LayerKind(
         "maxout",
         "Maxout (Goodfellow et al. 2013): the max over groups of `pieces` consecutive "
-        "channels; put it after a conv or linear with pieces x the wanted channels. "
-        "ops = pieces - 1 comparisons per output element.",
+        "channels; put it after a conv or linear with pieces x the wanted channels.",
         (Arg("pieces", c.positive_int, 2, ("k",), "channels per group"),),
         maxout_shape,
         count=maxout_count,
         short="pieces",
         saves=saved_rule((0,), output=True),  # amax keeps its input and its result
+        ops="ops = pieces - 1 comparisons per output element.",
+        builder="cnnkit.model.builders:maxout",
     ),
     _act("softmax", "Softmax over the channel/feature axis (nn.Softmax(dim=1)).", 3),
     _act("log_softmax", "Log-softmax over the channel/feature axis (nn.LogSoftmax(dim=1)).", 3),

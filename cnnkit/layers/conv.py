@@ -19,6 +19,7 @@ from cnnkit.layers._kind import (
     Saved,
     Shape,
     prod,
+    widen_channels,
 )
 
 KERNEL = Arg("kernel", c.per_axis(1), 3, ("k", "kernel_size"), "kernel size")
@@ -73,8 +74,7 @@ def conv_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
 CONV = LayerKind(
     "conv",
     "Convolution (nn.Conv1d/2d/3d, chosen by the input's spatial rank). padding: ints or "
-    "valid/same/full (same with stride > 1 follows TensorFlow's SAME rule). "
-    "ops = MACs + one bias add per output element.",
+    "valid/same/full (same with stride > 1 follows TensorFlow's SAME rule).",
     (
         OUT,
         KERNEL,
@@ -90,6 +90,9 @@ CONV = LayerKind(
     saves=conv_saves,
     short="out",
     aliases=("convolution", "conv1d", "conv2d", "conv3d"),
+    ops="ops = MACs + one bias add per output element.",
+    builder="cnnkit.model.builders:conv",
+    widens=widen_channels,
 )
 
 
@@ -147,6 +150,12 @@ CONVTRANSPOSE = LayerKind(
     saves=SAVES_INPUT,
     short="out",
     aliases=("deconv", "conv_transpose", "transposed_conv"),
+    ops=(
+        "MACs are counted per input pixel (counts.transposed_macs); ops add one bias add "
+        "per output element."
+    ),
+    builder="cnnkit.model.builders:convtranspose",
+    widens=widen_channels,
 )
 
 KINDS = (CONV, CONVTRANSPOSE)

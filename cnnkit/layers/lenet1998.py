@@ -65,6 +65,15 @@ SUBSAMPLE = LayerKind(
     saves=subsample_saves,
     short="kernel",
     aliases=("trainable_subsampling",),
+    ops=(
+        "MACs: one per output (the sum times the coefficient); ops: prod(kernel) - 1 adds, "
+        "the multiply and the bias add."
+    ),
+    builder="cnnkit.model.builders:subsample",
+    verify_note=(
+        "fvcore does not count the elementwise multiply by the coefficient (aten::mul has no "
+        "handle); cnnkit counts one multiply-accumulate per output"
+    ),
 )
 
 
@@ -113,8 +122,7 @@ def partial_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
 PARTIAL_CONV = LayerKind(
     "partial_conv",
     "Convolution in which output map j reads only the input maps listed in table[j] "
-    "(LeNet-5's C3, Table I of the paper). Stride 1, no padding. "
-    "ops = MACs + one bias add per output element.",
+    "(LeNet-5's C3, Table I of the paper). Stride 1, no padding.",
     (
         Arg("table", c.connection_table, aliases=("connections",), doc="input maps per output"),
         Arg("kernel", c.per_axis(1), 5, ("k",), "kernel size"),
@@ -125,6 +133,12 @@ PARTIAL_CONV = LayerKind(
     partial_count,
     aliases=("sparse_conv",),
     saves=partial_saves,
+    ops="ops = MACs + one bias add per output element.",
+    builder="cnnkit.model.builders:partial_conv",
+    verify_note=(
+        "fvcore counts the dense convolution the module runs (weights outside the "
+        "connection table are zeros but are multiplied); cnnkit counts the table's connections"
+    ),
 )
 
 
@@ -158,6 +172,15 @@ RBF = LayerKind(
     saves=rbf_saves,
     short="out",
     aliases=("euclidean_rbf",),
+    ops=(
+        "MACs: one squared difference accumulated per entry; ops: a subtract and a "
+        "multiply-add per entry."
+    ),
+    builder="cnnkit.model.builders:rbf",
+    verify_note=(
+        "fvcore has no handle for the squared differences (aten::sub/pow/sum, counted 0); "
+        "cnnkit counts one multiply-accumulate per prototype entry"
+    ),
 )
 
 KINDS = (SUBSAMPLE, PARTIAL_CONV, RBF)

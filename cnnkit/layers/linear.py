@@ -54,6 +54,8 @@ LINEAR = LayerKind(
     short="out",
     # Not "dense": that word is the DenseNet structure (recipe/expand.py), which wins.
     aliases=("fc",),
+    ops="MACs: in * out; ops add one bias add per output.",
+    builder="cnnkit.model.builders:linear",
 )
 
 
@@ -63,11 +65,13 @@ def flatten_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
 
 FLATTEN = LayerKind(
     "flatten",
-    "Flatten everything but the batch into one vector (nn.Flatten). ops: none.",
+    "Flatten everything but the batch into one vector (nn.Flatten).",
     (),
     flatten_shape,
     sees_all,
     saves=SAVES_VIEW,
+    ops="ops: none.",
+    builder="cnnkit.model.builders:flatten",
 )
 
 
@@ -96,6 +100,8 @@ EMBEDDING = LayerKind(
     embedding_shape,
     count=embedding_count,
     saves=SAVES_INPUT,  # the token ids (int64)
+    ops="A table lookup: vocab * dim parameters, no MACs, no ops.",
+    builder="cnnkit.model.builders:embedding",
 )
 
 KINDS = (LINEAR, FLATTEN, EMBEDDING)

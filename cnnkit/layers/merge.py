@@ -46,6 +46,8 @@ KINDS = (
         aliases=("sum",),
         arity=(2, None),
         saves=SAVES_NOTHING,
+        ops="ops: one add per element per extra input.",
+        builder="cnnkit.model.builders:add",
     ),
     LayerKind(
         "concat",
@@ -56,5 +58,7 @@ KINDS = (
         aliases=("cat", "concatenate"),
         arity=(2, None),
         saves=SAVES_NOTHING,
+        ops="ops: none (a copy).",
+        builder="cnnkit.model.builders:concat",
     ),
 )

@@ -52,6 +52,8 @@ BATCHNORM = LayerKind(
     saves=bn_saves,
     short="eps",
     aliases=("batchnorm", "batch_norm", "bn1d", "bn2d", "bn3d"),
+    ops="ops: 2 per element (scale, shift), the inference cost once the statistics are folded in.",
+    builder="cnnkit.model.builders:bn",
 )
 
 
@@ -91,6 +93,11 @@ LRN = LayerKind(
     saves=lrn_saves,
     short="size",
     aliases=("local_response_norm",),
+    ops=(
+        "ops per element: size multiply-adds for the sum of squares, then scale, add, power "
+        "and divide (4)."
+    ),
+    builder="cnnkit.model.builders:lrn",
 )
 
 
@@ -105,12 +112,13 @@ def dropout_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
 
 DROPOUT = LayerKind(
     "dropout",
-    "Dropout (nn.Dropout): zeroes elements with probability p while training. ops: none "
-    "(identity at inference).",
+    "Dropout (nn.Dropout): zeroes elements with probability p while training.",
     (Arg("p", c.number(0, 1), 0.5, ("rate",), "drop probability"),),
     count=elementwise_ops(0),
     short="p",
     saves=dropout_saves,
+    ops="ops: none (identity at inference).",
+    builder="cnnkit.model.builders:dropout",
 )
 
 KINDS = (BATCHNORM, LRN, DROPOUT)

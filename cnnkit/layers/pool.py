@@ -74,7 +74,7 @@ def adaptive_avg_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Sav
 
 MAXPOOL = LayerKind(
     "maxpool",
-    "Max pooling (nn.MaxPool1d/2d/3d). ops: prod(kernel) comparisons per output element.",
+    "Max pooling (nn.MaxPool1d/2d/3d).",
     (KERNEL, STRIDE, PADDING, Arg("dilation", c.per_axis(1), 1, ("d",), "dilation"), CEIL),
     _pool_shape("maxpool"),
     _pool_rf("maxpool"),
@@ -82,10 +82,12 @@ MAXPOOL = LayerKind(
     saves=max_saves,
     short="kernel",
     aliases=("max_pool", "maxpool1d", "maxpool2d", "maxpool3d"),
+    ops="ops: prod(kernel) comparisons per output element.",
+    builder="cnnkit.model.builders:maxpool",
 )
 AVGPOOL = LayerKind(
     "avgpool",
-    "Average pooling (nn.AvgPool1d/2d/3d). ops: prod(kernel) adds per output element.",
+    "Average pooling (nn.AvgPool1d/2d/3d).",
     (
         KERNEL,
         STRIDE,
@@ -99,6 +101,8 @@ AVGPOOL = LayerKind(
     saves=SAVES_INPUT,  # only its shape is read, but the input tensor is what is kept
     short="kernel",
     aliases=("avg_pool", "avgpool1d", "avgpool2d", "avgpool3d"),
+    ops="ops: prod(kernel) adds per output element.",
+    builder="cnnkit.model.builders:avgpool",
 )
 
 OUTPUT = Arg("output", c.per_axis(1), 1, ("size", "output_size"), "output size per axis")
@@ -135,8 +139,11 @@ def adaptive_rf(args: Args, inputs: tuple[Shape, ...]) -> RF:
     return Window(kernel, stride, (0,) * len(sp), (1,) * len(sp), exact, adaptive=True)
 
 
+ADAPTIVE_OPS = "ops: every input element is read once (a compare or an add)."
+
+
 def adaptive_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
-    """ops: every input element is read once (a compare or an add)."""
+    """Every input element is read once (a compare or an add), whatever the output size."""
     return Counts(ops=prod(inputs[0]), activations=prod(out))
 
 
@@ -150,6 +157,8 @@ ADAPTIVE_AVGPOOL = LayerKind(
     saves=adaptive_avg_saves,
     short="output",
     aliases=("adaptiveavgpool", "adaptive_avg_pool"),
+    ops=ADAPTIVE_OPS,
+    builder="cnnkit.model.builders:adaptive_avgpool",
 )
 ADAPTIVE_MAXPOOL = LayerKind(
     "adaptive_maxpool",
@@ -161,6 +170,8 @@ ADAPTIVE_MAXPOOL = LayerKind(
     saves=max_saves,
     short="output",
     aliases=("adaptivemaxpool", "adaptive_max_pool"),
+    ops=ADAPTIVE_OPS,
+    builder="cnnkit.model.builders:adaptive_maxpool",
 )
 
 
@@ -174,25 +185,28 @@ def _global_shape(kind: str):
 
 GLOBAL_AVGPOOL = LayerKind(
     "global_avgpool",
-    "Mean over all spatial positions, giving a (channels,) vector (pooling + flatten). "
-    "ops: one add per input element.",
+    "Mean over all spatial positions, giving a (channels,) vector (pooling + flatten).",
     (),
     _global_shape("global_avgpool"),
     sees_all,
     adaptive_count,
     aliases=("gap", "global_avg_pool"),
     saves=SAVES_NOTHING,  # a mean
+    ops="ops: one add per input element.",
+    builder="cnnkit.model.builders:global_avgpool",
 )
 GLOBAL_MAXPOOL = LayerKind(
     "global_maxpool",
     "Max over all spatial positions, giving a (channels,) vector: max-over-time pooling "
-    "of text CNNs. ops: one compare per input element.",
+    "of text CNNs.",
     (),
     _global_shape("global_maxpool"),
     sees_all,
     adaptive_count,
     aliases=("global_max_pool", "max_over_time"),
     saves=saved_rule((0,), output=True),  # amax keeps its input and its result
+    ops="ops: one compare per input element.",
+    builder="cnnkit.model.builders:global_maxpool",
 )
 
 KINDS = (

@@ -23,26 +23,17 @@ from torch import nn
 from cnnkit.analysis.costs import LayerCost
 from cnnkit.analysis.memory import DTYPE_BYTES
 from cnnkit.errors import CnnkitError
+from cnnkit.layers import LAYERS
 from cnnkit.model.build import build, build_external, example_input
 from cnnkit.recipe import Recipe
 
 # fvcore operator names whose count is a multiply-accumulate count (fvcore's "flop").
 MAC_OPERATORS = frozenset({"conv", "linear", "addmm", "mm", "matmul", "bmm", "einsum"})
 
-# Why fvcore's conv/linear count differs from the analysis for these kinds (by design).
-EXPLAINED = {
-    "partial_conv": (
-        "fvcore counts the dense convolution the module runs (weights outside the "
-        "connection table are zeros but are multiplied); cnnkit counts the table's connections"
-    ),
-    "subsample": (
-        "fvcore does not count the elementwise multiply by the coefficient (aten::mul has no "
-        "handle); cnnkit counts one multiply-accumulate per output"
-    ),
-    "rbf": (
-        "fvcore has no handle for the squared differences (aten::sub/pow/sum, counted 0); "
-        "cnnkit counts one multiply-accumulate per prototype entry"
-    ),
+# Why fvcore's conv/linear count differs from the analysis for these kinds (by design): each
+# kind's ``verify_note`` in its registry row, gathered here.
+EXPLAINED: dict[str, str] = {
+    name: kind.verify_note for name, kind in LAYERS.items() if kind.verify_note is not None
 }
 
 

@@ -1,17 +1,21 @@
-"""The torch mirror of ``cnnkit.layers.LAYERS``: one builder per layer kind, same keys.
+"""The torch builders of the layer kinds: one function per kind, named by its registry row.
 
-A builder takes the validated args, the input shapes and the output shape (no batch) and
-returns an ``nn.Module``. Geometry comes from the pure side (``cnnkit.layers._geometry``),
-never re-derived here.
+Each ``LayerKind`` names its builder as ``"cnnkit.model.builders:NAME"``; ``BUILDERS`` is
+derived from those references (so the table cannot drift from the registry) when the torch
+side is imported. A builder takes the validated args, the input shapes and the output shape
+(no batch) and returns an ``nn.Module``. Geometry comes from the pure side
+(``cnnkit.layers._geometry``), never re-derived here.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
+from cnnkit.layers import LAYERS
 from cnnkit.layers._geometry import axes, conv_window, pool_window
 from cnnkit.model import modules as m
 
@@ -66,49 +70,130 @@ def avgpool(args, ins, out) -> nn.Module:
     )
 
 
-def _activation(make: Callable[[Mapping[str, Any]], nn.Module]) -> Builder:
-    return lambda args, ins, out: make(args)
+def adaptive_avgpool(a, ins, out) -> nn.Module:
+    return _ADAPTIVE_AVG[len(out) - 1](out[1:])
 
 
-BUILDERS: dict[str, Builder] = {
-    "conv": conv,
-    "convtranspose": convtranspose,
-    "maxpool": maxpool,
-    "avgpool": avgpool,
-    "adaptive_avgpool": lambda a, ins, out: _ADAPTIVE_AVG[len(out) - 1](out[1:]),
-    "adaptive_maxpool": lambda a, ins, out: _ADAPTIVE_MAX[len(out) - 1](out[1:]),
-    "global_avgpool": lambda a, ins, out: m.GlobalPool("avg"),
-    "global_maxpool": lambda a, ins, out: m.GlobalPool("max"),
-    "linear": lambda a, ins, out: nn.Linear(ins[0][0], a["out"], bias=a["bias"]),
-    "flatten": lambda a, ins, out: nn.Flatten(),
-    "embedding": lambda a, ins, out: m.ChannelsFirstEmbedding(
-        a["vocab"], a["dim"], padding_idx=a["padding_idx"]
-    ),
-    "bn": lambda a, ins, out: _BN[len(ins[0])](
-        ins[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"]
-    ),
-    "lrn": _activation(lambda a: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"])),
-    "dropout": _activation(lambda a: nn.Dropout(a["p"])),
-    "relu": _activation(lambda a: nn.ReLU()),
-    "relu6": _activation(lambda a: nn.ReLU6()),
-    "sigmoid": _activation(lambda a: nn.Sigmoid()),
-    "tanh": _activation(lambda a: nn.Tanh()),
-    "scaled_tanh": _activation(lambda a: m.ScaledTanh(a["a"], a["s"])),
-    "leaky_relu": _activation(lambda a: nn.LeakyReLU(a["slope"])),
-    "prelu": lambda a, ins, out: nn.PReLU(out[0] if a["per_channel"] else 1, a["init"]),
-    "rrelu": _activation(lambda a: nn.RReLU(a["lower"], a["upper"])),
-    "elu": _activation(lambda a: nn.ELU(a["alpha"])),
-    "maxout": _activation(lambda a: m.Maxout(a["pieces"])),
-    "softmax": _activation(lambda a: nn.Softmax(dim=1)),
-    "log_softmax": _activation(lambda a: nn.LogSoftmax(dim=1)),
-    "identity": _activation(lambda a: nn.Identity()),
-    "add": _activation(lambda a: m.Merge("add")),
-    "concat": _activation(lambda a: m.Merge("concat")),
-    "subsample": lambda a, ins, out: m.Subsample(
-        ins[0][0], axes(a["kernel"], len(ins[0]) - 1, "kernel")
-    ),
-    "partial_conv": lambda a, ins, out: m.PartialConv(
-        ins[0][0], a["table"], axes(a["kernel"], len(ins[0]) - 1, "kernel"), a["bias"]
-    ),
-    "rbf": lambda a, ins, out: m.EuclideanRBF(ins[0][0], a["out"]),
-}
+def adaptive_maxpool(a, ins, out) -> nn.Module:
+    return _ADAPTIVE_MAX[len(out) - 1](out[1:])
+
+
+def global_avgpool(a, ins, out) -> nn.Module:
+    return m.GlobalPool("avg")
+
+
+def global_maxpool(a, ins, out) -> nn.Module:
+    return m.GlobalPool("max")
+
+
+def linear(a, ins, out) -> nn.Module:
+    return nn.Linear(ins[0][0], a["out"], bias=a["bias"])
+
+
+def flatten(a, ins, out) -> nn.Module:
+    return nn.Flatten()
+
+
+def embedding(a, ins, out) -> nn.Module:
+    return m.ChannelsFirstEmbedding(a["vocab"], a["dim"], padding_idx=a["padding_idx"])
+
+
+def bn(a, ins, out) -> nn.Module:
+    return _BN[len(ins[0])](ins[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
+
+
+def lrn(a, ins, out) -> nn.Module:
+    return nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"])
+
+
+def dropout(a, ins, out) -> nn.Module:
+    return nn.Dropout(a["p"])
+
+
+def relu(a, ins, out) -> nn.Module:
+    return nn.ReLU()
+
+
+def relu6(a, ins, out) -> nn.Module:
+    return nn.ReLU6()
+
+
+def sigmoid(a, ins, out) -> nn.Module:
+    return nn.Sigmoid()
+
+
+def tanh(a, ins, out) -> nn.Module:
+    return nn.Tanh()
+
+
+def scaled_tanh(a, ins, out) -> nn.Module:
+    return m.ScaledTanh(a["a"], a["s"])
+
+
+def leaky_relu(a, ins, out) -> nn.Module:
+    return nn.LeakyReLU(a["slope"])
+
+
+def prelu(a, ins, out) -> nn.Module:
+    return nn.PReLU(out[0] if a["per_channel"] else 1, a["init"])
+
+
+def rrelu(a, ins, out) -> nn.Module:
+    return nn.RReLU(a["lower"], a["upper"])
+
+
+def elu(a, ins, out) -> nn.Module:
+    return nn.ELU(a["alpha"])
+
+
+def maxout(a, ins, out) -> nn.Module:
+    return m.Maxout(a["pieces"])
+
+
+def softmax(a, ins, out) -> nn.Module:
+    return nn.Softmax(dim=1)
+
+
+def log_softmax(a, ins, out) -> nn.Module:
+    return nn.LogSoftmax(dim=1)
+
+
+def identity(a, ins, out) -> nn.Module:
+    return nn.Identity()
+
+
+def add(a, ins, out) -> nn.Module:
+    return m.Merge("add")
+
+
+def concat(a, ins, out) -> nn.Module:
+    return m.Merge("concat")
+
+
+def subsample(a, ins, out) -> nn.Module:
+    return m.Subsample(ins[0][0], axes(a["kernel"], len(ins[0]) - 1, "kernel"))
+
+
+def partial_conv(a, ins, out) -> nn.Module:
+    kernel = axes(a["kernel"], len(ins[0]) - 1, "kernel")
+    return m.PartialConv(ins[0][0], a["table"], kernel, a["bias"])
+
+
+def rbf(a, ins, out) -> nn.Module:
+    return m.EuclideanRBF(ins[0][0], a["out"])
+
+
+def resolve(reference: str) -> Builder:
+    """The callable a row's ``builder`` reference (``"package.module:function"``) names."""
+    module_name, _, attribute = reference.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise LookupError(f"builder {reference!r} does not resolve: {err}") from None
+    if not callable(found):
+        raise LookupError(f"builder {reference!r} is not callable")
+    return found
+
+
+# Derived from the registry rows, not mirrored: a kind without a builder fails here, at import.
+BUILDERS: dict[str, Builder] = {name: resolve(kind.builder) for name, kind in LAYERS.items()}

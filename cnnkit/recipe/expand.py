@@ -71,19 +71,6 @@ class Call:
     path: Path
 
 
-WIDENED = frozenset({"conv", "convtranspose"})  # kinds whose ``out`` model.width scales
-
-
-def widened(out: int, width: float, groups: int = 1) -> tuple[int, int]:
-    """(out, groups) scaled by ``width``. A channel-wise conv (groups == out, e.g. depthwise)
-    stays channel-wise; otherwise the number of groups (a ResNeXt cardinality) is kept and
-    ``out`` is rounded to a multiple of it, at least one channel per group."""
-    if groups > 1 and groups == out:
-        scaled = max(1, round(out * width))
-        return scaled, scaled
-    return max(groups, round(out * width / groups) * groups), groups
-
-
 class Expander:
     """Turns recipe items into ``Spec``s; ``fail`` adds file, line, key path and block calls."""
 
@@ -241,9 +228,8 @@ class Expander:
             args = kind.resolve(value)
         except ArgError as err:
             raise self.fail(where if err.key is None else (*where, err.key), err.message) from None
-        if self.width != 1 and kind.name in WIDENED:
-            out, groups = widened(args["out"], self.width, args.get("groups", 1))
-            args = {**args, "out": out, "groups": groups}
+        if self.width != 1 and kind.widens is not None:
+            args = kind.widens(args, self.width)
         inputs = input if isinstance(input, list) else [input]
         return self.emit(
             Spec(
