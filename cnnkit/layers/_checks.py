@@ -1,5 +1,8 @@
-"""Argument validators: each returns the normalised value or raises ``ValueError`` with the
-``expected ..., got ...`` text that the recipe loader puts after the key path."""
+"""Argument validators of layer kinds: the shared value checks of ``cnnkit.validation``
+(numbers, integers, booleans: the same rules as the ``train:``/``data:`` sections) plus the
+shapes only layer arguments take (per-axis ints, padding modes, connection tables). Each
+returns the normalised value or raises ``ValueError`` with the ``expected ..., got ...``
+text that the recipe loader puts after the key path."""
 
 from __future__ import annotations
 
@@ -7,30 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from cnnkit.arith.sizes import PAD_MODES
+from cnnkit.validation import boolean, is_int, nonneg_int, number, optional, positive_int
 
 PAD_ALIASES = {"narrow": "valid", "wide": "full"}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def positive_int(value: Any) -> int:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return value
-
-
-def nonneg_int(value: Any) -> int:
-    if not _is_int(value) or value < 0:
-        raise ValueError(f"expected a non-negative integer, got {value!r}")
-    return value
-
-
-def integer(value: Any) -> int:
-    if not _is_int(value):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
 
 
 def per_axis(least: int) -> Callable[[Any], int | tuple[int, ...]]:
@@ -38,12 +20,12 @@ def per_axis(least: int) -> Callable[[Any], int | tuple[int, ...]]:
     what = "a positive" if least else "a non-negative"
 
     def check(value: Any) -> int | tuple[int, ...]:
-        if _is_int(value) and value >= least:
+        if is_int(value) and value >= least:
             return value
         if (
             isinstance(value, list)
             and 1 <= len(value) <= 3
-            and all(_is_int(v) and v >= least for v in value)
+            and all(is_int(v) and v >= least for v in value)
         ):
             return tuple(value)
         raise ValueError(f"expected {what} integer or a list of 1-3 of them, got {value!r}")
@@ -69,41 +51,13 @@ def padding(value: Any) -> int | tuple[int, ...] | str:
         ) from None
 
 
-def boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def number(low: float | None = None, high: float | None = None, *, open_low: bool = False):
-    """A real number in [low, high] (or (low, high] with ``open_low``)."""
-
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {value!r}")
-        too_low = low is not None and (value <= low if open_low else value < low)
-        if too_low or (high is not None and value > high):
-            left = "(" if open_low else "["
-            raise ValueError(f"expected a number in {left}{low}, {high}], got {value!r}")
-        return float(value)
-
-    return check
-
-
-def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def wrapped(value: Any) -> Any:
-        return None if value is None else check(value)
-
-    return wrapped
-
-
 def connection_table(value: Any) -> tuple[tuple[int, ...], ...]:
     """Per output map, the input maps it reads: ``[[0, 1, 2], [1, 2, 3], ...]``."""
     if (
         isinstance(value, list)
         and value
         and all(
-            isinstance(row, list) and row and all(_is_int(v) and v >= 0 for v in row)
+            isinstance(row, list) and row and all(is_int(v) and v >= 0 for v in row)
             for row in value
         )
     ):
@@ -112,3 +66,15 @@ def connection_table(value: Any) -> tuple[tuple[int, ...], ...]:
                 raise ValueError(f"expected distinct input maps per output map, got {row!r}")
         return tuple(tuple(row) for row in value)
     raise ValueError(f"expected a list of non-empty lists of input-map indices, got {value!r}")
+
+
+__all__ = [
+    "boolean",
+    "connection_table",
+    "nonneg_int",
+    "number",
+    "optional",
+    "padding",
+    "per_axis",
+    "positive_int",
+]

@@ -1,8 +1,7 @@
 """Activations of the classic literature. All are pointwise in space.
 
-ops rule: one op per output element for comparisons and simple functions (relu, leaky
-relu, prelu, rrelu, sigmoid, tanh, elu), two for LeCun's scaled tanh (the tanh and the
-scale), three for softmax (exp, sum, divide); maxout costs pieces - 1 comparisons per output.
+Ops per output element (each row's ``ops``): one for comparisons and simple functions, two
+for LeCun's scaled tanh (the tanh and the scale), three for softmax (exp, sum, divide).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The model: recipe graph to torch module (builders mirroring the layer registry, the graph
+"""The model: recipe graph to torch module (the builders each registry row names, the graph
 module, initialisation).
 
 This package, `cnnkit.measure` and the torch parts of `cnnkit.train` import torch at module

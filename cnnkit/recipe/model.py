@@ -17,6 +17,7 @@ from cnnkit.recipe import limits
 from cnnkit.recipe.expand import Block, Expander
 from cnnkit.recipe.graph import INPUT, Graph, assemble
 from cnnkit.recipe.source import Path, Source, read_yaml
+from cnnkit.validation import SEED_LIMIT, Check, integer, number
 
 SECTIONS = ("input", "model", "data", "train")
 MODEL_KEYS = (
@@ -131,9 +132,7 @@ def validate(data: Any, source: Source, description: str = "", path=None) -> Rec
         if key not in MODEL_KEYS:
             raise source.error(("model", key), f"unknown key{suggest(str(key), MODEL_KEYS)}")
     init = check_init(model.get("init", "default"), source, ("model", "init"))
-    seed = model.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise source.error(("model", "seed"), f"expected a non-negative integer, got {seed!r}")
+    seed = _checked(integer(0, SEED_LIMIT), model.get("seed", 0), source, ("model", "seed"))
     sections = {}
     for key in ("data", "train"):
         value = data.get(key)
@@ -176,6 +175,14 @@ def _input_shape(value: Any, source: Source) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _checked(check: Check, value: Any, source: Source, path: Path) -> Any:
+    """``check(value)``, its ``expected ...`` error placed at ``file:line: path``."""
+    try:
+        return check(value)
+    except ValueError as err:
+        raise source.error(path, str(err)) from None
+
+
 def check_init(value: Any, source: Source, path: Path) -> str:
     if value not in INIT_SCHEMES:
         raise source.error(path, f"unknown initialisation{suggest(str(value), INIT_SCHEMES)}")
@@ -204,29 +211,10 @@ def _external(model: dict[str, Any], source: Source) -> External | None:
 def _graph(model: dict[str, Any], shape: tuple[int, ...], source: Source, init) -> Graph:
     if "layers" not in model:
         raise source.error(("model",), "missing key 'layers' (or torchvision:/timm:)")
-    depth = model.get("depth", 1)
-    if (
-        isinstance(depth, bool)
-        or not isinstance(depth, int | float)
-        or not 0 < depth <= limits.MAX_SCALE
-    ):
-        raise source.error(
-            ("model", "depth"),
-            f"expected a positive number up to {limits.MAX_SCALE:g}, got {depth!r}",
-        )
-    width = model.get("width", 1)
-    if (
-        isinstance(width, bool)
-        or not isinstance(width, int | float)
-        or not 0 < width <= limits.MAX_SCALE
-    ):
-        raise source.error(
-            ("model", "width"),
-            f"expected a positive number up to {limits.MAX_SCALE:g}, got {width!r}",
-        )
-    expander = Expander(
-        source, _blocks(model.get("blocks"), source), init, float(depth), float(width)
-    )
+    scale = number(0, limits.MAX_SCALE, open_low=True)
+    depth = _checked(scale, model.get("depth", 1), source, ("model", "depth"))
+    width = _checked(scale, model.get("width", 1), source, ("model", "width"))
+    expander = Expander(source, _blocks(model.get("blocks"), source), init, depth, width)
     output = expander.sequence(model["layers"], ("model", "layers"), "", INPUT, None)
     return assemble(expander.specs, output, shape, source)
 

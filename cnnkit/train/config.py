@@ -8,12 +8,23 @@ Validation is table-driven: each field has one checker in ``_DATA_FIELDS``/``_TR
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from cnnkit.errors import RecipeError
+from cnnkit.validation import (
+    SEED_LIMIT,
+    boolean,
+    did_you_mean,
+    integer,
+    number,
+    optional,
+    probability,
+    text,
+    word,
+)
+from cnnkit.validation import fail as _fail
 
 KeyPath = tuple[str | int, ...]
 
@@ -117,76 +128,20 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (opt-in: compiling costs start-up time)
 
 
-# ---- checkers: each returns the clean value or raises ValueError(expected-text) ----
+# ---- checkers: each returns the clean value or raises ValueError(expected-text). The value
+# rules (integers, numbers, words, booleans) are cnnkit.validation's, shared with the layer
+# arguments; the section-shaped ones (paths, sizes, pairs) live here.
 
-
-def _fail(expected: str, value: Any) -> ValueError:
-    return ValueError(f"expected {expected}, got {value!r}")
-
-
-SEED_LIMIT = 2**63  # torch.manual_seed overflows past 2**64; NumPy and torch both take these
 MAX_IMAGE_SIDE = 8192  # data.resize, and any image a data set holds (checked from its header)
 MAX_CLASSES = 100_000  # data.classes, and integer labels (ImageNet-21k has 21,841 classes)
 MAX_SAMPLES = 100_000_000  # data.samples of the synthetic set
-NUMBER_LIMIT = 1e6  # lr, weight decay, gamma, warm-up, min_lr, clip norm: far past any real
-# setting, and safe in float32 (a 60-digit lr was an internal "cannot be converted" error)
+# lr, weight decay, gamma, warm-up, min_lr and clip norm are held to NUMBER_LIMIT, seeds to
+# SEED_LIMIT (both cnnkit.validation's).
 
 
-def _int(least: int, below: int | None = None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        bad = isinstance(value, bool) or not isinstance(value, int) or value < least
-        if bad or (below is not None and value >= below):
-            what = "a positive integer" if least >= 1 else "a non-negative integer"
-            if below is not None:
-                power = below & (below - 1) == 0
-                what += f" below 2^{below.bit_length() - 1}" if power else f" up to {below - 1:,}"
-            raise _fail(what, value)
-        return value
-
-    return check
-
-
-def _number(low: float, high: float | None = None, *, open_low: bool = False) -> Callable:
-    def check(value: Any) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-        if ok and (value < low or (open_low and value == low)):
-            ok = False
-        huge = ok and high is None and value > NUMBER_LIMIT
-        if not ok or huge or (high is not None and value >= high):
-            if high is not None:
-                raise _fail(f"a number in [{low:g}, {high:g})", value)
-            what = "a positive number" if open_low else "a non-negative number"
-            raise _fail(f"{what} up to {NUMBER_LIMIT:g}" if huge else what, value)
-        return float(value)
-
-    return check
-
-
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else check(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail("true or false", value)
-    return value
-
-
-def _word(choices: tuple[str, ...], prefix: str | None = None) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if isinstance(value, str) and (value in choices or (prefix and value.startswith(prefix))):
-            return value
-        listed = ", ".join(choices) + (f", {prefix}NAME" if prefix else "")
-        hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
-        raise ValueError(f"expected one of {listed}, got {value!r}{hint}")
-
-    return check
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise _fail("a non-empty string", value)
-    return value
+def _fraction(value: Any) -> float:
+    """val, test, momentum, label smoothing: a number in [0, 1), stopping short of 1."""
+    return number(0, 1, open_high=True)(value)
 
 
 def _path(value: Any) -> str | dict[str, str]:
@@ -195,7 +150,7 @@ def _path(value: Any) -> str | dict[str, str]:
     if isinstance(value, dict) and value and set(value) <= {"train", "val", "test"}:
         if "train" not in value:
             raise ValueError(f"a split mapping needs a 'train' entry, got keys {sorted(value)}")
-        return {k: _text(v) for k, v in value.items()}
+        return {k: text(v) for k, v in value.items()}
     raise _fail("a path, or a mapping of train/val/test to paths", value)
 
 
@@ -233,12 +188,6 @@ def _betas(value: Any) -> tuple[float, float]:
     raise _fail("two numbers in [0, 1) like [0.9, 0.999]", value)
 
 
-def _probability(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
-        return float(value)
-    raise _fail("a probability in [0, 1]", value)
-
-
 def _area_range(value: Any) -> tuple[float, float]:
     """Area fractions of the image: (0, 1], low <= high; the whole image (1.0) is allowed."""
     if (
@@ -263,55 +212,55 @@ def _pair_positive(value: Any) -> tuple[float, float]:
 
 
 _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "name": _word(DATA_SOURCES, prefix="torchvision:"),
-    "path": _optional(_path),
-    "task": _word(TASKS),
-    "val": _number(0, 1),
-    "test": _number(0, 1),
-    "seed": _int(0, SEED_LIMIT),
+    "name": word(DATA_SOURCES, prefix="torchvision:"),
+    "path": optional(_path),
+    "task": word(TASKS),
+    "val": _fraction,
+    "test": _fraction,
+    "seed": integer(0, SEED_LIMIT),
     "resize": _size,
-    "normalize": _bool,
+    "normalize": boolean,
     "augment": lambda v: v,  # checked item by item in _augments, which needs the key path
-    "label_column": _text,
-    "path_column": _text,
+    "label_column": text,
+    "path_column": text,
     "targets": _texts,
-    "classes": _int(2, MAX_CLASSES + 1),
-    "samples": _int(1, MAX_SAMPLES + 1),
-    "limit": _optional(_int(1)),
-    "stratify": _bool,
-    "augment_keeps_targets": _bool,
+    "classes": integer(2, MAX_CLASSES + 1),
+    "samples": integer(1, MAX_SAMPLES + 1),
+    "limit": optional(integer(1)),
+    "stratify": boolean,
+    "augment_keeps_targets": boolean,
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "epochs": _int(1),
-    "batch_size": _int(1),
-    "eval_batch_size": _int(1),
-    "seed": _int(0, SEED_LIMIT),
-    "optimizer": _word(OPTIMIZERS),
-    "lr": _number(0, open_low=True),
-    "momentum": _number(0, 1),
-    "nesterov": _bool,
-    "weight_decay": _number(0),
+    "epochs": integer(1),
+    "batch_size": integer(1),
+    "eval_batch_size": integer(1),
+    "seed": integer(0, SEED_LIMIT),
+    "optimizer": word(OPTIMIZERS),
+    "lr": number(0, open_low=True),
+    "momentum": _fraction,
+    "nesterov": boolean,
+    "weight_decay": number(0),
     "betas": _betas,
-    "scheduler": _word(SCHEDULERS),
-    "step_size": _int(1),
-    "gamma": _number(0, open_low=True),
-    "warmup_epochs": _number(0),
-    "min_lr": _number(0),
-    "label_smoothing": _number(0, 1),
-    "clip_grad_norm": _optional(_number(0, open_low=True)),
-    "early_stop": _optional(_int(1)),
-    "monitor": _word(MONITORS),
-    "device": _word(DEVICES),
-    "amp": _word(AMP_MODES),
-    "channels_last": _bool,
-    "compile": _bool,
+    "scheduler": word(SCHEDULERS),
+    "step_size": integer(1),
+    "gamma": number(0, open_low=True),
+    "warmup_epochs": number(0),
+    "min_lr": number(0),
+    "label_smoothing": _fraction,
+    "clip_grad_norm": optional(number(0, open_low=True)),
+    "early_stop": optional(integer(1)),
+    "monitor": word(MONITORS),
+    "device": word(DEVICES),
+    "amp": word(AMP_MODES),
+    "channels_last": boolean,
+    "compile": boolean,
 }
 
 # Each augmentation's arguments and their checkers; a bare name takes the defaults.
 _AUGMENT_ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "random_crop": {"padding": _int(0)},  # pad, then crop back to the input size (CIFAR-style)
-    "hflip": {"p": _probability},
+    "random_crop": {"padding": integer(0)},  # pad, then crop back to the input size (CIFAR-style)
+    "hflip": {"p": probability},
     "random_resized_crop": {"scale": _area_range, "ratio": _pair_positive},
     "alexnet_crop": {},  # random input-sized crop of a larger stored image + flip (AlexNet 2012)
 }
@@ -321,11 +270,6 @@ _AUGMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "random_resized_crop": {"scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3)},
     "alexnet_crop": {},
 }
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _section(
@@ -338,7 +282,7 @@ def _section(
     clean: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in table:
-            hint = _did_you_mean(str(key), table)
+            hint = did_you_mean(str(key), table)
             raise where.error((section, key), f"unknown key{hint}; known: {', '.join(table)}")
         try:
             clean[key] = table[key](value)
@@ -363,7 +307,7 @@ def _augments(raw: Any, where: Locator) -> tuple[Augment, ...]:
         else:
             raise where.error(path, f"expected a name or {{name: {{args}}}}, got {item!r}")
         if kind not in _AUGMENT_ARGS:
-            hint = _did_you_mean(str(kind), AUGMENTS)
+            hint = did_you_mean(str(kind), AUGMENTS)
             raise where.error(path, f"unknown augmentation {kind!r}{hint}; known: {AUGMENTS}")
         if not isinstance(args, dict):
             raise where.error((*path, kind), f"expected a mapping of arguments, got {args!r}")
