@@ -10,7 +10,7 @@ from cnnkit.analysis import totals
 from cnnkit.errors import MissingDependencyError
 from cnnkit.model.init import SCHEMES
 from cnnkit.recipe import recipe_from_text
-from cnnkit.recipe.model import INIT_SCHEMES
+from cnnkit.recipe.types import INIT_SCHEMES
 
 
 def load(layers: str, input: str = "[3, 8, 8]", extra: str = ""):

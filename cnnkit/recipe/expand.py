@@ -22,6 +22,7 @@ from cnnkit.recipe import limits
 from cnnkit.recipe.blocks import SubstitutionError, substitute
 from cnnkit.recipe.graph import INPUT, Lookup, Ref, Scope, Spec
 from cnnkit.recipe.source import Path, Source
+from cnnkit.recipe.types import Block, check_init
 
 META = ("name", "id", "from", "init")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
@@ -53,16 +54,6 @@ RESERVED = frozenset(
         "requires_grad_",
     }
 )
-
-
-@dataclass(frozen=True)
-class Block:
-    """A user-defined block: its arguments (None default = required) and its body."""
-
-    name: str
-    args: dict[str, Any]
-    body: Any
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -204,8 +195,6 @@ class Expander:
         if "init" not in meta:
             yield
             return
-        from cnnkit.recipe.model import check_init
-
         self.inits.append(check_init(meta["init"], self.source, (*path, "init")))
         try:
             yield

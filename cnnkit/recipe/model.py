@@ -14,9 +14,10 @@ from typing import Any
 
 from cnnkit.layers import suggest
 from cnnkit.recipe import limits
-from cnnkit.recipe.expand import Block, Expander
+from cnnkit.recipe.expand import Expander
 from cnnkit.recipe.graph import INPUT, Graph, assemble
 from cnnkit.recipe.source import Path, Source, read_yaml
+from cnnkit.recipe.types import STRUCTURES, Block, check_init
 from cnnkit.validation import SEED_LIMIT, Check, integer, number
 
 SECTIONS = ("input", "model", "data", "train")
@@ -30,18 +31,6 @@ MODEL_KEYS = (
     "torchvision",
     "timm",
     "kwargs",
-)
-# Names of the initialisation schemes cnnkit.model.init implements (checked there by a test).
-INIT_SCHEMES = (
-    "default",
-    "torchvision",
-    "kaiming_normal",
-    "kaiming_uniform",
-    "xavier_normal",
-    "xavier_uniform",
-    "normal",
-    "orthogonal",
-    "zeros",
 )
 
 
@@ -183,12 +172,6 @@ def _checked(check: Check, value: Any, source: Source, path: Path) -> Any:
         raise source.error(path, str(err)) from None
 
 
-def check_init(value: Any, source: Source, path: Path) -> str:
-    if value not in INIT_SCHEMES:
-        raise source.error(path, f"unknown initialisation{suggest(str(value), INIT_SCHEMES)}")
-    return value
-
-
 def _external(model: dict[str, Any], source: Source) -> External | None:
     libraries = [k for k in ("torchvision", "timm") if k in model]
     if not libraries:
@@ -229,7 +212,7 @@ def _blocks(value: Any, source: Source) -> dict[str, Block]:
     blocks = {}
     for name, spec in value.items():
         path = ("model", "blocks", name)
-        if name in ALIASES or name in ("sequence", "repeat", "residual", "parallel", "dense"):
+        if name in ALIASES or name in STRUCTURES:
             raise source.error(path, f"block name {name!r} is already a layer kind or structure")
         if not isinstance(spec, dict) or "layers" not in spec:
             raise source.error(path, "expected a mapping with 'layers' (and optional 'args')")
