@@ -82,7 +82,7 @@ class Counts:
     params: trainable parameters. buffers: non-trainable state (BN running statistics and
     its batch counter, fixed RBF prototypes). macs: conv + linear multiply-accumulates, bias
     excluded (the convention of torchvision's published GFLOPS and fvcore). ops: every
-    operation, one per MAC plus the per-kind rule in each kind's ``doc``. activations:
+    operation, one per MAC plus the per-kind rule of each row's ``ops``. activations:
     output elements per sample.
     """
 
