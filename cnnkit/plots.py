@@ -11,7 +11,6 @@ atomically, so a reader never sees half a PNG.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -150,18 +149,34 @@ def save_erf(values: Any, path: str | Path, box: Box | None, mass: Box | None = 
 
 
 def read_metrics(metrics: str | Path) -> list[dict[str, float]]:
-    """``metrics.csv`` as one dict per epoch; an empty cell (a column a run's later epochs
-    added, such as val metrics after a resume) is NaN, which matplotlib leaves as a gap."""
-    with open(metrics, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    """``metrics.csv`` as one dict of numbers per epoch. An empty cell (a column only some
+    epochs have) is NaN, which matplotlib leaves as a gap; anything else that is not a number
+    is an error naming the cell, never a curve drawn from a guess."""
+    import csv
+
+    try:
+        with open(metrics, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{metrics}: not a readable CSV file ({err})") from None
     if not rows:
         raise InputError(f"{metrics}: no epochs recorded yet")
-    try:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in r.items()} for r in rows
-        ]
-    except ValueError as err:
-        raise InputError(f"{metrics}: not a cnnkit metrics file ({err})") from None
+    if "epoch" not in rows[0]:
+        raise InputError(f"{metrics}: no epoch column; not a cnnkit metrics.csv")
+    parsed = []
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise InputError(f"{metrics}:{line}: the row does not fit the header")
+        numbers = {}
+        for key, text in row.items():
+            try:
+                numbers[key] = float(text) if text != "" else math.nan
+            except ValueError:
+                raise InputError(f"{metrics}:{line}: {key} is not a number ({text!r})") from None
+        if math.isnan(numbers["epoch"]):
+            raise InputError(f"{metrics}:{line}: the epoch is missing")
+        parsed.append(numbers)
+    return parsed
 
 
 def read_best(summary: str | Path) -> dict[str, Any] | None:

@@ -200,6 +200,29 @@ def test_a_gap_in_a_column_is_nan_not_an_error(tmp_path):
     assert math.isnan(rows[0]["val_loss"]) and rows[1]["val_loss"] == 0.6
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epoch,train_loss\n1,abc\n", "metrics.csv:2: train_loss is not a number ('abc')"),
+        ("epoch,train_loss\n1,0.5,7\n", "metrics.csv:2: the row does not fit the header"),
+        ("epoch,train_loss\n1\n", "metrics.csv:2: the row does not fit the header"),
+        ("epoch,train_loss\n,0.5\n", "metrics.csv:2: the epoch is missing"),
+        ("step,train_loss\n1,0.5\n", "no epoch column"),
+    ],
+)
+def test_a_damaged_metrics_file_is_one_error_naming_the_cell(tmp_path, text, message):
+    (tmp_path / "metrics.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        plots.read_metrics(tmp_path / "metrics.csv")
+    assert message in str(err.value)
+
+
+def test_a_binary_metrics_file_is_bad_input(tmp_path):
+    (tmp_path / "metrics.csv").write_bytes(b"epoch\n\xff\xfe\x00\n")
+    with pytest.raises(InputError, match="not a readable CSV"):
+        plots.read_metrics(tmp_path / "metrics.csv")
+
+
 def test_curves_png_has_the_figure_size(tmp_path):
     from PIL import Image
 
@@ -251,3 +274,40 @@ def test_without_matplotlib_everything_else_works(tmp_path):
     done = _without_matplotlib("rf", "--layers", "conv k=3; conv k=3", "--input", "8", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "receptive field 5" in done.stdout
+
+
+REGRESS = """\
+data: {name: synthetic, task: regress, samples: 200, val: 0.2}
+train: {epochs: 3, batch_size: 20, optimizer: adam, lr: 0.01, device: cpu}
+"""
+
+
+def test_eval_plot_of_a_regression_run(tmp_path, monkeypatch):
+    """The real files of a trained regression run: MSE, RMSE and lr panels, no accuracy, the
+    star on the loss at summary.json's best epoch; the figure is caught before saving."""
+    from tests.clitools import run_cli
+    from tests.trainkit import summary, tiny_recipe
+
+    run = tmp_path / "r"
+    recipe = tiny_recipe(tmp_path, extra=REGRESS)
+    r = run_cli("train", str(recipe), "--out", str(run), "--set", "model.layers[5].linear=1")
+    assert r.code == 0, r.err
+    drawn = []
+    monkeypatch.setattr(plots, "save_png", lambda figure, path: drawn.append((figure, path)))
+    r = run_cli("eval", str(run), "--plot", str(tmp_path / "c.png"), "--log-loss")
+    assert r.code == 0, r.err
+    ((fig, path),) = drawn
+    assert Path(path) == tmp_path / "c.png"
+    assert _titles(fig) == ["loss", "RMSE", "learning rate"]
+    assert fig.axes[0].get_yscale() == "log"
+    import pandas as pd
+
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert "train_accuracy" not in metrics
+    val = next(ln for ln in fig.axes[1].get_lines() if ln.get_label() == "val")
+    assert list(val.get_ydata()) == pytest.approx(np.sqrt(metrics["val_loss"]).tolist())
+    best = summary(run)["best"]
+    assert best["metric"] == "val_loss"
+    (star,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "best"]
+    assert list(star.get_xdata()) == [best["epoch"]]
+    assert list(star.get_ydata()) == pytest.approx([best["value"]])
