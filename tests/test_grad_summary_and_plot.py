@@ -1,5 +1,6 @@
 """``train --grad-stats`` compares the first and last layer's gradients; ``eval --plot`` draws
-the training curves. Both feed docs/guide.md, which shows them on real runs."""
+the training curves (what the picture shows: tests/test_plots.py). Both feed docs/guide.md,
+which shows them on real runs."""
 
 from __future__ import annotations
 
@@ -75,13 +76,13 @@ def test_eval_plot_draws_a_png(run, tmp_path):
     r = run_cli("eval", str(out), "--plot", str(picture))
     assert r.code == 0, r.err
     assert f"training curves -> {picture}" in r.out
-    with Image.open(picture) as image:
-        assert image.format == "PNG" and image.size == (720, 260)
-        colours = {c for _, c in image.getcolors(maxcolors=1 << 16)}
+    with Image.open(picture) as image:  # loss, accuracy and learning rate (tests/test_plots.py)
+        assert image.format == "PNG" and image.size == (1350, 380)
+        colours = {c for _, c in image.convert("RGB").getcolors(maxcolors=1 << 20)}
     assert (31, 119, 180) in colours and (255, 127, 14) in colours  # train and val lines
     assert not [p for p in picture.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
-    r = run_cli("eval", str(out / "best.pt"), "--plot", str(picture), "--json")
+    r = run_cli("eval", str(out / "best.pt"), "--plot", str(picture), "--log-loss", "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["plot"] == {"path": str(picture), "metrics": str(out / "metrics.csv")}
 

@@ -10,6 +10,7 @@ import typer
 
 from cnnkit.cli.output import print_table
 from cnnkit.errors import BudgetExceeded, InputError
+from cnnkit.plots import needs_matplotlib
 
 
 def eval_command(
@@ -53,9 +54,15 @@ def eval_command(
         Path | None,
         typer.Option(
             "--plot",
-            help="Also draw the run's loss and accuracy per epoch (metrics.csv) into this PNG.",
+            help="Also draw the run's training curves (metrics.csv) into this PNG: loss, "
+            "accuracy (regression: RMSE), learning rate, best epoch marked. Needs matplotlib "
+            "(pip install 'cnnkit[plots]'); without it --plot exits 2 before evaluating.",
+            callback=needs_matplotlib("--plot"),
         ),
     ] = None,
+    log_loss: Annotated[
+        bool, typer.Option("--log-loss", help="With --plot: draw the loss on a log scale.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
@@ -72,7 +79,7 @@ def eval_command(
     report = evaluate_target(target, data, split, top_k, device, tuple(set_ or ()))
     if plot is not None and metrics is not None:
         report["plot"] = {"path": str(plot), "metrics": str(metrics)}
-        draw_curves(metrics, plot)
+        draw_curves(metrics, plot, log_loss=log_loss)
     if as_json:
         from cnnkit.cli.output import emit_json
 
@@ -317,84 +324,9 @@ def _metrics_file(target: str) -> Path:
     return folder / runs.METRICS
 
 
-_SIZE = (360, 260)  # one panel, pixels
-_MARGIN = (52, 14, 14, 36)  # left, top, right, bottom: room for tick labels
-_SERIES = {  # metrics.csv column -> (panel, colour, legend)
-    "train_loss": (0, (31, 119, 180), "train"),
-    "val_loss": (0, (255, 127, 14), "val"),
-    "train_accuracy": (1, (31, 119, 180), "train"),
-    "val_accuracy": (1, (255, 127, 14), "val"),
-}
+def draw_curves(metrics: Path, path: Path, log_loss: bool = False) -> None:
+    """Draw the run's training curves (``cnnkit.plots.save_curves``) into the PNG ``path``,
+    replaced atomically, so a reader never sees half a PNG."""
+    from cnnkit.plots import save_curves
 
-
-def draw_curves(metrics: Path, path: Path) -> None:
-    """Draw loss and accuracy per epoch side by side with Pillow (no plotting library is a
-    dependency) and replace ``path`` atomically, so a reader never sees half a PNG."""
-    import csv
-
-    from PIL import Image, ImageDraw
-
-    from cnnkit.atomic import atomic_open
-
-    with open(metrics, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise InputError(f"{metrics}: no epochs recorded yet")
-    epochs = [int(r["epoch"]) for r in rows]
-    image = Image.new("RGB", (2 * _SIZE[0], _SIZE[1]), "white")
-    draw = ImageDraw.Draw(image)
-    for panel, title in enumerate(("loss", "accuracy")):
-        series = {
-            key: [float(r[key]) for r in rows]
-            for key, (where, _, _) in _SERIES.items()
-            if where == panel and rows[0].get(key, "") != ""
-        }
-        _panel(draw, panel * _SIZE[0], title, epochs, series)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as handle:
-        image.save(handle, format="PNG")
-
-
-def _panel(
-    draw: Any, x0: int, title: str, epochs: list[int], series: dict[str, list[float]]
-) -> None:
-    """One chart: frame, y ticks at the range's ends and middle, epoch ticks, lines, legend."""
-    left, top, right, bottom = (
-        x0 + _MARGIN[0],
-        _MARGIN[1],
-        x0 + _SIZE[0] - _MARGIN[2],
-        (_SIZE[1] - _MARGIN[3]),
-    )
-    values = [v for line in series.values() for v in line] or [0.0, 1.0]
-    low, high = (0.0, 1.0) if title == "accuracy" else (0.0, max(values) * 1.05 or 1.0)
-    first, last = epochs[0], max(epochs[-1], epochs[0] + 1)
-
-    def point(epoch: int, value: float) -> tuple[float, float]:
-        x = left + (epoch - first) / (last - first) * (right - left)
-        return x, bottom - (value - low) / (high - low) * (bottom - top)
-
-    grey = (120, 120, 120)
-    draw.rectangle([left, top, right, bottom], outline=grey)
-    for value in (low, (low + high) / 2, high):
-        _, y = point(first, value)
-        draw.line([left - 4, y, left, y], fill=grey)
-        label = f"{value:.0%}" if title == "accuracy" else f"{value:.2f}"
-        draw.text((left - 6, y), label, fill="black", anchor="rm")
-    step = max(1, -(-len(epochs) // 8))
-    for epoch in epochs[::step]:
-        x, _ = point(epoch, low)
-        draw.line([x, bottom, x, bottom + 4], fill=grey)
-        draw.text((x, bottom + 6), str(epoch), fill="black", anchor="mt")
-    draw.text(((left + right) / 2, _SIZE[1] - 4), f"{title} per epoch", fill="black", anchor="mb")
-    for n, (key, line) in enumerate(series.items()):
-        _, colour, legend = _SERIES[key]
-        points = [point(e, v) for e, v in zip(epochs, line)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for x, y in points:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        # Loss falls and accuracy rises: the legend goes in the corner the curves leave free.
-        lx = right - 60
-        ly = top + 8 + 14 * n if title == "loss" else bottom - 8 - 14 * (len(series) - 1 - n)
-        draw.line([lx, ly, lx + 14, ly], fill=colour, width=2)
-        draw.text((lx + 18, ly), legend, fill="black", anchor="lm")
+    save_curves(metrics, path, log_loss=log_loss)

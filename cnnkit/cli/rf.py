@@ -9,6 +9,7 @@ import typer
 
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
+from cnnkit.plots import needs_matplotlib
 
 _DIMS = re.compile(r"^\d+(x\d+)+$")
 
@@ -53,7 +54,12 @@ def rf_command(
     ] = False,
     erf: Annotated[
         str | None,
-        typer.Option("--erf", help="Save the effective receptive field (Luo et al.) as a PNG."),
+        typer.Option(
+            "--erf",
+            help="Save the effective receptive field (Luo et al.) as a PNG. Needs matplotlib "
+            "(pip install 'cnnkit[plots]'); without it --erf exits 2 before measuring.",
+            callback=needs_matplotlib("--erf"),
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,

@@ -12,7 +12,6 @@ the gradient magnitude over a few random inputs, as Luo et al. do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -181,34 +180,13 @@ def effective_field(
 
 
 def save_heatmap(values: torch.Tensor, path: str, box: tuple[tuple[int, int], ...] | None) -> None:
-    """Write a 2-D map as a PNG (black -> red -> yellow -> white), upscaled to >= 256 px,
-    with the theoretical field's outline (``box`` = (first, last) per axis) in cyan."""
-    from PIL import Image
+    """Write a 2-D map as a PNG (``cnnkit.plots.erf_figure``): axes in input pixels, a colour
+    bar, and the theoretical field (``box`` = (first, last) per axis) and the box holding 95%
+    of the gradient mass outlined and named in the legend."""
+    from cnnkit.plots import save_erf
 
-    from cnnkit.atomic import atomic_open
-
-    v = values.detach().double()
-    v = v / v.max() if float(v.max()) > 0 else v
-    v = v.sqrt()  # the ERF is sharply peaked: a square root shows its Gaussian-like tail
-    r = (v * 3).clamp(0, 1)
-    g = (v * 3 - 1).clamp(0, 1)
-    b = (v * 3 - 2).clamp(0, 1)
-    rgb = (torch.stack([r, g, b], dim=-1) * 255).round().to(torch.uint8)
-    if box is not None:
-        (y0, y1), (x0, x1) = box
-        h, w = v.shape
-        y0, y1, x0, x1 = max(y0, 0), min(y1, h - 1), max(x0, 0), min(x1, w - 1)
-        cyan = torch.tensor([0, 255, 255], dtype=torch.uint8)
-        rgb[y0, x0 : x1 + 1] = cyan
-        rgb[y1, x0 : x1 + 1] = cyan
-        rgb[y0 : y1 + 1, x0] = cyan
-        rgb[y0 : y1 + 1, x1] = cyan
-    image = Image.fromarray(rgb.numpy(), "RGB")
-    scale = max(1, -(-256 // max(image.size)))
-    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as handle:
-        image.save(handle, format="PNG")
+    v = values.detach().double().cpu()
+    save_erf(v.numpy(), path, box, mass_extent(v))
 
 
 def mass_extent(values: torch.Tensor, fraction: float = 0.95) -> tuple[tuple[int, int], ...]:
