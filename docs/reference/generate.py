@@ -52,7 +52,9 @@ from cnnkit.train import config  # noqa: E402
 
 REGENERATE = "python docs/reference/generate.py"
 _BLOCK = re.compile(
-    r"(<!-- generated: (?P<name>[\w-]+) \(.*?\) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)",
+    r"(<!-- generated: (?P<name>[\w-]+) \(.*?\) -->\n)"
+    r"(?P<body>.*?)"
+    r"(<!-- end generated: (?P=name) -->)",
     re.S,
 )
 
