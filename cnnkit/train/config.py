@@ -107,7 +107,7 @@ class TrainConfig:
     gamma: float = 0.1  # step: decay factor
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (Goyal et al. 2017), fractional ok
     min_lr: float = 0.0  # cosine/onecycle: the floor the schedule decays to
-    label_smoothing: float = 0.0  # classify: Szegedy et al. 2016 (Inception v3)
+    label_smoothing: float = 0.0  # classify: cross-entropy label smoothing (Szegedy et al. 2016)
     clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this value
     early_stop: int | None = None  # stop after this many epochs without improving `monitor`
     monitor: str = "val_accuracy"  # the metric for best.pt and early stopping
