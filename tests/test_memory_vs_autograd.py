@@ -29,7 +29,7 @@ from tests.test_layers_vs_torch import CASES
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 # Recipe -> overrides that keep the test quick: the ImageNet networks at 32x32 (AlexNet: 64x64;
-# each recipe at its own input was checked once, see the README); the small ones as they are.
+# each recipe at its own input was checked once, docs/reference/params.md); the small ones as is.
 RECIPES = {
     "lenet": [],
     "lenet1998": [],

@@ -106,7 +106,7 @@ class TrainConfig:
     epochs: int = 10  # passes over the train split
     batch_size: int = 64  # global batch: under DDP each of N processes takes batch_size / N
     eval_batch_size: int = 512  # evaluation has no gradients, so larger batches are cheap
-    seed: int = 0  # weight init, data order, augmentation and dropout all derive from it
+    seed: int = 0  # data order, augmentation and dropout (weight init uses model.seed)
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.05  # peak learning rate (after warm-up)
     momentum: float = 0.9  # sgd only
@@ -118,12 +118,12 @@ class TrainConfig:
     gamma: float = 0.1  # step: decay factor
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (Goyal et al. 2017), fractional ok
     min_lr: float = 0.0  # cosine/onecycle: the floor the schedule decays to
-    label_smoothing: float = 0.0  # classify: Szegedy et al. 2016 (Inception v3)
+    label_smoothing: float = 0.0  # classify: cross-entropy label smoothing (Szegedy et al. 2016)
     clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this value
     early_stop: int | None = None  # stop after this many epochs without improving `monitor`
     monitor: str = "val_accuracy"  # the metric for best.pt and early stopping
     device: str = "auto"  # auto picks cuda, then mps, then cpu
-    amp: str = "off"  # off | bf16 | fp16 autocast on CUDA (fp16 adds a GradScaler)
+    amp: str = "off"  # off | bf16 | fp16 autocast (fp16: CUDA only, with a GradScaler)
     channels_last: bool = False  # NHWC memory format on CUDA (faster convs with tensor cores)
     compile: bool = False  # torch.compile the model (opt-in: compiling costs start-up time)
 

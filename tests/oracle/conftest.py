@@ -1,7 +1,7 @@
 """The oracle stage: cnnkit's built-in recipes against torchvision and timm themselves.
 
 These tests need torchvision (and timm); the main test venv has neither, so there they skip.
-CI's oracle stage (``.ci/run``, README "oracle test command") sets ``CNNKIT_ORACLE=1`` in a
+CI's oracle stage (``.ci/run``, the oracle command in CONTRIBUTING.md) sets ``CNNKIT_ORACLE=1`` in a
 venv with the pinned torch/torchvision/timm: then a missing library is an error and any skip
 is a failure, so a broken oracle venv can never pass by skipping everything.
 """
