@@ -16,6 +16,7 @@ _LAZY = {
     "numeric_report": "cnnkit.reports.conv",
     "rf_report": "cnnkit.reports.rf",
     "params_report": "cnnkit.reports.params",
+    "recipes_report": "cnnkit.reports.recipes",
     "profile_report": "cnnkit.reports.profile",
     "eval_report": "cnnkit.reports.evaluate",
     "train_summary": "cnnkit.reports.train",
