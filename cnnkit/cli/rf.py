@@ -8,7 +8,16 @@ import typer
 
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
-from cnnkit.targets import layers_recipe
+
+
+def __getattr__(name: str) -> Any:
+    """``cnnkit.cli.rf.layers_recipe``, where it used to live (now ``cnnkit.targets``);
+    imported on use, so start-up does not pay for the resolver."""
+    if name == "layers_recipe":
+        from cnnkit.targets import layers_recipe
+
+        return layers_recipe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def rf_command(
@@ -67,7 +76,7 @@ def rf_command(
     --verify measures several units and exits 1 on a mismatch.
     """
     from cnnkit.reports.rf import check_verified, rf_report
-    from cnnkit.targets import RECIPES, resolve
+    from cnnkit.targets import RECIPES, layers_recipe, resolve
 
     if (recipe is None) == (layers is None):
         raise InputError("give a recipe (cnnkit rf RECIPE) or --layers, not both or neither")
