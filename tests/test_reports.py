@@ -228,3 +228,22 @@ def test_json_output_is_the_report(argv, report, capsys):
 
     main(argv)
     assert capsys.readouterr().out == dumps(report()) + "\n"
+
+
+def test_the_pure_reports_import_no_torch(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\nfrom cnnkit import reports\n"
+        "reports.conv_report('3x32x32', 3, out_channels=8)\n"
+        "reports.numeric_report('1 2 3', '1 1')\n"
+        "reports.rf_report('resnet50')\n"
+        "reports.params_report('densenet121', batch=8)\n"
+        "reports.recipes_report('textcnn')\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not [m for m in loaded if m.split(".")[0] in ("torch", "pandas", "numpy", "fvcore")]
