@@ -1,19 +1,17 @@
 """``cnnkit conv --x ... --w ...``: numeric convolution of small arrays, printed or as JSON.
 
-Parsing and rendering only; the arithmetic is ``cnnkit.arith.numeric``. rich is imported inside
-the renderer, and nothing here imports torch or numpy (numpy only loads for a .npy file).
+Rendering only; the document is ``cnnkit.reports.conv.numeric_report`` and the arithmetic
+``cnnkit.arith.numeric``. rich is imported inside the renderer, and nothing here imports torch
+or numpy (numpy only loads for a .npy file).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cnnkit.arith.literals import parse_array, shape_text
-from cnnkit.arith.numeric import ConvResult, Explanation, Number, convolve
-from cnnkit.arith.numeric import explain as explain_element
+from cnnkit.arith.literals import shape_text
+from cnnkit.arith.numeric import Number
 from cnnkit.cli.output import print_table
-from cnnkit.errors import InputError
-from cnnkit.parsing import parse_index, parse_ints, parse_padding
 
 MAX_ROWS, MAX_COLUMNS = 24, 32  # at most; fewer columns when the terminal is narrower
 OPERATION_TEXT = {
@@ -22,87 +20,18 @@ OPERATION_TEXT = {
 }
 
 
-def run_numeric(
-    *,
-    x: str,
-    w: str,
-    bias: str | None,
-    xcorr: bool,
-    padding: str,
-    stride: str,
-    dilation: str,
-    explain: str | None,
-    as_json: bool,
-) -> None:
-    """Parse the options, convolve, and print the result (rich) or one JSON document."""
-    xa, wa = parse_array("--x", x), parse_array("--w", w)
-    bias_values = _parse_bias(bias)
-    options: dict[str, Any] = {
-        "flip": not xcorr,
-        "padding": parse_padding("--padding", padding),
-        "stride": parse_ints("--stride", stride),
-        "dilation": parse_ints("--dilation", dilation),
-    }
-    result = convolve(xa.values, wa.values, bias_values, **options)
-    detail = None
-    if explain is not None:
-        index = parse_index("--explain", explain)
-        detail = explain_element(xa.values, wa.values, index, bias_values, **options)
+def run_numeric(*, as_json: bool, **options: Any) -> None:
+    """Convolve (``numeric_report`` takes ``options``) and print the result (rich) or one
+    JSON document."""
+    from cnnkit.reports.conv import numeric_report
+
+    doc = numeric_report(**options)
     if as_json:
         from cnnkit.cli.output import emit_json
 
-        emit_json(document(result, detail))
+        emit_json(doc)
     else:
-        _render(result, detail)
-
-
-def _parse_bias(text: str | None) -> list[Number] | None:
-    if text is None:
-        return None
-    array = parse_array("--bias", text)
-    if array.rank != 1:
-        raise InputError(
-            f'--bias: expected one value per filter (like 0.5 or "1 -1"), got a '
-            f"{shape_text(array.shape)} array"
-        )
-    return array.values
-
-
-def document(result: ConvResult, detail: Explanation | None) -> dict[str, Any]:
-    """The ``--json`` document: the geometry, the output grid and the optional explanation."""
-    return {
-        "operation": result.operation,
-        "input_shape": list(result.input_shape),
-        "kernel_shape": list(result.kernel_shape),
-        "bias": None if result.bias is None else list(result.bias),
-        "mode": result.mode,
-        "padding": [list(pad) for pad in result.padding],
-        "stride": list(result.stride),
-        "dilation": list(result.dilation),
-        "output_shape": list(result.output_shape),
-        "output": result.output,
-        "notes": list(result.notes),
-        "explain": None if detail is None else _explain_document(detail),
-    }
-
-
-def _explain_document(detail: Explanation) -> dict[str, Any]:
-    return {
-        "index": list(detail.index),
-        "terms": [
-            {
-                "input_index": list(t.input_index),
-                "input": t.input,
-                "weight_index": list(t.weight_index),
-                "weight": t.weight,
-                "product": t.product,
-            }
-            for t in detail.terms
-        ],
-        "bias": detail.bias,
-        "value": detail.value,
-        "padding_taps": detail.padding_taps,
-    }
+        _render(doc)
 
 
 def fmt(value: Number) -> str:
@@ -119,69 +48,71 @@ def _signed(value: Number) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
-def _idx(index: tuple[int, ...]) -> str:
+def _idx(index: list[int]) -> str:
     return ",".join(map(str, index))
 
 
-def explanation_lines(detail: Explanation, several_filters: bool) -> list[str]:
-    """``y[1,2] = x[1,2]*w[1,1] + ... = 3*1 + ... = 7`` over three aligned lines."""
-    head = f"y[{_idx(detail.index)}] = "
-    symbols = [f"x[{_idx(t.input_index)}]*w[{_idx(t.weight_index)}]" for t in detail.terms]
-    numbers = [f"{_signed(t.input)}*{_signed(t.weight)}" for t in detail.terms]
-    p = detail.index[0] if several_filters else 0
-    if detail.bias != 0 or several_filters:
+def explanation_lines(detail: dict[str, Any], several_filters: bool) -> list[str]:
+    """``y[1,2] = x[1,2]*w[1,1] + ... = 3*1 + ... = 7`` over three aligned lines, from the
+    document's ``explain``."""
+    terms = detail["terms"]
+    head = f"y[{_idx(detail['index'])}] = "
+    symbols = [f"x[{_idx(t['input_index'])}]*w[{_idx(t['weight_index'])}]" for t in terms]
+    numbers = [f"{_signed(t['input'])}*{_signed(t['weight'])}" for t in terms]
+    p = detail["index"][0] if several_filters else 0
+    if detail["bias"] != 0 or several_filters:
         symbols.append(f"b[{p}]")
-        numbers.append(_signed(detail.bias))
-    if not detail.terms:
+        numbers.append(_signed(detail["bias"]))
+    if not terms:
         symbols.insert(0, "0")
         numbers.insert(0, "0")
     pad = " " * (len(head) - 2)
     lines = [
         head + " + ".join(symbols),
         f"{pad}= " + " + ".join(numbers),
-        f"{pad}= {fmt(detail.value)}",
+        f"{pad}= {fmt(detail['value'])}",
     ]
-    if detail.padding_taps:
+    if detail["padding_taps"]:
         lines.append(
-            f"({detail.padding_taps} kernel tap(s) fall on zero padding and add 0; left out)"
+            f"({detail['padding_taps']} kernel tap(s) fall on zero padding and add 0; left out)"
         )
     return lines
 
 
-def _render(result: ConvResult, detail: Explanation | None) -> None:
+def _render(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
     from cnnkit.cli.output import console
 
     out = console()
-    out.print(f"[bold]{OPERATION_TEXT[result.operation]}[/]")
-    names = ("L",) if len(result.padding) == 1 else ("H", "W")
-    pads = ", ".join(f"{n} {lo}+{hi}" for n, (lo, hi) in zip(names, result.padding))
-    mode = f" ({result.mode})" if result.mode else ""
+    out.print(f"[bold]{OPERATION_TEXT[doc['operation']]}[/]")
+    names = ("L",) if len(doc["padding"]) == 1 else ("H", "W")
+    pads = ", ".join(f"{n} {lo}+{hi}" for n, (lo, hi) in zip(names, doc["padding"]))
+    mode = f" ({doc['mode']})" if doc["mode"] else ""
     out.print(
-        f"x {shape_text(result.input_shape)} (*) w {shape_text(result.kernel_shape)} -> "
-        f"output [bold]{shape_text(result.output_shape)}[/]"
+        f"x {shape_text(doc['input_shape'])} (*) w {shape_text(doc['kernel_shape'])} -> "
+        f"output [bold]{shape_text(doc['output_shape'])}[/]"
     )
     out.print(
-        f"padding {pads}{mode}; stride {shape_text(result.stride)}; "
-        f"dilation {shape_text(result.dilation)}"
+        f"padding {pads}{mode}; stride {shape_text(doc['stride'])}; "
+        f"dilation {shape_text(doc['dilation'])}"
     )
-    several = len(result.kernel_shape) == 4
-    planes = result.output if several else [result.output]
+    several = len(doc["kernel_shape"]) == 4
+    planes = doc["output"] if several else [doc["output"]]
     for p, plane in enumerate(planes):
-        bias = 0 if result.bias is None else result.bias[p]
+        bias = 0 if doc["bias"] is None else doc["bias"][p]
         if several:
             out.print(f"filter {p} (bias {fmt(bias)}):")
-        elif result.bias is not None:
+        elif doc["bias"] is not None:
             out.print(f"bias {fmt(bias)}:")
         table, cut = _grid(Table, plane, out.width)
         print_table(out, table)
         if cut:
             out.print("(the top-left corner only; --json prints every value)")
-    for note in result.notes:
+    for note in doc["notes"]:
         out.print(f"note: {note}", markup=False)
-    if detail is not None:
-        for line in explanation_lines(detail, several):
+    if doc["explain"] is not None:
+        for line in explanation_lines(doc["explain"], several):
             out.print(line, markup=False)
 
 

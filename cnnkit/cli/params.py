@@ -4,8 +4,6 @@ unless ``--verify`` or an export asks for them); torchvision/timm models from th
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,9 +12,8 @@ import typer
 from typer.core import TyperCommand
 
 from cnnkit.cli.output import print_table
-from cnnkit.errors import BudgetExceeded, InputError
+from cnnkit.errors import InputError
 
-_EXTERNAL = re.compile(r"^(torchvision|timm):(\S+)$")
 _COLUMNS = (  # table header -> how a row shows it
     ("layer", lambda r: r.name),
     ("kind", lambda r: r.kind),
@@ -118,40 +115,40 @@ def params_command(
     output). Not included: allocator caching, workspaces, transient tensors of the backward
     pass. Gates print the normal output, then one line per failed budget on stderr, exit 1.
     """
-    from cnnkit.analysis.memory import DTYPE_BYTES, OPTIMIZER_STATES
     from cnnkit.parsing import parse_bytes, parse_count, parse_ints
-    from cnnkit.recipe.limits import MAX_TENSOR_ELEMENTS
+    from cnnkit.reports import params as reports
+    from cnnkit.targets import MODELS, resolve
 
     size = _one_int("--batch", batch, parse_ints)
-    if size > MAX_TENSOR_ELEMENTS:
-        raise InputError(f"--batch: {size:,} is more than the limit of {MAX_TENSOR_ELEMENTS:,}")
+    reports.check_batch(size)
     levels = None if depth is None else _one_int("--depth", depth, parse_ints)
-    _check_choice("--dtype", dtype, DTYPE_BYTES)
-    _check_choice("--optimizer", optimizer, OPTIMIZER_STATES)
+    reports.check_choices(dtype, optimizer)
     budgets = {
-        "params": None if max_params is None else parse_count("--max-params", max_params),
-        "macs": None if max_macs is None else parse_count("--max-macs", max_macs),
-        "memory": None if max_memory is None else parse_bytes("--max-memory", max_memory),
+        "max_params": None if max_params is None else parse_count("--max-params", max_params),
+        "max_macs": None if max_macs is None else parse_count("--max-macs", max_macs),
+        "max_memory": None if max_memory is None else parse_bytes("--max-memory", max_memory),
     }
     _check_stdout(as_json, csv, markdown)
+    loaded = resolve(recipe, accept=MODELS, overrides=set_ or (), input_text=input_).recipe
+    assert loaded is not None
+    doc = reports.params_report(loaded, batch=size, dtype=dtype, optimizer=optimizer, verify=verify)
+    warning = reports.memory_warning(loaded, doc)
+    if warning:
+        sys.stderr.write(f"warning: {warning}\n")
+    _show(doc, levels, csv, markdown, as_json)
+    reports.check_budgets(doc, **budgets, memory_text=max_memory)
+    reports.check_verified(doc)
 
-    loaded = _load(recipe, set_ or (), input_)
-    if loaded.graph is not None:
-        from cnnkit.analysis.bounds import check_sizes
 
-        check_sizes(loaded)
-    if verify and loaded.graph is None:
-        raise InputError(
-            "--verify checks the recipe analysis against PyTorch; torchvision/timm models are "
-            "already counted from the built module by fvcore"
-        )
-    rows = _rows(loaded, size, dtype)
-    doc = _document(loaded, rows, size, dtype, optimizer)
-    _warn_memory(loaded, doc)
-    checked = _verify(loaded) if verify else None
-    if checked is not None:
-        doc["verify"] = checked.as_dict()
-    shown = rows if levels is None else _aggregate(rows, levels)
+def _show(
+    doc: dict[str, Any], depth: int | None, csv: str | None, markdown: str | None, as_json: bool
+) -> None:
+    """JSON, the CSV/Markdown exports, the table and the --verify lines, as asked."""
+    from cnnkit.analysis.costs import aggregate
+    from cnnkit.reports.params import layer_rows
+
+    rows = layer_rows(doc)
+    shown = rows if depth is None else aggregate(rows, depth)
     if as_json:
         from cnnkit.cli.output import emit_json
 
@@ -161,36 +158,8 @@ def params_command(
             _export(shown, target, writer)
     if not as_json and "-" not in (csv, markdown):
         _render(doc, shown)
-    if checked is not None and not as_json:
-        _render_verification(checked, to_stderr="-" in (csv, markdown))
-    _gate(doc, budgets, {"memory": max_memory})
-    if checked is not None and not checked.ok:
-        from cnnkit.measure.verify import VerificationFailed
-
-        bad = [d for d in checked.differences if not d.explained]
-        raise VerificationFailed(
-            f"--verify: {len(bad)} unexplained difference(s), first: {bad[0].name} "
-            f"{bad[0].quantity} {bad[0].analysis:,} vs {bad[0].reference:,}"
-        )
-
-
-def _warn_memory(recipe, doc: dict[str, Any]) -> None:
-    """One stderr line when the training estimate exceeds what this machine has available:
-    the analysis still prints, but ``cnnkit train`` would refuse (or run out of memory)."""
-    from cnnkit.analysis.bounds import available_memory, largest_layer
-    from cnnkit.analysis.memory import human_bytes
-
-    have = available_memory()
-    total = doc["memory"]["total"]
-    if have is None or total <= have.bytes:
-        return
-    where = (
-        f"; the largest layer is {largest_layer(recipe, doc['batch'], 4)}" if recipe.graph else ""
-    )
-    sys.stderr.write(
-        f"warning: training memory at --batch {doc['batch']} ({human_bytes(total)}) is more than "
-        f"the {human_bytes(have.bytes)} of {have.what} on this machine{where}\n"
-    )
+    if "verify" in doc and not as_json:
+        _render_verification(doc["verify"], to_stderr="-" in (csv, markdown))
 
 
 def _one_int(option: str, text: str, parse_ints) -> int:
@@ -200,127 +169,11 @@ def _one_int(option: str, text: str, parse_ints) -> int:
     return values[0]
 
 
-def _check_choice(option: str, value: str, choices: dict[str, int]) -> None:
-    if value not in choices:
-        from cnnkit.layers import suggest
-
-        raise InputError(f"{option}: unknown value{suggest(value, list(choices))}")
-
-
 def _check_stdout(as_json: bool, csv: str | None, markdown: str | None) -> None:
     wants = {"--json": as_json, "--csv -": csv == "-", "--markdown -": markdown == "-"}
     takers = [option for option, on in wants.items() if on]
     if len(takers) > 1:
         raise InputError(f"{' and '.join(takers)} both write to stdout; give a file to one")
-
-
-def _load(spec: str, overrides: list[str] | tuple[str, ...], input_text: str | None):
-    """A recipe file or built-in name, or a ``torchvision:NAME``/``timm:NAME`` recipe;
-    ``--input`` replaces the recipe's input (one size means every spatial axis)."""
-    from cnnkit.parsing import parse_recipe_input
-    from cnnkit.recipe import load_recipe, recipe_from_text
-
-    match = _EXTERNAL.match(spec)
-    if match is None or Path(spec).is_file():
-        loaded = load_recipe(spec, list(overrides))
-        if input_text is None:
-            return loaded
-        shape = parse_recipe_input("--input", input_text, loaded.input_shape)
-        return load_recipe(spec, [*overrides, f"input=[{', '.join(map(str, shape))}]"])
-    shape = parse_recipe_input("--input", input_text or "3x224x224", (3, 224, 224))
-    text = json.dumps({"input": list(shape), "model": {match.group(1): match.group(2)}})
-    return recipe_from_text(text, spec, list(overrides))
-
-
-def _rows(recipe, batch: int, dtype: str):
-    if recipe.graph is not None:
-        from cnnkit.analysis.costs import graph_costs
-
-        return graph_costs(recipe.graph, batch, dtype)
-    from cnnkit.measure.verify import external_costs
-
-    _check_external_input(recipe, batch)
-    return external_costs(recipe, batch, dtype)
-
-
-def _check_external_input(recipe, batch: int) -> None:
-    """A torchvision/timm model is counted by running it on a batch: refuse, before it is
-    built, an input over the tensor bound or a batch this machine cannot hold."""
-    from cnnkit.analysis.bounds import available_memory
-    from cnnkit.analysis.memory import human_bytes
-    from cnnkit.layers._kind import prod
-    from cnnkit.recipe.limits import MAX_TENSOR_ELEMENTS
-
-    shape = "x".join(map(str, recipe.input_shape))
-    elements = prod(recipe.input_shape)
-    if elements > MAX_TENSOR_ELEMENTS:
-        raise InputError(
-            f"--input: {shape} is {elements:,} elements per sample, more than the limit of "
-            f"{MAX_TENSOR_ELEMENTS:,} per tensor"
-        )
-    need, have = 4 * batch * elements, available_memory()
-    if have is not None and need > have.bytes:
-        raise InputError(
-            f"--input/--batch: a batch of {batch} x {shape} alone needs {human_bytes(need)}, "
-            f"more than the {human_bytes(have.bytes)} of {have.what}"
-        )
-
-
-def _aggregate(rows, depth: int):
-    from cnnkit.analysis.costs import aggregate
-
-    return aggregate(rows, depth)
-
-
-def _verify(recipe):
-    from cnnkit.analysis.costs import graph_costs
-    from cnnkit.measure.verify import verify
-
-    return verify(recipe, graph_costs(recipe.graph, 1, "fp32"))
-
-
-def _document(recipe, rows, batch: int, dtype: str, optimizer: str) -> dict[str, Any]:
-    """The ``--json`` document (schema in the README); the table renders the same data."""
-    from cnnkit.analysis.costs import CONVENTION, ops_rules, total
-    from cnnkit.analysis.memory import training_memory
-
-    sums = total(rows)
-    kept, basis = _kept_for_backward(recipe, sums, batch, dtype)
-    memory = training_memory(
-        trainable=sums.trainable,
-        frozen=sums.params - sums.trainable + sums.buffers,
-        activation_bytes=kept,
-        dtype=dtype,
-        optimizer=optimizer,
-        activations_basis=basis,
-    )
-    ext = recipe.external
-    totals = {k: v for k, v in sums.as_dict().items() if k not in ("name", "kind", "output")}
-    return {
-        "model": f"{ext.library}:{ext.name}" if ext else recipe.name,
-        "source": "module+fvcore" if ext else "analysis",
-        "input": list(recipe.input_shape),
-        "output": list(recipe.graph.output_shape) if recipe.graph else list(sums.output),
-        "batch": batch,
-        "dtype": dtype,
-        "convention": {**CONVENTION, "ops_rules": ops_rules() if not ext else None},
-        "totals": totals,
-        "memory": memory.as_dict(),
-        "layers": [r.as_dict() for r in rows],
-    }
-
-
-def _kept_for_backward(recipe, sums, batch: int, dtype: str) -> tuple[int, str]:
-    """Activation bytes kept for backward and how they were counted: by each kind's
-    saved-for-backward rule for a recipe graph; for torchvision/timm modules (no rules),
-    the input plus every leaf module's output."""
-    from cnnkit.analysis.costs import input_elements
-    from cnnkit.analysis.memory import DTYPE_BYTES, saved_activation_bytes
-
-    if recipe.graph is not None:
-        return saved_activation_bytes(recipe.graph, batch, dtype), "saved_for_backward"
-    outputs = sums.activations + input_elements(recipe.input_shape, batch)
-    return outputs * DTYPE_BYTES[dtype], "leaf_module_outputs"
 
 
 def _num(value: int | None) -> str:
@@ -389,40 +242,42 @@ def _render(doc: dict[str, Any], rows) -> None:
     )
 
 
-def _render_verification(checked, to_stderr: bool) -> None:
+def _render_verification(checked: dict[str, Any], to_stderr: bool) -> None:
     """Every difference with its reason, what matched, and what fvcore could not count."""
     from cnnkit.cli.output import console
 
     out = console(stderr=to_stderr)
-    v = checked.versions
+    v = checked["versions"]
     say = lambda text: out.print(text, markup=False, soft_wrap=True)  # noqa: E731
     say(f"\nverify: against the built module (torch {v['torch']}) and fvcore {v['fvcore']}")
-    for label, (ours, theirs), ref in (
-        ("parameters", checked.params, "module"),
-        ("buffers", checked.buffers, "module"),
-        ("conv/linear MACs", checked.macs, "fvcore"),
+    for label, key, ref in (
+        ("parameters", "params", "module"),
+        ("buffers", "buffers", "module"),
+        ("conv/linear MACs", "macs", "fvcore"),
     ):
+        ours, theirs = checked[key]["analysis"], checked[key][ref]
         verdict = "match" if ours == theirs else "differ (see below)"
         say(f"  {label:17} analysis {ours:>15,}   {ref} {theirs:>15,}   {verdict}")
-    bad_macs = sum(1 for d in checked.differences if d.quantity == "macs")
+    differences = checked["differences"]
+    bad_macs = sum(1 for d in differences if d["quantity"] == "macs")
     say(
-        f"  per node: {checked.nodes} nodes; params and buffers compared on every node, "
-        f"conv/linear MACs on the {checked.mac_nodes} nodes that have any: "
-        f"{checked.mac_nodes - bad_macs} match fvcore exactly"
+        f"  per node: {checked['nodes']} nodes; params and buffers compared on every node, "
+        f"conv/linear MACs on the {checked['mac_nodes']} nodes that have any: "
+        f"{checked['mac_nodes'] - bad_macs} match fvcore exactly"
     )
-    for d in checked.differences:
-        tag = "explained" if d.explained else "UNEXPLAINED"
+    for d in differences:
+        tag = "explained" if d["explained"] else "UNEXPLAINED"
         say(
-            f"  {tag}: {d.name} ({d.kind}) {d.quantity}: analysis {d.analysis:,}, "
-            f"reference {d.reference:,}: {d.reason}"
+            f"  {tag}: {d['name']} ({d['kind']}) {d['quantity']}: analysis {d['analysis']:,}, "
+            f"reference {d['reference']:,}: {d['reason']}"
         )
-    if checked.other_fvcore:
-        other = ", ".join(f"{k} {n:,}" for k, n in sorted(checked.other_fvcore.items()))
+    if checked["fvcore_other_ops"]:
+        other = ", ".join(f"{k} {n:,}" for k, n in sorted(checked["fvcore_other_ops"].items()))
         say(f"  fvcore also counts (not MACs here; in the ops column by cnnkit's rules): {other}")
-    if checked.unsupported:
-        ops = ", ".join(f"{k} x{n}" for k, n in sorted(checked.unsupported.items()))
+    if checked["fvcore_unsupported_ops"]:
+        ops = ", ".join(f"{k} x{n}" for k, n in sorted(checked["fvcore_unsupported_ops"].items()))
         say(f"  fvcore has no handle for (logs and counts 0): {ops}")
-    say("  verify: " + ("OK" if checked.ok else "FAILED: unexplained differences above"))
+    say("  verify: " + ("OK" if checked["ok"] else "FAILED: unexplained differences above"))
 
 
 def _export(rows, target: str, kind: str) -> None:
@@ -444,37 +299,3 @@ def _write_atomic(path: Path, text: str, option: str) -> None:
         write_text(path, text)
     except OSError as err:
         raise InputError(f"{option}: cannot write {str(path)!r}: {err.strerror}") from None
-
-
-def _gate(doc: dict[str, Any], budgets: dict[str, float | None], texts: dict[str, Any]) -> None:
-    """One line naming every budget exceeded and by how much; exit code 1."""
-    from cnnkit.analysis.memory import human_bytes
-
-    values = {
-        "params": doc["totals"]["params"],
-        "macs": doc["totals"]["macs"],
-        "memory": doc["memory"]["total"],
-    }
-    failed = []
-    for key, budget in budgets.items():
-        value = values[key]
-        if budget is None or value is None or value <= budget:
-            continue
-        ratio = f" ({value / budget:.1f}x)" if budget else ""
-        if key == "memory":
-            failed.append(
-                f"training memory {value:,} B ({human_bytes(value)}) exceeds --max-memory "
-                f"{texts['memory']} ({_int(budget):,} B) by {_int(value - budget):,} B{ratio}"
-            )
-        else:
-            label = "params" if key == "params" else "MACs"
-            failed.append(
-                f"{label} {value:,} exceeds --max-{key} {_int(budget):,} by "
-                f"{_int(value - budget):,}{ratio}"
-            )
-    if failed:
-        raise BudgetExceeded("; ".join(failed))
-
-
-def _int(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value

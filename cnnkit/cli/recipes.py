@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import sys
+from typing import Annotated
 
 import typer
 
@@ -23,21 +24,19 @@ def recipes_command(
 
     Parameters are trainable parameters from the pure analysis (no torch import).
     """
-    from cnnkit.recipe import builtin_recipes, load_recipe
+    from cnnkit.reports.recipes import check_recipe, recipe_summary, recipes_report
+    from cnnkit.targets import RECIPES, resolve
 
     if recipe is None:
-        rows = [_summary(load_recipe(path)) for path in builtin_recipes().values()]
+        rows = recipes_report()
+        assert isinstance(rows, list)
     else:
-        from cnnkit.train.config import parse_data, parse_train
-
-        loaded = load_recipe(recipe, set_ or ())
-        # The data: and train: sections are checked too, so a recipe that passes here
-        # does not fail later in `cnnkit train` on a typo, nor on a model no machine holds.
-        parse_data(loaded.data, loaded.source)
-        train = parse_train(loaded.train, loaded.source)
-        if loaded.graph is not None:
-            _check_memory(loaded, train)
-        rows = [_summary(loaded)]
+        loaded = resolve(recipe, accept=RECIPES, overrides=set_ or ()).recipe
+        assert loaded is not None
+        warning = check_recipe(loaded)
+        if warning:
+            sys.stderr.write(f"warning: {warning}\n")
+        rows = [recipe_summary(loaded)]
     if as_json:
         from cnnkit.cli.output import emit_json
 
@@ -56,56 +55,3 @@ def recipes_command(
             highlight=False,
             soft_wrap=True,
         )
-
-
-def _check_memory(recipe: Any, train: Any) -> None:
-    """Refuse tensors no machine holds; warn (one stderr line) when training at
-    ``train.batch_size``, or evaluating at ``train.eval_batch_size``, needs more memory than
-    this machine has available (``train`` would refuse)."""
-    import sys
-
-    from cnnkit.analysis.bounds import (
-        available_memory,
-        check_sizes,
-        evaluation_bytes,
-        evaluation_message,
-        largest_layer,
-        memory_message,
-        train_estimate,
-    )
-
-    check_sizes(recipe)
-    have = available_memory()
-    if have is None:
-        return
-    batch = train.batch_size
-    memory = train_estimate(recipe, batch, train.optimizer, train.momentum, train.amp)
-    message = None
-    evaluating = evaluation_bytes(recipe, train.eval_batch_size, memory.weights)
-    if memory.total > have.bytes:
-        where = largest_layer(recipe, batch, memory.bytes_per_element)
-        message = memory_message(memory, have, "train.batch_size", batch, where)
-    elif evaluating > have.bytes:
-        where = largest_layer(recipe, train.eval_batch_size, 4)
-        message = evaluation_message(evaluating, have, train.eval_batch_size, where)
-    if message:
-        sys.stderr.write(f"warning: {message}; cnnkit train would refuse it on this machine\n")
-
-
-def _summary(recipe: Any) -> dict[str, Any]:
-    from cnnkit.analysis import totals
-
-    counts = totals(recipe.graph) if recipe.graph is not None else None
-    external = recipe.external
-    return {
-        "name": recipe.name,
-        "path": recipe.path,
-        "input": list(recipe.input_shape),
-        "output": list(recipe.graph.output_shape) if recipe.graph is not None else None,
-        "layers": len(recipe.graph.nodes) if recipe.graph is not None else None,
-        "params": counts.params if counts else None,
-        "buffers": counts.buffers if counts else None,
-        "macs": counts.macs if counts else None,
-        "external": f"{external.library}:{external.name}" if external else None,
-        "description": recipe.description,
-    }

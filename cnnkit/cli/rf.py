@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +10,15 @@ from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 from cnnkit.plots import needs_matplotlib
 
-_DIMS = re.compile(r"^\d+(x\d+)+$")
+
+def __getattr__(name: str) -> Any:
+    """``cnnkit.cli.rf.layers_recipe``, where it used to live (now ``cnnkit.targets``);
+    imported on use, so start-up does not pay for the resolver."""
+    if name == "layers_recipe":
+        from cnnkit.targets import layers_recipe
+
+        return layers_recipe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def rf_command(
@@ -74,157 +81,26 @@ def rf_command(
     adaptive pooling (marked *) that depends on i's place in a period (--json's spans say).
     --verify measures several units and exits 1 on a mismatch.
     """
-    from cnnkit.analysis.rf_report import rf_report
+    from cnnkit.reports.rf import check_verified, rf_report
+    from cnnkit.targets import RECIPES, layers_recipe, resolve
 
     if (recipe is None) == (layers is None):
         raise InputError("give a recipe (cnnkit rf RECIPE) or --layers, not both or neither")
-    loaded = _load(recipe, layers, input, set_ or [])
-    report = rf_report(loaded, at=at, all_layers=all_layers)
-    if verify:
-        _check_probe_memory(loaded, "--verify", "fp64")
-    if erf is not None:
-        _check_probe_memory(loaded, "--erf", "fp32")
-    if verify:
-        report["verify"] = _verify(loaded, report)
-    if erf is not None:
-        report["erf"] = _erf(loaded, report, erf)
+    if recipe is not None:
+        loaded = resolve(recipe, accept=RECIPES, overrides=set_ or [], input_text=input).recipe
+    elif set_:
+        raise InputError("--set applies to recipes; with --layers, edit the layer list")
+    else:
+        loaded = layers_recipe(layers or "", input)
+    assert loaded is not None
+    report = rf_report(loaded, at=at, all_layers=all_layers, verify=verify, erf=erf)
     if as_json:
         from cnnkit.cli.output import emit_json
 
         emit_json(report)
     else:
         _render(report)
-    if verify and not report["verify"]["ok"]:
-        from cnnkit.measure.verify import VerificationFailed
-
-        bad = next(u for u in report["verify"]["units"] if not u["ok"])
-        raise VerificationFailed(
-            f"--verify: the measured field of {report['verify']['node']} unit {bad['unit']} "
-            "does not match the algebra (MISMATCH above)"
-        )
-
-
-def _load(recipe: str | None, layers: str | None, input: str | None, sets: list[str]) -> Any:
-    from cnnkit.parsing import parse_recipe_input
-    from cnnkit.recipe import load_recipe
-
-    if recipe is not None:
-        loaded = load_recipe(recipe, sets)
-        if input is not None:
-            full = parse_recipe_input("--input", input, loaded.input_shape)
-            loaded = load_recipe(recipe, [*sets, f"input=[{', '.join(map(str, full))}]"])
-        if loaded.graph is None:
-            raise InputError("rf needs a recipe with layers (not a torchvision:/timm: model)")
-        return loaded
-    if sets:
-        raise InputError("--set applies to recipes; with --layers, edit the layer list")
-    return layers_recipe(layers or "", input)
-
-
-def layers_recipe(text: str, input: str | None) -> Any:
-    """A recipe from ``--layers``: each item becomes a recipe layer; conv ``out`` defaults to
-    the input's channel count (channels do not change receptive fields)."""
-    import yaml
-
-    from cnnkit.parsing import parse_ints, parse_layer_list
-    from cnnkit.recipe.model import validate
-    from cnnkit.recipe.source import Source, load_value
-
-    items = parse_layer_list("--layers", text)
-    wants = [len(v.split("x")) for _, args in items for v in args.values() if _DIMS.match(v)]
-    shape = parse_ints("--input", input or "224x224")
-    dims = max(wants) if wants else (len(shape) if len(shape) <= 2 else len(shape) - 1)
-    if len(shape) == dims:
-        shape = (1, *shape)
-    elif len(shape) != dims + 1:
-        raise InputError(f"--input: {input} does not fit {dims}-D layers")
-    source = Source("--layers")
-    model_layers: list[Any] = []
-    for number, (kind, args) in enumerate(items):
-        typed: dict[str, Any] = {}
-        for key, value in args.items():
-            if _DIMS.match(value):
-                typed[key] = [int(v) for v in value.split("x")]
-            else:
-                try:
-                    typed[key] = load_value(value)
-                except yaml.YAMLError:
-                    typed[key] = value
-        if kind in ("conv", "convolution", "convtranspose", "deconv") and not {
-            "out",
-            "out_channels",
-            "filters",
-            "c",
-        } & set(typed):
-            typed["out"] = shape[0]
-        model_layers.append({kind: typed or None})
-        source.lines[("model", "layers", number)] = f"--layers item {number + 1} ({kind})"
-    data = {"input": list(shape), "model": {"layers": model_layers}}
-    return validate(data, source, "layers from --layers")
-
-
-def _check_probe_memory(recipe: Any, option: str, dtype: str) -> None:
-    """Refuse, before building, a probe whose one sample through the network (kept for the
-    backward pass, in ``dtype``) and weights exceed this machine's memory."""
-    from cnnkit.analysis.bounds import available_memory, check_sizes
-    from cnnkit.analysis.counts import totals
-    from cnnkit.analysis.memory import DTYPE_BYTES, human_bytes, saved_activation_bytes
-
-    check_sizes(recipe)
-    sums = totals(recipe.graph)
-    size = DTYPE_BYTES[dtype]
-    need = (sums.params + sums.buffers) * size + saved_activation_bytes(
-        recipe.graph, 1, dtype, loss=False
-    )
-    have = available_memory()
-    if have is not None and need > have.bytes:
-        raise InputError(
-            f"{option}: back-propagating one {dtype} sample needs at least {human_bytes(need)}, "
-            f"more than the {human_bytes(have.bytes)} of {have.what}; give a smaller --input"
-        )
-
-
-def _verify(recipe: Any, report: dict[str, Any]) -> dict[str, Any]:
-    from cnnkit.analysis import rf_verify
-    from cnnkit.analysis.rf_report import node_field, spatial_input
-    from cnnkit.measure.gradient_probe import measure_extents
-
-    node = report["at"]["name"]
-    spatial = spatial_input(recipe.input_shape)
-    probes, notes = rf_verify.plan(node_field(recipe, node), spatial)
-    extents, measure_notes = measure_extents(recipe, node, [p.unit for p in probes])
-    measured = [tuple(zip(e.first, e.last)) for e in extents]
-    result = rf_verify.verdict(probes, measured, spatial, lenient=bool(measure_notes))
-    notes = [*notes, *measure_notes]
-    if not result["conclusive"]:
-        notes.append(
-            "every measured unit's field covers the whole input, so this check cannot tell a "
-            "right field from a wrong one: use a larger --input or an earlier --at"
-        )
-    return {"node": node, **result, "notes": notes}
-
-
-def _erf(recipe: Any, report: dict[str, Any], path: str) -> dict[str, Any]:
-    from cnnkit.analysis.rf_report import node_field
-    from cnnkit.measure.gradient_probe import effective_field, mass_extent, save_heatmap
-
-    at = report["at"]
-    if len(at["receptive_field"]) != 2:
-        raise InputError("--erf draws 2-D networks only")
-    values, unit = effective_field(recipe, at["name"])
-    fields = node_field(recipe, at["name"]).fields
-    assert fields is not None
-    box = fields.bounds(unit)
-    save_heatmap(values, path, box)
-    spans = mass_extent(values)
-    return {
-        "path": path,
-        "node": at["name"],
-        "unit": list(unit),
-        "theoretical": [[a, b] for a, b in box],
-        "mass_95": [list(s) for s in spans],
-        "mass_95_size": [b - a + 1 for a, b in spans],
-    }
+    check_verified(report)
 
 
 def _render_verify(out: Any, v: dict[str, Any], names: list[str]) -> None:
@@ -253,12 +129,26 @@ def _axes(values: list[int] | list[float] | None) -> str:
     return shown[0] if len(set(shown)) == 1 else "x".join(shown)
 
 
-def _render(report: dict[str, Any]) -> None:
+def _field_text(layer: dict[str, Any]) -> str:
+    """The field column: all / unknown, or min-max with ! (paths not aligned) and * (varies)."""
+    if layer["sees_all"]:
+        return "all"
+    if layer["unknown"]:
+        return "unknown"
+    field = _axes(layer["receptive_field"])
+    if layer["receptive_field_min"] != layer["receptive_field"]:
+        field = f"{_axes(layer['receptive_field_min'])}-{field}"
+    if not layer["aligned"]:
+        field += " !"
+    if layer["varies"]:
+        field += " *"
+    return field
+
+
+def _table(report: dict[str, Any]) -> Any:
+    """The layer table (the d column only when some layer is dilated)."""
     from rich.table import Table
 
-    from cnnkit.cli.output import console
-
-    out = console()
     shown = [layer for layer in report["layers"] if layer["name"] in set(report["shown"])]
     dilated = any(
         layer["window"] and any(d != 1 for d in layer["window"]["dilation"]) for layer in shown
@@ -277,18 +167,6 @@ def _render(report: dict[str, Any]) -> None:
     field_column.min_width = 9
     for layer in shown:
         w = layer["window"] or {}
-        if layer["sees_all"]:
-            field = "all"
-        elif layer["unknown"]:
-            field = "unknown"
-        else:
-            field = _axes(layer["receptive_field"])
-            if layer["receptive_field_min"] != layer["receptive_field"]:
-                field = f"{_axes(layer['receptive_field_min'])}-{field}"
-            if not layer["aligned"]:
-                field += " !"
-            if layer["varies"]:
-                field += " *"
         dims = len(layer["receptive_field"] or ()) or None
         out_spatial = layer["output"][-dims:] if dims else layer["output"]
         row = [
@@ -299,14 +177,35 @@ def _render(report: dict[str, Any]) -> None:
             _axes(w.get("padding")),
             *([_axes(w.get("dilation"))] if dilated else []),
             _axes(out_spatial),
-            field,
+            _field_text(layer),
             _axes(layer["stride"]),
             _axes(layer["padding"]),
             _axes(layer["centre"]),
         ]
         table.add_row(*row)
-    print_table(out, table)
-    at = report["at"]
+    return table
+
+
+def _render(report: dict[str, Any]) -> None:
+    from cnnkit.cli.output import console
+
+    out = console()
+    print_table(out, _table(report))
+    _render_at(out, report["at"])
+    for note in report["notes"]:
+        out.print(f"note: {note}", markup=False)
+    if "verify" in report:
+        _render_verify(out, report["verify"], report["at"]["axes"])
+    if "erf" in report:
+        e, field = report["erf"], report["at"]["receptive_field"]
+        out.print(
+            f"effective receptive field saved to {e['path']}: 95% of the gradient mass lies in "
+            f"{_axes(e['mass_95_size'])} of the theoretical {_axes(field)}"
+        )
+
+
+def _render_at(out: Any, at: dict[str, Any]) -> None:
+    """The totals at the chosen node, one sentence each."""
     out.print(
         f"at [bold]{at['name']}[/]: receptive field {_axes(at['receptive_field'])}"
         + (
@@ -328,13 +227,3 @@ def _render(report: dict[str, Any]) -> None:
         f"{at['full_units']:,} of {at['output_units']:,} output positions see a full field "
         "inside the input (no padding)"
     )
-    for note in report["notes"]:
-        out.print(f"note: {note}", markup=False)
-    if "verify" in report:
-        _render_verify(out, report["verify"], at["axes"])
-    if "erf" in report:
-        e = report["erf"]
-        out.print(
-            f"effective receptive field saved to {e['path']}: 95% of the gradient mass lies in "
-            f"{_axes(e['mass_95_size'])} of the theoretical {_axes(at['receptive_field'])}"
-        )
