@@ -75,6 +75,48 @@ class LayerTime:
         return self.forward + (self.backward or 0.0)
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` is CUDA when there is one, else the CPU; an explicit device must exist here."""
+    from cnnkit.errors import InputError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: CUDA is not available on this machine")
+        return device
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("--device mps: MPS is not available on this machine")
+        return device
+    if device != "cpu":
+        raise InputError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return device
+
+
+def memory_of(device: str) -> int | None:
+    """Bytes of memory the device has in all (host RAM for the CPU); None when unknown."""
+    import os
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def device_name(device: str) -> str:
+    """What the device is, for the report's title: the GPU's name, or the CPU and its threads."""
+    import platform
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    if device == "mps":
+        return "Apple MPS"
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
 def is_cuda(device: str) -> bool:
     return device.startswith("cuda")
 
