@@ -56,12 +56,14 @@ def profile_command(
     """
     from cnnkit.parsing import parse_ints
     from cnnkit.reports.profile import check_options, profile_report
+    from cnnkit.targets import MODELS, RUN, resolve
 
     batches = parse_ints("--batch", batch, example="8 or 1,8,32")
     check_options(mode, dtype, warmup, iters, compile_, layers)
     if as_json and csv == "-":
         raise InputError("--json and --csv - both write to stdout; give --csv a file")
-    recipe, name = _load(target, set_ or [])
+    resolved = resolve(target, accept=MODELS | {RUN}, overrides=set_ or ())
+    recipe, name = resolved.require_recipe(), resolved.name
     settings = {"device": device, "mode": mode, "dtype": dtype, "channels_last": channels_last}
     times = {"compile": compile_, "warmup": warmup, "iters": iters, "layers": layers}
     report = profile_report(recipe, name=name, batches=batches, **settings, **times)
@@ -78,28 +80,6 @@ def _output(report: dict[str, Any], csv: str | None, as_json: bool) -> None:
         emit_json(report)
     elif csv != "-":
         _render(report)
-
-
-def _load(target: str, sets: list[str]) -> tuple[Any, str]:
-    """A recipe from a file, a built-in name, ``torchvision:NAME``/``timm:NAME`` or a run
-    folder (its resolved recipe)."""
-    from pathlib import Path
-
-    from cnnkit.recipe import load_recipe
-    from cnnkit.recipe.model import recipe_from_text
-
-    library, _, model = target.partition(":")
-    if library in ("torchvision", "timm") and model:
-        text = f"input: [3, 224, 224]\nmodel: {{{library}: {model}}}\n"
-        return recipe_from_text(text, target, sets), target
-    folder = Path(target)
-    if folder.is_dir():
-        for candidate in ("recipe.yaml", "resolved_recipe.yaml", "recipe.yml"):
-            if (folder / candidate).is_file():
-                return load_recipe(folder / candidate, sets), folder.name
-        raise InputError(f"{target}: a folder, but no recipe.yaml in it (is it a run folder?)")
-    recipe = load_recipe(target, sets)
-    return recipe, recipe.name
 
 
 def _write_csv(report: dict[str, Any], where: str) -> None:

@@ -33,15 +33,16 @@ def eval_report(
     its own data, or of ``data`` (a ``--data`` spec); returns what ``cnnkit eval --json``
     prints (without the ``plot`` entry, which only ``--plot`` adds)."""
     from cnnkit.model.build import build
-    from cnnkit.train.checkpoint import load_checkpoint, load_weights
+    from cnnkit.targets import TRAINED, resolve
+    from cnnkit.train.checkpoint import load_weights
     from cnnkit.train.evaluate import full_report
-    from cnnkit.train.plan import recipe_of_run
     from cnnkit.train.runtime import pick_device
 
     check_split(split)
-    path = checkpoint_path(target)
-    checkpoint = load_checkpoint(path)
-    recipe = recipe_of_run(checkpoint["recipe"], f"{path}:recipe")
+    resolved = resolve(str(target), accept=TRAINED, with_recipe=False)
+    checkpoint, recipe = resolved.load_checkpoint()
+    path = resolved.checkpoint
+    assert path is not None  # load_checkpoint refuses a folder without one
     _check_input_shape(checkpoint, recipe.input_shape, path)
     data_config, train_config = _eval_sections(recipe, data, overrides)
     source, shown, chosen = _eval_split(checkpoint, recipe, data_config, data, split)
@@ -59,19 +60,6 @@ def eval_report(
     )
     head = {"checkpoint": str(path), "epoch": checkpoint["epoch"], "data": source, "split": shown}
     return {**head, **report}
-
-
-def checkpoint_path(target: str | Path) -> Path:
-    """The checkpoint a target names: a file as it is, a run folder's best.pt (else last.pt)."""
-    from cnnkit.errors import CheckpointError
-    from cnnkit.train import runs
-
-    path = Path(target)
-    if path.is_dir():
-        path = path / runs.BEST if (path / runs.BEST).is_file() else path / runs.LAST
-        if not path.is_file():
-            raise CheckpointError("no best.pt or last.pt in this folder", where=str(target))
-    return path
 
 
 def metrics_file(target: str | Path) -> Path:

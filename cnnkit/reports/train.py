@@ -63,13 +63,12 @@ def _resume(run_dir: Path, hooks: dict[str, Any]) -> dict[str, Any]:
     ``--overwrite`` is settled first (``runs.recover``) and no other run can change it."""
     import contextlib
 
-    from cnnkit.errors import CheckpointError
+    from cnnkit.targets import RUN, resolve
     from cnnkit.train import runs
     from cnnkit.train.experiment import train_run
     from cnnkit.train.plan import plan_of_run
 
-    if not run_dir.is_dir():  # before locking: the lock file goes in it
-        raise CheckpointError("not a run folder: no such folder", where=str(run_dir))
+    resolve(str(run_dir), accept={RUN}, with_recipe=False)  # a folder: the lock file goes in it
     main = is_main_rank()
     with runs.locked(run_dir) if main else contextlib.nullcontext():
         if main:
