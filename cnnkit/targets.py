@@ -33,13 +33,14 @@ EXTERNAL_INPUT = (3, 224, 224)  # torchvision/timm models have no input of their
 
 _EXTERNAL = re.compile(r"^(torchvision|timm):(\S+)$")
 _DIMS = re.compile(r"^\d+(x\d+)+$")
-_WHAT = {  # kind -> how an error message names it
+_GIVEN = {  # kind -> how an error message names what was given
     RECIPE: "a recipe file",
     BUILTIN: "a built-in recipe name",
-    EXTERNAL: "a torchvision:NAME / timm:NAME model",
-    RUN: "a run folder",
+    EXTERNAL: "a torchvision/timm model",
+    RUN: "a folder",
     CHECKPOINT: "a checkpoint file",
 }
+_TAKES = {**_GIVEN, EXTERNAL: "torchvision:NAME / timm:NAME", RUN: "a run folder"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Target:
                 raise InputError(
                     f"{self.spec}: a folder, but no recipe.yaml in it (is it a run folder?)"
                 )
-            raise InputError(f"{self.spec}: {_WHAT[self.kind]}, which holds no recipe file")
+            raise InputError(f"{self.spec}: {_GIVEN[self.kind]}, which holds no recipe file")
         return self.recipe
 
     def load_checkpoint(self) -> tuple[dict[str, Any], Recipe]:
@@ -110,7 +111,7 @@ def resolve(
         raise ValueError(f"unknown target kinds {sorted(unknown)}")
     kind = _kind(spec, accept)
     if kind not in accept:
-        raise InputError(f"{_WHAT[kind]}, but this command takes {_accepted(accept)}", where=spec)
+        raise InputError(f"{_GIVEN[kind]}, but this command takes {_accepted(accept)}", where=spec)
     if kind == EXTERNAL:
         return Target(kind, spec, _external(spec, overrides, input_text), None)
     if kind in RECIPES:
@@ -147,7 +148,7 @@ def _kind(spec: str, accept: Collection[str]) -> str:
 
 
 def _accepted(accept: Collection[str]) -> str:
-    names = [_WHAT[k] for k in (RECIPE, BUILTIN, EXTERNAL, RUN, CHECKPOINT) if k in accept]
+    names = [_TAKES[k] for k in (RECIPE, BUILTIN, EXTERNAL, RUN, CHECKPOINT) if k in accept]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 

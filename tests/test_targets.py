@@ -131,10 +131,10 @@ def test_an_unknown_name_keeps_the_recipe_loaders_message():
 @pytest.mark.parametrize(
     ("spec", "accept", "given", "takes"),
     [
-        ("torchvision:resnet18", RECIPES, "a torchvision:NAME / timm:NAME model",
+        ("torchvision:resnet18", RECIPES, "a torchvision/timm model",
          "a recipe file or a built-in recipe name"),
-        ("{run}", MODELS, "a run folder",
-         "a recipe file, a built-in recipe name or a torchvision:NAME / timm:NAME model"),
+        ("{run}", MODELS, "a folder",
+         "a recipe file, a built-in recipe name or torchvision:NAME / timm:NAME"),
         ("{pt}", RECIPES, "a checkpoint file", "a recipe file or a built-in recipe name"),
         ("lenet", TRAINED, "a built-in recipe name", "a run folder or a checkpoint file"),
         ("lenet", {"run"}, "a built-in recipe name", "a run folder"),
