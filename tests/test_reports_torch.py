@@ -123,12 +123,19 @@ def _fixed_clock(monkeypatch) -> None:
 def test_profile_json_is_the_report(tmp_path, monkeypatch):
     _fixed_clock(monkeypatch)
     path = tiny_recipe(tmp_path)
-    report = profile_report(load_recipe(path), batches=(2, 8), device="cpu", layers=True)
+    report = profile_report(str(path), batches=(2, 8), device="cpu", layers=True)
+    assert report == profile_report(load_recipe(path), batches=(2, 8), device="cpu", layers=True)
     assert report["batches"][1]["median_ms"] == pytest.approx(16.0)  # the fake clock is used
     assert report["layers"]["slowest"][0] == "fc"
     r = run_cli("profile", str(path), "--device", "cpu", "--batch", "2,8", "--layers", "--json")
     assert r.code == 0, r.err
     assert r.out == dumps(report) + "\n"
+
+
+def test_profile_report_of_a_run_folder_is_named_after_it(run, monkeypatch):
+    _fixed_clock(monkeypatch)
+    report = profile_report(str(run[0]), batches=(1,), device="cpu")
+    assert report["model"] == "run" and report["macs_per_sample"] == 1656
 
 
 def test_profile_report_refuses_what_it_cannot_time(tmp_path):
@@ -139,6 +146,11 @@ def test_profile_report_refuses_what_it_cannot_time(tmp_path):
         profile_report(recipe, device="cpu", compile=True, layers=True)
     with pytest.raises(InputError, match="--mode: expected one of infer, train"):
         profile_report(recipe, device="cpu", mode="fit")
+    with pytest.raises(ValueError, match="overrides apply to a target"):
+        profile_report(recipe, device="cpu", overrides=["input=[1, 9, 9]"])
+    (tmp_path / "x.pt").write_bytes(b"")
+    with pytest.raises(InputError, match="a checkpoint file, but this command takes"):
+        profile_report(str(tmp_path / "x.pt"), device="cpu")
 
 
 # eval ------------------------------------------------------------------------------------

@@ -56,17 +56,14 @@ def profile_command(
     """
     from cnnkit.parsing import parse_ints
     from cnnkit.reports.profile import check_options, profile_report
-    from cnnkit.targets import MODELS, RUN, resolve
 
     batches = parse_ints("--batch", batch, example="8 or 1,8,32")
     check_options(mode, dtype, warmup, iters, compile_, layers)
     if as_json and csv == "-":
         raise InputError("--json and --csv - both write to stdout; give --csv a file")
-    resolved = resolve(target, accept=MODELS | {RUN}, overrides=set_ or ())
-    recipe, name = resolved.require_recipe(), resolved.name
     settings = {"device": device, "mode": mode, "dtype": dtype, "channels_last": channels_last}
     times = {"compile": compile_, "warmup": warmup, "iters": iters, "layers": layers}
-    report = profile_report(recipe, name=name, batches=batches, **settings, **times)
+    report = profile_report(target, overrides=set_ or (), batches=batches, **settings, **times)
     _output(report, csv, as_json)
 
 

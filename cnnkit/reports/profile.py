@@ -41,8 +41,9 @@ def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def profile_report(
-    recipe: Recipe,
+    recipe: Recipe | str,
     *,
+    overrides: Sequence[str] = (),
     name: str | None = None,
     batches: Sequence[int] = (1, 8, 32),
     device: str = "auto",
@@ -54,13 +55,15 @@ def profile_report(
     iters: int = 10,
     layers: bool = False,
 ) -> dict[str, Any]:
-    """Time ``recipe``'s model end to end at every batch size (and per layer with ``layers``);
-    returns the document ``cnnkit profile --json`` prints. ``name`` defaults to the recipe's."""
+    """``cnnkit profile --json``'s document: ``recipe``'s model timed end to end at every batch
+    size (per layer too with ``layers``). ``recipe`` is a Recipe or a target ``cnnkit profile``
+    takes (file, built-in or torchvision name, run folder), loaded with ``overrides``."""
     import torch
 
     from cnnkit.measure.profiling import Settings, device_name, memory_of, resolve_device
 
     check_options(mode, dtype, warmup, iters, compile, layers)
+    recipe, name = _target(recipe, overrides, name)
     batches = tuple(batches)
     device = resolve_device(device)
     notes: list[str] = []
@@ -78,7 +81,7 @@ def profile_report(
         _layer_report(recipe, settings, rows[-1], vocab, per_node) if layers and rows else None
     )
     return {
-        "model": name or recipe.name,
+        "model": name,
         "input": list(recipe.input_shape),
         "device": device,
         "device_name": device_name(device),
@@ -95,6 +98,19 @@ def profile_report(
         "layers": layer_report,
         "notes": notes,
     }
+
+
+def _target(recipe: Recipe | str, overrides: Sequence[str], name: str | None) -> tuple[Recipe, str]:
+    """The recipe a target names (what ``cnnkit profile TARGET`` takes) and its name;
+    ``overrides`` apply to a target only (a Recipe is already loaded: refused, not ignored)."""
+    if not isinstance(recipe, str):
+        if overrides:
+            raise ValueError("overrides apply to a target name or path, not to a loaded Recipe")
+        return recipe, name or recipe.name
+    from cnnkit.targets import MODELS, RUN, resolve
+
+    target = resolve(recipe, accept=MODELS | {RUN}, overrides=overrides)
+    return target.require_recipe(), name or target.name
 
 
 def _factor(settings: Any) -> int:
