@@ -198,6 +198,20 @@ def test_eval_json_is_the_report(run):
     assert r.out == dumps(report) + "\n"
 
 
+def test_the_accuracy_gate_on_a_report(run):
+    from cnnkit.errors import BudgetExceeded, InputError
+    from cnnkit.reports.evaluate import check_accuracy, fraction
+
+    report = eval_report(run[0])
+    check_accuracy(report, report["accuracy"])  # at the gate passes
+    with pytest.raises(BudgetExceeded, match="is below --min-accuracy") as failed:
+        check_accuracy(report, fraction(100))
+    assert failed.value.exit_code == 1
+    assert fraction(97) == pytest.approx(0.97) and fraction(0.5) == 0.5
+    with pytest.raises(InputError, match="a fraction 0-1 or a percentage"):
+        fraction(101)
+
+
 def test_eval_report_refuses_a_recipe_name():
     from cnnkit.errors import InputError
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cnnkit.cli.output import print_table
-from cnnkit.errors import BudgetExceeded, InputError
+from cnnkit.errors import InputError
 
 
 def eval_command(
@@ -80,10 +80,16 @@ def _evaluate(
     as_json: bool,
 ) -> None:
     """Check the options, score the target, draw the curves if asked, render, then gate."""
-    from cnnkit.reports.evaluate import check_split, eval_report, metrics_file
+    from cnnkit.reports.evaluate import (
+        check_accuracy,
+        check_split,
+        eval_report,
+        fraction,
+        metrics_file,
+    )
 
     check_split(split)
-    gate = _fraction(min_accuracy) if min_accuracy is not None else None
+    gate = fraction(min_accuracy) if min_accuracy is not None else None
     metrics = metrics_file(target) if plot is not None else None  # fail before evaluating
     options = {"data": data, "split": split, "top_k": top_k, "device": device}
     report = eval_report(target, **options, overrides=tuple(set_ or ()))
@@ -92,7 +98,7 @@ def _evaluate(
         draw_curves(metrics, plot)
     _output(report, as_json, as_csv)
     if gate is not None:
-        _check_gate(report, gate)
+        check_accuracy(report, gate)
 
 
 def _output(report: dict[str, Any], as_json: bool, as_csv: bool) -> None:
@@ -109,25 +115,6 @@ def _output(report: dict[str, Any], as_json: bool, as_csv: bool) -> None:
 
             where = report["plot"]["path"]
             console().print(f"training curves -> {where}", markup=False, soft_wrap=True)
-
-
-def _check_gate(report: dict[str, Any], gate: float) -> None:
-    """``--min-accuracy``: a failed gate is exit 1, with what was scored on what."""
-    if report["task"] != "classify":
-        raise InputError("--min-accuracy applies to classification runs")
-    if report["accuracy"] < gate:
-        raise BudgetExceeded(
-            f"accuracy {report['accuracy']:.4f} is below --min-accuracy {gate:.4f} "
-            f"({report['checkpoint']} on {report['data']} {report['split']})"
-        )
-
-
-def _fraction(value: float) -> float:
-    if 1 < value <= 100:
-        return value / 100
-    if not 0 <= value <= 1:
-        raise InputError(f"--min-accuracy: expected a fraction 0-1 or a percentage, got {value}")
-    return value
 
 
 def _csv(report: dict[str, Any]) -> str:

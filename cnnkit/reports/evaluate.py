@@ -20,6 +20,29 @@ def check_split(split: str) -> None:
         raise InputError(f"--split: expected test, val or train, got {split!r}")
 
 
+def fraction(value: float) -> float:
+    """``--min-accuracy`` as a fraction: 0-1 as it is, 1-100 as a percentage."""
+    if 1 < value <= 100:
+        return value / 100
+    if not 0 <= value <= 1:
+        raise InputError(f"--min-accuracy: expected a fraction 0-1 or a percentage, got {value}")
+    return value
+
+
+def check_accuracy(report: dict[str, Any], minimum: float) -> None:
+    """The ``--min-accuracy`` gate on an ``eval_report``: below it is a failed gate (exit 1),
+    naming what was scored on what."""
+    from cnnkit.errors import BudgetExceeded
+
+    if report["task"] != "classify":
+        raise InputError("--min-accuracy applies to classification runs")
+    if report["accuracy"] < minimum:
+        raise BudgetExceeded(
+            f"accuracy {report['accuracy']:.4f} is below --min-accuracy {minimum:.4f} "
+            f"({report['checkpoint']} on {report['data']} {report['split']})"
+        )
+
+
 def eval_report(
     target: str | Path,
     *,
