@@ -238,7 +238,7 @@ def test_train_summary_is_the_run_folders_record(run):
 
 def test_resuming_a_finished_run_returns_its_summary_as_json_does(run):
     folder, document = run
-    again = train_summary(resume=folder)
+    again = train_summary(resume=str(folder))  # a str as well as a Path
     assert again == {**summary(folder), "run_dir": str(folder)}
     r = run_cli("train", "--resume", str(folder), "--json")
     assert r.code == 0, r.err

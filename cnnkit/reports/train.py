@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnkit.errors import InputError
+
+if TYPE_CHECKING:
+    from cnnkit.train.loop import Reporter
 
 RESUME_ALONE = "--resume continues a run exactly as it was: give no recipe, --set or --sweep"
 
@@ -20,12 +23,12 @@ def train_summary(
     recipe: str | Path | None = None,
     *,
     overrides: Sequence[str] = (),
-    out: Path | None = None,
-    runs_root: Path = Path("runs"),
+    out: str | Path | None = None,
+    runs_root: str | Path = Path("runs"),
     overwrite: bool = False,
-    resume: Path | None = None,
+    resume: str | Path | None = None,
     grad_stats: bool = False,
-    reporter: Any = None,
+    reporter: Reporter | None = None,
     on_start: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """Train a recipe (file or built-in name, with ``--set`` overrides) into a new run folder,
@@ -37,15 +40,16 @@ def train_summary(
     if resume is not None:
         if recipe is not None or overrides:
             raise InputError(RESUME_ALONE)
-        return _resume(resume, hooks)
+        return _resume(Path(resume), hooks)
     if recipe is None:
         raise InputError("give a RECIPE to train (or --resume RUN_DIR)")
+    out = None if out is None else Path(out)
     if out is not None and not overwrite:
         _refuse_to_replace(out)
     parsed = load_with_overrides(recipe, list(overrides))
     note = f"resolved by cnnkit train from {recipe}" + "".join(f" --set {o}" for o in overrides)
     plan = plan_from_recipe(parsed, note)
-    return train_run(plan, out=out, runs_root=runs_root, overwrite=overwrite, **hooks)
+    return train_run(plan, out=out, runs_root=Path(runs_root), overwrite=overwrite, **hooks)
 
 
 def _refuse_to_replace(out: Path) -> None:
@@ -87,7 +91,7 @@ def sweep_summary(
     sweep: Sequence[str],
     *,
     overrides: Sequence[str] = (),
-    runs_root: Path = Path("runs"),
+    runs_root: str | Path = Path("runs"),
     grad_stats: bool = False,
     train: Callable[..., dict[str, Any]] | None = None,
     on_diverged: Callable[[dict[str, str], Exception], None] | None = None,
@@ -111,7 +115,7 @@ def sweep_summary(
     rows = []
     for combo, plan in plans:
         try:
-            summary = (train or train_run)(plan, runs_root=runs_root, grad_stats=grad_stats)
+            summary = (train or train_run)(plan, runs_root=Path(runs_root), grad_stats=grad_stats)
         except Diverged as err:
             if on_diverged is not None:
                 on_diverged(combo, err)
