@@ -109,6 +109,8 @@ def resolve(
     unknown = set(accept) - ALL
     if unknown:
         raise ValueError(f"unknown target kinds {sorted(unknown)}")
+    if not spec.strip():  # as a Path, '' is '.': the current folder
+        raise InputError(f"an empty name; give {_accepted(accept)}")
     kind = _kind(spec, accept)
     if kind not in accept:
         raise InputError(f"{_GIVEN[kind]}, but this command takes {_accepted(accept)}", where=spec)

@@ -149,6 +149,12 @@ def test_a_kind_not_taken_is_one_line_naming_both(tmp_path, spec, accept, given,
     assert str(caught.value) == f"{spec}: {given}, but this command takes {takes}"
 
 
+@pytest.mark.parametrize("spec", ["", " "])
+def test_an_empty_name_is_not_the_current_folder(spec):
+    with pytest.raises(InputError, match="an empty name; give a run folder or a checkpoint"):
+        resolve(spec, accept=TRAINED)
+
+
 def test_unknown_kinds_in_accept_are_a_programming_error():
     with pytest.raises(ValueError, match="unknown target kinds"):
         resolve("lenet", accept={"recipes"})
