@@ -254,7 +254,7 @@ def test_eval_on_another_folder_maps_classes_by_name(tmp_path):
 def test_sweep_values_split_at_top_level_commas(text, values):
     import yaml
 
-    from cnnkit.cli.train import split_values
+    from cnnkit.train.sweep import split_values
 
     assert [yaml.safe_load(v) for v in split_values(text)] == values
 

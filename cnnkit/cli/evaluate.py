@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cnnkit.cli.output import print_table
-from cnnkit.errors import BudgetExceeded, InputError
 from cnnkit.plots import needs_matplotlib
 
 
@@ -72,14 +70,47 @@ def eval_command(
     A run folder is evaluated with its best.pt (last.pt if there is none) on the same test
     split cnnkit train used, normalised with the training statistics stored in the checkpoint.
     """
-    if split not in ("test", "val", "train"):
-        raise InputError(f"--split: expected test, val or train, got {split!r}")
-    gate = _fraction(min_accuracy) if min_accuracy is not None else None
-    metrics = _metrics_file(target) if plot is not None else None  # fail before evaluating
-    report = evaluate_target(target, data, split, top_k, device, tuple(set_ or ()))
+    _evaluate(
+        target, data, split, set_, top_k, device, min_accuracy, as_csv, plot, log_loss, as_json
+    )
+
+
+def _evaluate(
+    target: str,
+    data: str | None,
+    split: str,
+    set_: list[str] | None,
+    top_k: int,
+    device: str | None,
+    min_accuracy: float | None,
+    as_csv: bool,
+    plot: Path | None,
+    log_loss: bool,
+    as_json: bool,
+) -> None:
+    """Check the options, score the target, draw the curves if asked, render, then gate."""
+    from cnnkit.reports.evaluate import (
+        check_accuracy,
+        check_split,
+        eval_report,
+        fraction,
+        metrics_file,
+    )
+
+    check_split(split)
+    gate = fraction(min_accuracy) if min_accuracy is not None else None
+    metrics = metrics_file(target) if plot is not None else None  # fail before evaluating
+    options = {"data": data, "split": split, "top_k": top_k, "device": device}
+    report = eval_report(target, **options, overrides=tuple(set_ or ()))
     if plot is not None and metrics is not None:
         report["plot"] = {"path": str(plot), "metrics": str(metrics)}
         draw_curves(metrics, plot, log_loss=log_loss)
+    _output(report, as_json, as_csv)
+    if gate is not None:
+        check_accuracy(report, gate)
+
+
+def _output(report: dict[str, Any], as_json: bool, as_csv: bool) -> None:
     if as_json:
         from cnnkit.cli.output import emit_json
 
@@ -91,152 +122,8 @@ def eval_command(
         if "plot" in report:
             from cnnkit.cli.output import console
 
-            console().print(f"training curves -> {plot}", markup=False, soft_wrap=True)
-    if gate is not None:
-        if report["task"] != "classify":
-            raise InputError("--min-accuracy applies to classification runs")
-        if report["accuracy"] < gate:
-            raise BudgetExceeded(
-                f"accuracy {report['accuracy']:.4f} is below --min-accuracy {gate:.4f} "
-                f"({report['checkpoint']} on {report['data']} {report['split']})"
-            )
-
-
-def _fraction(value: float) -> float:
-    if 1 < value <= 100:
-        return value / 100
-    if not 0 <= value <= 1:
-        raise InputError(f"--min-accuracy: expected a fraction 0-1 or a percentage, got {value}")
-    return value
-
-
-def _data_option(spec: str) -> tuple[str, str | None]:
-    """``npz:FILE`` -> ("npz", FILE); ``torchvision:MNIST:DIR`` -> ("torchvision:MNIST", DIR)."""
-    parts = spec.split(":")
-    if parts[0] == "torchvision":
-        if len(parts) < 2 or not parts[1]:
-            raise InputError(f"--data {spec}: expected torchvision:NAME:DIR")
-        return f"torchvision:{parts[1]}", ":".join(parts[2:]) or None
-    return parts[0], ":".join(parts[1:]) or None
-
-
-def evaluate_target(
-    target: str,
-    data_spec: str | None,
-    split: str,
-    top_k: int,
-    device_name: str | None,
-    overrides: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Load the checkpoint, rebuild its model and data, and compute the full report."""
-    from cnnkit.errors import CheckpointError, DataError
-    from cnnkit.model.build import build
-    from cnnkit.train import runs
-    from cnnkit.train.checkpoint import load_checkpoint, load_weights
-    from cnnkit.train.data import load_data
-    from cnnkit.train.evaluate import full_report
-    from cnnkit.train.plan import recipe_of_run
-    from cnnkit.train.runtime import pick_device
-
-    path = Path(target)
-    if path.is_dir():
-        path = path / runs.BEST if (path / runs.BEST).is_file() else path / runs.LAST
-        if not path.is_file():
-            raise CheckpointError("no best.pt or last.pt in this folder", where=target)
-    checkpoint = load_checkpoint(path)
-    recipe = recipe_of_run(checkpoint["recipe"], f"{path}:recipe")
-    _check_input_shape(checkpoint, recipe.input_shape, path)
-    data_config, train_config = _eval_sections(recipe, data_spec, overrides)
-    data_config = dataclasses.replace(data_config, augment=())
-    stats = (tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
-    bundle = load_data(data_config, tuple(recipe.input_shape), stats=stats)
-    chosen, shown = getattr(bundle, split), split
-    if data_spec is not None and bundle.val is None and bundle.test is None and split != "val":
-        chosen, shown = bundle.train, "all"  # other data without splits: score all of it
-    if chosen is None or len(chosen) == 0:
-        raise DataError(f"the data has no {split} split", where=bundle.source)
-    classes = tuple(checkpoint["classes"])
-    if checkpoint["task"] == "classify" and bundle.classes != classes[: len(bundle.classes)]:
-        chosen = _by_name(chosen, bundle.classes, classes, bundle.source)
-    if checkpoint["task"] == "classify" and int(chosen.y.max()) >= len(classes):
-        raise DataError(
-            f"labels go up to {int(chosen.y.max())} but the model knows {len(classes)} classes",
-            where=bundle.source,
-        )
-    model = build(recipe)
-    load_weights(model, checkpoint["model"], str(path))
-    option = "--device" if device_name else "train.device"
-    device = pick_device(device_name or train_config.device, option=option)
-    report = full_report(
-        model.to(device),
-        chosen.to(device),
-        checkpoint["task"],
-        classes,
-        train_config.eval_batch_size,
-        top_k,
-    )
-    return {
-        "checkpoint": str(path),
-        "epoch": checkpoint["epoch"],
-        "data": bundle.source,
-        "split": shown,
-        **report,
-    }
-
-
-def _check_input_shape(checkpoint: dict[str, Any], shape: tuple[int, ...], path: Path) -> None:
-    """The input size is stored twice (the recipe's ``input`` and ``input_shape``); a file
-    where they differ was not written by cnnkit as it stands, and the data would be resized
-    to a size the model was never built for."""
-    from cnnkit.errors import CheckpointError
-
-    stored = tuple(checkpoint.get("input_shape", shape))
-    if stored != tuple(shape):
-        raise CheckpointError(
-            f"input_shape {list(stored)} differs from its recipe's input {list(shape)}",
-            where=str(path),
-        )
-
-
-def _eval_sections(recipe: Any, data_spec: str | None, overrides: tuple[str, ...]) -> tuple:
-    """The run's data and train sections, with ``--data`` (another source, nothing held out
-    unless the source defines its own splits) and then ``--set data.KEY=VALUE`` applied."""
-    from cnnkit.recipe import apply_overrides
-    from cnnkit.train.config import NoLocation, parse_data, to_plain
-    from cnnkit.train.plan import sections
-
-    data_config, train_config = sections(recipe)
-    for text in overrides:
-        if not text.strip().startswith("data."):
-            raise InputError(
-                f"--set {text}: eval takes data.KEY=VALUE overrides only "
-                "(the model and its training come from the checkpoint)"
-            )
-    if data_spec is not None:
-        name, data_path = _data_option(data_spec)
-        raw = {**to_plain(data_config), "name": name, "path": data_path, "val": 0.0, "test": 0.0}
-        raw.update(augment=[], limit=None, stratify=False)
-        data_config = parse_data(raw, NoLocation(f"--data {data_spec}"))
-    if overrides:
-        plain = {**recipe.raw, "data": to_plain(data_config)}
-        recipe = apply_overrides(dataclasses.replace(recipe, raw=plain), list(overrides))
-        data_config = sections(recipe)[0]
-    return data_config, train_config
-
-
-def _by_name(split: Any, names: tuple[str, ...], known: tuple[str, ...], where: str) -> Any:
-    """Relabel other data by class name: its folder or label names index its own sorted list,
-    the model's output ``i`` means ``known[i]``."""
-    from cnnkit.errors import DataError
-    from cnnkit.train.data import Split
-
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise DataError(
-            f"classes {unknown[:5]} are not among the model's {len(known)} classes", where=where
-        )
-    index = split.y.new_tensor([known.index(n) for n in names])
-    return Split(split.x, index[split.y])
+            where = report["plot"]["path"]
+            console().print(f"training curves -> {where}", markup=False, soft_wrap=True)
 
 
 def _csv(report: dict[str, Any]) -> str:
@@ -308,20 +195,6 @@ def regression_line(report: dict[str, Any]) -> str:
             f"variance_weighted {report['r2_variance_weighted']:.4f})"
         )
     return line
-
-
-def _metrics_file(target: str) -> Path:
-    """The run's ``metrics.csv``: in the run folder, or next to the checkpoint."""
-    from cnnkit.errors import CheckpointError
-    from cnnkit.train import runs
-
-    path = Path(target)
-    folder = path if path.is_dir() else path.parent
-    if not (folder / runs.METRICS).is_file():
-        raise CheckpointError(
-            "--plot needs the run's metrics.csv, which is not here", where=str(folder)
-        )
-    return folder / runs.METRICS
 
 
 def draw_curves(metrics: Path, path: Path, log_loss: bool = False) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,29 +72,35 @@ def train_command(
     best.pt. Under torchrun (torchrun --nproc-per-node N -m cnnkit train RECIPE) it trains
     with DDP and rank 0 alone writes.
     """
-    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
+    _train(recipe, set_, out_, overwrite, runs_root, resume_, sweep, grad_stats, as_csv, as_json)
+
+
+def _train(
+    recipe: str | None,
+    set_: list[str] | None,
+    out_: str | None,
+    overwrite: bool,
+    runs_root: Path,
+    resume_: str | None,
+    sweep: list[str] | None,
+    grad_stats: bool,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """One run (new or resumed) with its table or JSON, or a sweep with its comparison."""
+    from cnnkit.reports.train import RESUME_ALONE, train_summary
 
     overrides = list(set_ or [])
     out, resume = _folder("--out", out_), _folder("--resume", resume_)
-    if resume is not None:
-        if recipe is not None or overrides or sweep:
-            raise InputError(
-                "--resume continues a run exactly as it was: give no recipe, --set or --sweep"
-            )
-        _resume(resume, grad_stats, as_json)
-        return
-    if recipe is None:
-        raise InputError("give a RECIPE to train (or --resume RUN_DIR)")
-    if sweep:
+    if resume is not None and (recipe is not None or overrides or sweep):
+        raise InputError(RESUME_ALONE)
+    if sweep and recipe is not None:
         _sweep(recipe, overrides, sweep, runs_root, grad_stats, as_csv, as_json)
         return
-    if out is not None and not overwrite:
-        _refuse_to_replace(out)
-    parsed = load_with_overrides(recipe, overrides)
-    note = f"resolved by cnnkit train from {recipe}" + "".join(f" --set {o}" for o in overrides)
-    plan = plan_from_recipe(parsed, note)
-    place: dict[str, Any] = {"out": out, "runs_root": runs_root, "overwrite": overwrite}
-    _run(plan, grad_stats=grad_stats, as_json=as_json, **place)
+    place = {"out": out, "runs_root": runs_root, "overwrite": overwrite, "resume": resume}
+    _run(
+        train_summary, recipe, overrides=overrides, grad_stats=grad_stats, as_json=as_json, **place
+    )
 
 
 def _folder(option: str, value: str | None) -> Path | None:
@@ -107,87 +111,22 @@ def _folder(option: str, value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _refuse_to_replace(out: Path) -> None:
-    """A run's checkpoints and metrics are the user's work: --out never replaces them unasked.
-    Checked early to fail before loading data; ``train_run`` checks again under the lock."""
-    from cnnkit.train import runs
-
-    if out.is_dir():
-        runs.check_free(out)
-
-
-def _resume(run_dir: Path, grad_stats: bool, as_json: bool) -> None:
-    """Continue from ``last.pt``; without one (killed before its first checkpoint) start the
-    run again from its ``recipe.yaml``. The folder is locked before it is read, so a half-done
-    ``--overwrite`` is settled first (``runs.recover``) and no other run can change it."""
-    import contextlib
-
-    from cnnkit.errors import CheckpointError
-    from cnnkit.train import runs
-
-    if not run_dir.is_dir():  # before locking: the lock file goes in it
-        raise CheckpointError("not a run folder: no such folder", where=str(run_dir))
-    main = _is_main_rank()
-    with runs.locked(run_dir) if main else contextlib.nullcontext():
-        if main:
-            runs.recover(run_dir)
-        runs.check_restartable(run_dir)
-        plan = _plan_of_run(run_dir)
-        _run(plan, resume_dir=run_dir, grad_stats=grad_stats, as_json=as_json)
-
-
-def _plan_of_run(run_dir: Path) -> Any:
-    """The plan a run folder was started with: from ``last.pt``, else its ``recipe.yaml``."""
-    from cnnkit.errors import CheckpointError
-    from cnnkit.train import runs
-    from cnnkit.train.checkpoint import load_checkpoint
-    from cnnkit.train.plan import plan_from_recipe, recipe_of_run
-
-    if (run_dir / runs.LAST).is_file():
-        checkpoint = load_checkpoint(run_dir / runs.LAST)
-        text, name = checkpoint["recipe"], checkpoint["name"]
-    else:
-        from cnnkit.recipe.limits import MAX_FILE_BYTES
-
-        path = run_dir / runs.RECIPE
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:  # read_yaml bounds it too, after reading
-                raise OSError(f"larger than {MAX_FILE_BYTES:,} bytes, the limit for a recipe")
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"cannot read the run's recipe: {err}", where=str(path)) from None
-        name = runs.name_of(text, run_dir)
-    recipe = recipe_of_run(text, str(run_dir / runs.RECIPE))
-    plan = plan_from_recipe(recipe, "", name=name)
-    return dataclasses.replace(plan, recipe_text=text)  # byte-identical to the run's own
-
-
-def _is_main_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
 def _run(
-    plan: Any, *, as_json: bool, grad_stats: bool, quiet: bool = False, **where: Any
+    train: Callable[..., dict[str, Any]], *args: Any, as_json: bool, quiet: bool = False, **kw: Any
 ) -> dict[str, Any]:
-    """Train with progress on stderr, then the JSON summary or the final table on stdout;
-    ``quiet`` (sweeps printing one table) shows neither."""
+    """``train(*args, **kw)`` with progress on stderr, then the JSON summary or the final table
+    on stdout; ``quiet`` (sweeps printing one table) shows neither."""
     from cnnkit.cli.output import emit_json
-    from cnnkit.train.experiment import train_run
+    from cnnkit.reports.train import is_main_rank
 
-    show = _is_main_rank() and not as_json and not quiet
+    show = is_main_rank() and not as_json and not quiet
     reporter = _reporter() if show else None
     try:
-        summary = train_run(
-            plan,
-            reporter=reporter,
-            grad_stats=grad_stats,
-            on_start=_announce if show else None,
-            **where,
-        )
+        summary = train(*args, reporter=reporter, on_start=_announce if show else None, **kw)
     finally:
         if reporter is not None:
             reporter.close()
-    if not _is_main_rank() or quiet:
+    if not is_main_rank() or quiet:
         return summary
     if as_json:
         emit_json(summary)
@@ -357,49 +296,6 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         out.print(line, markup=False)
 
 
-_OPEN, _CLOSE = "[{", "]}"
-
-
-def split_values(text: str) -> list[str]:
-    """``0.1,0.01`` -> two values; commas inside ``[...]``, ``{...}`` or quotes do not split,
-    so ``[0.9,0.99],[0.8,0.9]`` is two YAML lists. Raises ValueError when brackets or quotes
-    do not match."""
-    values, depth, quote, current = [], [], "", ""
-    for char in text:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"" and current.rstrip()[-1:] in ("", *_OPEN, ",", ":"):
-            quote = char  # a YAML quoted scalar starts a value; "it's" is plain text
-        elif char in _OPEN:
-            depth.append(_CLOSE[_OPEN.index(char)])
-        elif char in _CLOSE:
-            if not depth or depth.pop() != char:
-                raise ValueError(f"unmatched {char!r}")
-        elif char == "," and not depth:
-            values.append(current)
-            current = ""
-            continue
-        current += char
-    if quote or depth:
-        raise ValueError(f"unclosed {quote or _OPEN[_CLOSE.index(depth[-1])]!r}")
-    return [v.strip() for v in [*values, current] if v.strip()]
-
-
-def _parse_sweep(items: list[str]) -> list[tuple[str, list[str]]]:
-    axes = []
-    example = "e.g. train.lr=0.1,0.01 or train.betas=[0.9,0.99],[0.8,0.9]"
-    for item in items:
-        key, sep, values = item.partition("=")
-        try:
-            choices = split_values(values)
-        except ValueError as err:
-            raise InputError(f"--sweep {item}: {err}; {example}") from None
-        if not sep or not key.strip() or not choices:
-            raise InputError(f"--sweep {item}: expected KEY.PATH=V1,V2,... {example}")
-        axes.append((key.strip(), choices))
-    return axes
-
-
 def _sweep(
     recipe: str,
     overrides: list[str],
@@ -409,90 +305,48 @@ def _sweep(
     as_csv: bool,
     as_json: bool,
 ) -> None:
-    """Every combination of the swept values as its own run, then one comparison table; a
-    combination that diverges is a row with status ``diverged`` and the sweep goes on."""
-    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
+    """Every combination as its own run (each with its progress and table unless the sweep
+    prints JSON or CSV), then one comparison table on the main rank."""
+    import functools
 
-    axes = _parse_sweep(items)
-    combos = [
-        dict(zip([k for k, _ in axes], values))
-        for values in itertools.product(*(v for _, v in axes))
-    ]
-    plans = []  # validate every combination before training any
-    for combo in combos:
-        sets = overrides + [f"{k}={v}" for k, v in combo.items()]
-        note = f"resolved by cnnkit train --sweep from {recipe}" + "".join(
-            f" --set {s}" for s in sets
-        )
-        plans.append((combo, plan_from_recipe(load_with_overrides(recipe, sets), note)))
+    from cnnkit.reports.train import is_main_rank, sweep_summary
+    from cnnkit.train.experiment import train_run
+
     quiet = as_json or as_csv
-    rows = [_sweep_one(combo, plan, runs_root, grad_stats, quiet) for combo, plan in plans]
-    if _is_main_rank():
-        _sweep_table(rows, as_csv, as_json)
+    document = sweep_summary(
+        recipe,
+        items,
+        overrides=overrides,
+        runs_root=runs_root,
+        grad_stats=grad_stats,
+        train=functools.partial(_run, train_run, as_json=False, quiet=quiet),
+        on_diverged=_diverged,
+    )
+    if is_main_rank():
+        _sweep_table(document, as_csv, as_json)
 
 
-def _sweep_one(
-    combo: dict[str, str], plan: Any, runs_root: Path, grad_stats: bool, quiet: bool
-) -> dict[str, Any]:
-    """Train one combination; divergence becomes its row (with the error), not the end."""
-    from cnnkit.train.loop import Diverged
+def _diverged(combo: dict[str, str], err: Exception) -> None:
+    from cnnkit.reports.train import is_main_rank
 
-    try:
-        summary = _run(plan, runs_root=runs_root, grad_stats=grad_stats, as_json=False, quiet=quiet)
-    except Diverged as err:
-        if _is_main_rank():
-            from cnnkit.cli.output import console
+    if is_main_rank():
+        from cnnkit.cli.output import console
 
-            where = " ".join(f"{k}={v}" for k, v in combo.items())
-            console(stderr=True).print(f"{where}: diverged: {err}", markup=False)
-        summary = err.summary or {"status": "diverged", "error": str(err)}
-    return _sweep_row(combo, summary)
+        where = " ".join(f"{k}={v}" for k, v in combo.items())
+        console(stderr=True).print(f"{where}: diverged: {err}", markup=False)
 
 
-def _sweep_table(rows: list[dict[str, Any]], as_csv: bool, as_json: bool) -> None:
+def _sweep_table(document: dict[str, Any], as_csv: bool, as_json: bool) -> None:
     import pandas as pd
 
     from cnnkit.cli.output import emit_json
 
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(document["runs"])
     if as_json:
-        emit_json({"runs": rows})
+        emit_json(document)
     elif as_csv:
         typer.echo(table.to_csv(index=False), nl=False)
     else:
         from cnnkit.cli.output import console
 
         console().print(table.to_string(index=False), markup=False)
-
-
-def _sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
-    final, test = summary.get("final", {}), summary.get("test") or {}
-    grads = summary.get("grad_stats") or {}
-    best = summary.get("best") or {}
-    row: dict[str, Any] = dict(combo)
-    row.update(
-        {
-            "status": summary["status"],
-            "epochs": summary.get("epochs"),
-            f"best_{best.get('metric') or 'value'}": best.get("value"),
-            "best_epoch": best.get("epoch"),
-            "final_train_loss": final.get("train_loss"),
-            "final_val_loss": final.get("val_loss"),
-            "final_val_accuracy": final.get("val_accuracy"),
-            "test_accuracy": test.get("accuracy"),
-            "test_mse": test.get("mse"),
-            "grad_first": _sig(grads.get("first", {}).get("grad_norm")),
-            "grad_last": _sig(grads.get("last", {}).get("grad_norm")),
-            "grad_ratio": _sig(grads.get("ratio")),
-            "time_s": round(summary["time_s"], 2) if "time_s" in summary else None,
-            "params": summary.get("params"),
-            "run_dir": summary.get("run_dir"),
-            "error": summary.get("error"),
-        }
-    )
-    return {k: v for k, v in row.items() if v is not None}
-
-
-def _sig(value: float | None) -> float | None:
-    """Three significant digits: gradient norms span orders of magnitude, so round relatively."""
-    return None if value is None else float(f"{value:.3g}")

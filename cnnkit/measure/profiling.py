@@ -75,6 +75,48 @@ class LayerTime:
         return self.forward + (self.backward or 0.0)
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` is CUDA when there is one, else the CPU; an explicit device must exist here."""
+    from cnnkit.errors import InputError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: CUDA is not available on this machine")
+        return device
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("--device mps: MPS is not available on this machine")
+        return device
+    if device != "cpu":
+        raise InputError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return device
+
+
+def memory_of(device: str) -> int | None:
+    """Bytes of memory the device has in all (host RAM for the CPU); None when unknown."""
+    import os
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def device_name(device: str) -> str:
+    """What the device is, for the report's title: the GPU's name, or the CPU and its threads."""
+    import platform
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    if device == "mps":
+        return "Apple MPS"
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
 def is_cuda(device: str) -> bool:
     return device.startswith("cuda")
 
@@ -235,6 +277,82 @@ def _no_inplace(model: nn.Module) -> Iterator[None]:
             m.inplace = True  # type: ignore[assignment]
 
 
+_END_OF_BACKWARD = "__backward_end__"
+
+
+class _LayerMarks:
+    """The hooks' clock marks for one iteration, and the per-layer samples kept from them."""
+
+    def __init__(self, leaves: list[tuple[str, nn.Module]], timer: _Timer) -> None:
+        self.timer = timer
+        self.marks: dict[str, dict[str, object]] = {name: {} for name, _ in leaves}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.needs_input_grad: dict[str, bool] = {}
+        self.samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n, _ in leaves}
+
+    def hook(self, name: str, key: str) -> Callable[..., None]:
+        def record(module: nn.Module, *args: object) -> None:
+            self.marks[name][key] = self.timer.mark()
+            if key == "fwd_start":
+                inputs = args[0] if isinstance(args[0], tuple) else (args[0],)
+                self.needs_input_grad[name] = any(
+                    isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
+                )
+            elif key == "fwd_end":
+                out = args[-1]
+                if isinstance(out, torch.Tensor):
+                    self.shapes[name] = tuple(out.shape[1:])
+
+        return record
+
+    def attach(self, leaves: list[tuple[str, nn.Module]], train: bool) -> list[object]:
+        """Forward (and in train mode backward) start and end hooks on every leaf."""
+        handles = []
+        for name, module in leaves:
+            handles.append(module.register_forward_pre_hook(self.hook(name, "fwd_start")))
+            handles.append(module.register_forward_hook(self.hook(name, "fwd_end")))
+            if train:
+                handles.append(module.register_full_backward_pre_hook(self.hook(name, "bwd_start")))
+                handles.append(module.register_full_backward_hook(self.hook(name, "bwd_end")))
+        return handles
+
+    def mark_end_of_backward(self, *_: object) -> None:
+        self.marks.setdefault(_END_OF_BACKWARD, {})["t"] = self.timer.mark()
+
+    def clear(self) -> None:
+        for m in self.marks.values():
+            m.clear()
+
+    def keep(self) -> None:
+        """Turn this iteration's marks into one forward (and backward) sample per layer."""
+        for name, m in self.marks.items():
+            if name == _END_OF_BACKWARD:
+                continue
+            if "fwd_start" in m and "fwd_end" in m:
+                self.samples[name][0].append(self.timer.elapsed(m["fwd_start"], m["fwd_end"]))
+            if "bwd_start" in m and "bwd_end" in m:
+                end = m["bwd_end"]
+                if not self.needs_input_grad.get(name, True):
+                    end = self.marks[_END_OF_BACKWARD]["t"]
+                self.samples[name][1].append(self.timer.elapsed(m["bwd_start"], end))
+
+    def times(self, leaves: list[tuple[str, nn.Module]], train: bool) -> list[LayerTime]:
+        """Medians per layer; a layer defined but never called is left out."""
+        result = []
+        for name, module in leaves:
+            fwd, bwd = self.samples[name]
+            if not fwd:
+                continue
+            backward = statistics.median(bwd) if bwd else (0.0 if train else None)
+            shape = self.shapes.get(name, ())
+            result.append(
+                LayerTime(
+                    name, type(module).__name__, shape, statistics.median(fwd), backward, fwd, bwd
+                )
+            )
+        return result
+
+
 def per_layer(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -249,83 +367,26 @@ def per_layer(
     """
     if settings.compile:
         raise ValueError("per-layer timing needs an eager model (drop --compile)")
-    timer = _Timer(settings.device)
     train = settings.mode == "train"
     leaves = list(_leaves(model))
-    marks: dict[str, dict[str, object]] = {name: {} for name, _ in leaves}
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-
-    needs_input_grad: dict[str, bool] = {}
-
-    def hook(name: str, key: str) -> Callable[..., None]:
-        def record(module: nn.Module, *args: object) -> None:
-            marks[name][key] = timer.mark()
-            if key == "fwd_start":
-                inputs = args[0] if isinstance(args[0], tuple) else (args[0],)
-                needs_input_grad[name] = any(
-                    isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
-                )
-            elif key == "fwd_end":
-                out = args[-1]
-                if isinstance(out, torch.Tensor):
-                    shapes[name] = tuple(out.shape[1:])
-
-        return record
-
-    for name, module in leaves:
-        handles.append(module.register_forward_pre_hook(hook(name, "fwd_start")))
-        handles.append(module.register_forward_hook(hook(name, "fwd_end")))
-        if train:
-            handles.append(module.register_full_backward_pre_hook(hook(name, "bwd_start")))
-            handles.append(module.register_full_backward_hook(hook(name, "bwd_end")))
-    samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n, _ in leaves}
+    marks = _LayerMarks(leaves, _Timer(settings.device))
+    handles = marks.attach(leaves, train)
     step, optimizer = step_function(model, settings)
-    end_of_backward = "__backward_end__"
     if optimizer is not None:
         # Mark the end of backward: a module none of whose inputs needs a gradient (the
         # first layer) fires its backward hook early, so its backward ends here instead.
-        optimizer.register_step_pre_hook(
-            lambda *_: marks.setdefault(end_of_backward, {}).__setitem__("t", timer.mark())
-        )
+        optimizer.register_step_pre_hook(marks.mark_end_of_backward)
     try:
         with _no_inplace(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             inputs = [random_batch(input_shape, batch, settings, integer_high) for _ in range(2)]
             for i in range(settings.warmup + settings.iters):
-                for m in marks.values():
-                    m.clear()
+                marks.clear()
                 step(inputs[i % 2])
                 synchronize(settings.device)
-                if i < settings.warmup:
-                    continue
-                for name, m in marks.items():
-                    if name == end_of_backward:
-                        continue
-                    if "fwd_start" in m and "fwd_end" in m:
-                        samples[name][0].append(timer.elapsed(m["fwd_start"], m["fwd_end"]))
-                    if "bwd_start" in m and "bwd_end" in m:
-                        end = m["bwd_end"]
-                        if not needs_input_grad.get(name, True):
-                            end = marks[end_of_backward]["t"]
-                        samples[name][1].append(timer.elapsed(m["bwd_start"], end))
+                if i >= settings.warmup:
+                    marks.keep()
     finally:
         for h in handles:
-            h.remove()
-    result = []
-    for name, module in leaves:
-        fwd, bwd = samples[name]
-        if not fwd:
-            continue  # defined but never called
-        result.append(
-            LayerTime(
-                name,
-                type(module).__name__,
-                shapes.get(name, ()),
-                statistics.median(fwd),
-                statistics.median(bwd) if bwd else (0.0 if train else None),
-                fwd,
-                bwd,
-            )
-        )
-    return result
+            h.remove()  # type: ignore[attr-defined]
+    return marks.times(leaves, train)

@@ -20,6 +20,7 @@ _LAZY = {
     "profile_report": "cnnkit.reports.profile",
     "eval_report": "cnnkit.reports.evaluate",
     "train_summary": "cnnkit.reports.train",
+    "sweep_summary": "cnnkit.reports.train",
 }
 
 __all__ = sorted(_LAZY)

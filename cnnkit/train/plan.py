@@ -122,3 +122,29 @@ def _cuda_memory(device: str) -> Any:
 def recipe_of_run(text: str, where: str) -> Recipe:
     """Read back a resolved recipe stored in a run folder or a checkpoint."""
     return recipe_from_text(text, where)
+
+
+def plan_of_run(run_dir: Path) -> Plan:
+    """The plan a run folder was started with: from ``last.pt``, else its ``recipe.yaml``
+    (a run stopped before its first checkpoint), with the run's own recipe text byte for byte."""
+    from cnnkit.errors import CheckpointError
+    from cnnkit.train import runs
+    from cnnkit.train.checkpoint import load_checkpoint
+
+    if (run_dir / runs.LAST).is_file():
+        checkpoint = load_checkpoint(run_dir / runs.LAST)
+        text, name = checkpoint["recipe"], checkpoint["name"]
+    else:
+        from cnnkit.recipe.limits import MAX_FILE_BYTES
+
+        path = run_dir / runs.RECIPE
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:  # read_yaml bounds it too, after reading
+                raise OSError(f"larger than {MAX_FILE_BYTES:,} bytes, the limit for a recipe")
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"cannot read the run's recipe: {err}", where=str(path)) from None
+        name = runs.name_of(text, run_dir)
+    recipe = recipe_of_run(text, str(run_dir / runs.RECIPE))
+    plan = plan_from_recipe(recipe, "", name=name)
+    return dataclasses.replace(plan, recipe_text=text)
