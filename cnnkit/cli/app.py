@@ -274,8 +274,42 @@ def one_line(text: str) -> str:
     )
 
 
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
+
+
+def _reader_left() -> None:
+    """``cnnkit ... | head``: the reader left. Stop at once and quietly: no traceback, no
+    "Exception ignored" when Python flushes stdout at exit, and exit code 141, as a program
+    killed by SIGPIPE (not 1, which means a failed gate)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit goes nowhere, silently
+    except (OSError, ValueError):  # stdout has no file descriptor (captured in a test)
+        pass
+    os._exit(PIPE_CLOSED)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; map errors to one stderr line and an exit code."""
+    """Run the CLI; map errors to one stderr line and an exit code (141 if the reader of
+    stdout left)."""
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        _reader_left()
+    except SystemExit:
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":  # click made a closed pipe exit 1
+            _reader_left()
+        raise
+    finally:
+        try:  # the last output is still buffered: write it now, while a closed pipe is ours
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_left()
+        except (OSError, ValueError):
+            pass
+
+
+def _main(argv: list[str] | None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_wanted(args)
     try:
@@ -292,9 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except BrokenPipeError:  # `cnnkit ... | head`: the reader left; stop quietly, as on SIGPIPE
-        sys.stderr.close()
-        os._exit(141)
+    except BrokenPipeError:  # `cnnkit ... | head`: the reader left; main stops quietly
+        raise
     except OSError as err:  # a folder that does not exist, no permission, a full disk
         if debug:
             raise
