@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from cnnkit import __version__
 from cnnkit.errors import CnnkitError
@@ -60,7 +61,7 @@ docs/reference/commands.md.
 
 
 @dataclass(frozen=True)
-class Command:
+class CommandSpec:
     """A sub-command, imported only when it runs (or for the overview: ``cnnkit --help``)."""
 
     module: str
@@ -69,8 +70,8 @@ class Command:
     no_args_is_help: bool = False
 
 
-COMMANDS: dict[str, Command] = {
-    "conv": Command(
+COMMANDS: dict[str, CommandSpec] = {
+    "conv": CommandSpec(
         "cnnkit.cli.conv",
         "conv_command",
         (
@@ -80,7 +81,7 @@ COMMANDS: dict[str, Command] = {
         ),
         no_args_is_help=True,
     ),
-    "recipes": Command(
+    "recipes": CommandSpec(
         "cnnkit.cli.recipes",
         "recipes_command",
         (
@@ -90,7 +91,7 @@ COMMANDS: dict[str, Command] = {
             "cnnkit recipes resnet18 --set model.layers[0].conv.out=32",
         ),
     ),
-    "rf": Command(
+    "rf": CommandSpec(
         "cnnkit.cli.rf",
         "rf_command",
         (
@@ -100,7 +101,7 @@ COMMANDS: dict[str, Command] = {
             "cnnkit rf resnet18 --erf erf.png",
         ),
     ),
-    "params": Command(
+    "params": CommandSpec(
         "cnnkit.cli.params",
         "params_command",
         (
@@ -114,7 +115,7 @@ COMMANDS: dict[str, Command] = {
         ),
         no_args_is_help=True,
     ),
-    "profile": Command(
+    "profile": CommandSpec(
         "cnnkit.cli.profiling",
         "profile_command",
         (
@@ -123,7 +124,7 @@ COMMANDS: dict[str, Command] = {
             "cnnkit profile resnet50 --device cuda --batch 256 --dtype bf16 --channels-last --json",
         ),
     ),
-    "train": Command(
+    "train": CommandSpec(
         "cnnkit.cli.train",
         "train_command",
         (
@@ -134,7 +135,7 @@ COMMANDS: dict[str, Command] = {
             "torchrun --nproc-per-node 2 -m cnnkit train lenet",
         ),
     ),
-    "eval": Command(
+    "eval": CommandSpec(
         "cnnkit.cli.evaluate",
         "eval_command",
         (
@@ -150,12 +151,22 @@ COMMANDS: dict[str, Command] = {
 REFERENCE = "docs/reference/commands.md"
 
 
+class _HelpCommand(TyperCommand):
+    """An argument with a metavar (``RECIPE|NAME``) is shown without typer's ``<str>``."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument" and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        super().format_options(ctx, formatter)
+
+
 def _epilog(name: str, examples: tuple[str, ...]) -> str:
     # "\b" keeps click from re-wrapping the examples into one paragraph
     lines = "\n".join(f"  {example}" for example in examples)
     return (
-        f"Examples:\n\n\b\n{lines}\n\nEvery option and rule: {REFERENCE}#cnnkit-{name} "
-        "(cnnkit --guide prints where it is installed)."
+        f"Examples:\n\n\b\n{lines}\n\n"
+        f"Details: {REFERENCE} (cnnkit --guide prints where it is installed)."
     )
 
 
@@ -229,6 +240,7 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
             help=function.__doc__,
             epilog=_epilog(name, spec.examples),
             no_args_is_help=spec.no_args_is_help,
+            cls=_HelpCommand,
         )(function)
     return app
 
