@@ -64,7 +64,7 @@ def test_emit_json_replaces_every_non_finite_float(capsys):
         (["profile", "lenet", "--bogus"], "cnnkit profile: no such option --bogus"),
         (["params", "lenet1998", "--depht"], "(did you mean --depth"),
         (["conv", "--input"], "cnnkit conv: option '--input' requires an argument"),
-        (["eval", "--json"], "cnnkit eval: missing argument 'target'"),
+        (["eval", "--json"], "cnnkit eval: missing argument 'RUN|CHECKPOINT'"),
         (["eval", "a", "b"], "cnnkit eval: got unexpected extra argument"),
         (["nosuchcommand"], "cnnkit: no such command 'nosuchcommand'"),
     ],
