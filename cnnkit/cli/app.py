@@ -4,7 +4,11 @@ Every ``CnnkitError`` becomes one line on stderr and its ``exit_code`` (2 for ba
 Ctrl-C and SIGTERM become one line and 130/143 (``cnnkit.interrupts``); anything unexpected
 becomes one line and exit code 3 (``INTERNAL``), so a CI script can tell a crash from a failed
 gate (1) and bad input (2). ``--debug`` (anywhere on the command line) or ``CNNKIT_DEBUG=1``
-shows the traceback instead.
+shows the traceback instead. When the reader of stdout leaves (``| head``), cnnkit stops
+quietly with 141.
+
+Start-up: only the invoked sub-command's module is imported (``COMMANDS`` names each one
+lazily), and option values are coerced without pydantic (``cnnkit.cli.coercion``).
 """
 
 from __future__ import annotations
@@ -161,7 +165,7 @@ class _HelpCommand(TyperCommand):
         super().format_options(ctx, formatter)
 
 
-def _epilog(name: str, examples: tuple[str, ...]) -> str:
+def _epilog(examples: tuple[str, ...]) -> str:
     # "\b" keeps click from re-wrapping the examples into one paragraph
     lines = "\n".join(f"  {example}" for example in examples)
     return (
@@ -198,7 +202,10 @@ def _root(
     guide: Annotated[
         bool,
         typer.Option(
-            "--guide", callback=_guide, is_eager=True, help="Print where the guide is installed."
+            "--guide",
+            callback=_guide,
+            is_eager=True,
+            help="Print where the guide and the command reference are installed.",
         ),
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
@@ -238,7 +245,7 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
         app.command(
             name,
             help=function.__doc__,
-            epilog=_epilog(name, spec.examples),
+            epilog=_epilog(spec.examples),
             no_args_is_help=spec.no_args_is_help,
             cls=_HelpCommand,
         )(function)
