@@ -107,7 +107,7 @@ def _descriptor(annotation, **info):
         (float, ["0.5", "2", "-1"], {"min": 0.0, "max": 1.0}),
         (bool, BOOLS, {}),
         (str, STRS, {}),
-        (list[str], [["a", "b"], [], ["k=v", ""]], {}),
+        (list[str], [["a", "b"], [], ["k=v", ""], ("x", "y")], {}),
         (list[int], [["1", "2"], ["1", "x"], []], {}),
         (Path, ["x.png", "/", "", "no/such/dir/file"], {}),
         (Path, ["/", "no/such/file"], {"exists": True}),

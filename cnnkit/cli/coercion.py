@@ -58,9 +58,12 @@ def _as_bool(value: Any) -> bool:
     raise _Unsure
 
 
-def _path_leaf(info: Any) -> Callable[[Any, Any, Any], Any]:
+def _path_leaf(info: Any) -> Callable[[Any, Any, Any], Any] | None:
     """typer's own path checks (exists=, dir_okay=, ...), given a Path so it needs no pydantic."""
-    from typer._param_types import coerce_cli_path
+    try:
+        from typer._param_types import coerce_cli_path
+    except ImportError:  # another typer: its own path coercion decides
+        return None
 
     def as_path(value: Any, param: Any, ctx: Any) -> Any:
         if not isinstance(value, str) or not value:
@@ -139,9 +142,16 @@ def install() -> bool:
             leaf = fast_leaf(get_args(annotation)[0] if many else annotation, info)
         if leaf is None:
             return original(descriptor)
-        return FastRuntimeParam(
-            parameter_info=info, annotation=annotation, leaf=leaf, many=many, descriptor=descriptor
-        )
+        try:
+            return FastRuntimeParam(
+                parameter_info=info,
+                annotation=annotation,
+                leaf=leaf,
+                many=many,
+                descriptor=descriptor,
+            )
+        except TypeError:  # a typer whose RuntimeParam has other fields: use its own
+            return original(descriptor)
 
     build_runtime_param._cnnkit_fast = True  # type: ignore[attr-defined]
     core.build_runtime_param = build_runtime_param
