@@ -35,24 +35,16 @@ cnnkit: convolutional-network arithmetic, analysis, training and profiling.
 
 Examples:
 
+\b
   cnnkit conv --input 3x224x224 --kernel 11 --stride 4 --out-channels 96
-
   cnnkit conv --x "1 2 3; 4 5 6; 7 8 9" --w "1 0; 0 -1" --mode full
-
   cnnkit recipes
-
   cnnkit train recipes/lenet.yaml
-
   cnnkit eval runs/lenet-20250101-120000 --min-accuracy 0.97
-
   cnnkit params resnet50 --batch 32 --optimizer adam
-
   cnnkit params recipes/resnet50.yaml --max-params 30M --max-macs 5G --json
-
   cnnkit rf resnet50 --verify
-
   cnnkit profile resnet18 --device cpu --batch 1,8 --layers
-
   cnnkit rf --layers "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2" --input 227
 
 Every command takes --json (one JSON document on stdout) and --debug (show tracebacks).
