@@ -136,6 +136,20 @@ def test_a_pipe_gets_every_row_of_a_table_on_one_line():
             assert f" {shown}" in line, (layer["name"], key)
 
 
+def test_a_pipe_ignores_columns_for_tables():
+    """COLUMNS=40 in a script's environment: a file still gets every column of every row."""
+    done = subprocess.run(
+        [*CNNKIT, "params", "alexnet"],
+        capture_output=True,
+        text=True,
+        env=_env(COLUMNS="40"),
+        cwd=ROOT,
+    )
+    assert "left out" not in done.stdout and "…" not in done.stdout
+    (total,) = [line for line in done.stdout.splitlines() if line.startswith("total ")]
+    assert "61,100,840" in total and "4,429,728" in total  # params ... act. bytes
+
+
 def test_a_wide_receptive_field_table_is_not_cut_in_a_pipe():
     out = piped("rf", "densenet121").stdout
     assert "…" not in out

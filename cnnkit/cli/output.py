@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import re
 import sys
 from typing import Any
@@ -113,13 +112,13 @@ def print_table(out: Any, table: Any) -> None:
 
     Numeric columns keep their full width; text columns fold. When even folded text does not
     fit the terminal, the rightmost columns are dropped (one dim line names them; ``--json``
-    has everything). Off a terminal (and with no ``COLUMNS`` asked for), the table is printed
-    as wide as it needs.
+    has everything). Off a terminal (a pipe, a file, a log) the table is printed as wide as it
+    needs, whatever ``COLUMNS`` says: no reader of a file benefits from a dropped column.
     """
     from rich.measure import Measurement
 
     _prepare(table)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
+    if not out.is_terminal:
         wide = out.options.update_width(1_000_000)
         out.width = max(out.width, Measurement.get(out, wide, table).maximum)
         out.print(table)
