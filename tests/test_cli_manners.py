@@ -167,7 +167,7 @@ def _numbers(text: str) -> set[str]:
     return {n.rstrip(".") for n in NUMBER.findall(text)}
 
 
-DROPPED = re.compile(r"\(\d+ columns? left out to fit .*?shows\s+them\)", re.DOTALL)
+DROPPED = re.compile(r"\(\d+\s+columns?\s+left\s+out\s+to\s+fit\s.*?shows\s+them\)", re.DOTALL)
 
 
 def _assert_no_number_cut(narrow: str, wide: str, columns: int) -> None:
@@ -335,3 +335,60 @@ def test_a_wheel_ships_the_guide_and_the_reference(tmp_path):
     assert Path(paths["guide"]).is_relative_to(site)
     text = Path(paths["guide"]).read_text(encoding="utf-8")
     assert text == (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+
+
+# --- print_table itself -------------------------------------------------------------------
+
+
+def _table(**settings):
+    from rich.table import Table
+
+    table = Table(**settings)
+    for header in ("layer", "kind", "params", "MACs", "activations"):
+        table.add_column(header, justify="right")
+    table.add_row("features.denseblock1.conv1", "conv", "23,296", "70,276,800", "193,600")
+    table.add_row("fc", "linear", "-", "1,428,376,960", "1,000")
+    return table
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"box": None, "pad_edge": False}, {"show_edge": False}, {"padding": (0, 2)}]
+)
+def test_the_width_print_table_plans_with_is_rich_s_own(settings):
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    from cnnkit.cli import output
+
+    out = Console(width=80, force_terminal=True)
+    table = _table(**settings)
+    output._prepare(table)
+    widths = output._content_widths(out, table)
+    whole = Measurement.get(out, out.options.update_width(10**6), table).maximum
+    folded = sum(
+        widths[id(c)] if c.no_wrap else min(widths[id(c)], output.TEXT_FLOOR) for c in table.columns
+    )
+    assert output._fits_in(out, table, widths) == whole - sum(widths.values()) + folded
+
+
+@pytest.mark.parametrize("width", [20, 30, 45, 60, 200])
+def test_print_table_folds_text_and_drops_columns_but_never_cuts_a_number(width):
+    import io
+
+    from rich.console import Console
+
+    from cnnkit.cli.output import print_table
+
+    out = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    print_table(out, _table())
+    text = out.file.getvalue()
+    assert "…" not in text
+    table = [line for line in text.splitlines() if "│" in line or "┃" in line]
+    assert all(len(line) <= width for line in table)
+    found = DROPPED.search(text)
+    note = " ".join(found.group(0).split()) if found else ""
+    columns = {"params": ["23,296"], "MACs": ["70,276,800", "1,428,376,960"]}
+    columns["activations"] = ["193,600", "1,000"]
+    for header, numbers in columns.items():
+        for number in numbers:  # whole in its row, or its column named as left out
+            assert number in "".join(table) or f" {header}" in note, (header, number, text)

@@ -79,23 +79,37 @@ def is_numeric(cells: list[Any]) -> bool:
     return all(_is_number(t) or _is_blank(t) for t in (_plain(c).strip() for c in cells))
 
 
-def _fits_in(out: Any, table: Any) -> int:
-    """The narrowest width ``table`` can take without cutting a number: numeric columns whole,
-    text columns folded to ``TEXT_FLOOR`` (or their own width, if narrower)."""
+def _content_widths(out: Any, table: Any) -> dict[int, int]:
+    """Each column's widest cell (its header included), padding excluded, measured once."""
     from rich.measure import Measurement
 
     wide = out.options.update_width(1_000_000)
-    whole = Measurement.get(out, wide, table).maximum
-    content = 0
-    least = 0
-    for column in table.columns:
-        widest = max(
+    return {
+        id(column): max(
             (Measurement.get(out, wide, c).maximum for c in [column.header, *column.cells]),
             default=0,
         )
-        content += widest
-        least += widest if column.no_wrap else min(widest, TEXT_FLOOR)
-    return whole - content + least
+        for column in table.columns
+    }
+
+
+def _fits_in(out: Any, table: Any, widths: dict[int, int]) -> int:
+    """The narrowest width ``table`` can take without cutting a number: numeric columns whole,
+    text columns folded to ``TEXT_FLOOR`` (or their own width, if narrower), plus rich's
+    borders and padding."""
+    least = sum(
+        widths[id(c)] if c.no_wrap else min(widths[id(c)], TEXT_FLOOR) for c in table.columns
+    )
+    try:  # rich's own account of borders and padding (private, but stable since rich 10)
+        frame = table._extra_width + sum(
+            table._get_padding_width(i) for i in range(len(table.columns))
+        )
+    except AttributeError:  # another rich: measure the whole table instead
+        from rich.measure import Measurement
+
+        whole = Measurement.get(out, out.options.update_width(1_000_000), table).maximum
+        frame = whole - sum(widths[id(c)] for c in table.columns)
+    return least + frame
 
 
 def _prepare(table: Any) -> None:
@@ -123,14 +137,15 @@ def print_table(out: Any, table: Any) -> None:
         out.width = max(out.width, Measurement.get(out, wide, table).maximum)
         out.print(table)
         return
+    widths = _content_widths(out, table)
     dropped = []
-    while len(table.columns) > 1 and _fits_in(out, table) > out.width:
+    while len(table.columns) > 1 and _fits_in(out, table, widths) > out.width:
         dropped.insert(0, str(_plain(table.columns[-1].header)) or "?")
         table.columns.pop()
         for index, column in enumerate(table.columns):
             column._index = index  # rich reads a column's place from here
-    if _fits_in(out, table) > out.width:  # one column wider than the screen: let it wrap there
-        out.width = _fits_in(out, table)
+    if _fits_in(out, table, widths) > out.width:  # one column wider than the screen
+        out.width = _fits_in(out, table, widths)  # the terminal wraps its lines
     out.print(table)
     if dropped:
         out.print(
