@@ -64,7 +64,7 @@ def test_emit_json_replaces_every_non_finite_float(capsys):
         (["profile", "lenet", "--bogus"], "cnnkit profile: no such option --bogus"),
         (["params", "lenet1998", "--depht"], "(did you mean --depth"),
         (["conv", "--input"], "cnnkit conv: option '--input' requires an argument"),
-        (["eval", "--json"], "cnnkit eval: missing argument 'target'"),
+        (["eval", "--json"], "cnnkit eval: missing argument 'RUN|CHECKPOINT'"),
         (["eval", "a", "b"], "cnnkit eval: got unexpected extra argument"),
         (["nosuchcommand"], "cnnkit: no such command 'nosuchcommand'"),
     ],
@@ -164,4 +164,5 @@ def test_a_crash_is_exit_code_3_not_a_failed_gate(monkeypatch):
     assert r.err.startswith("internal error: ZeroDivisionError: a bug") and r.err.count("\n") == 1
     with pytest.raises(ZeroDivisionError):
         run_cli("recipes", "--debug")
+    monkeypatch.undo()  # without the planted bug, bad input is still 2
     assert run_cli("recipes", "no-such-recipe").code == 2

@@ -16,15 +16,19 @@ def conv_command(
         typer.Option(
             "--input",
             "-i",
+            metavar="[C]xN[xN...]",
             help="Input size: 28, 28x28, or with channels 3x224x224 (C x spatial).",
         ),
     ] = None,
     kernel: Annotated[
-        str | None, typer.Option("--kernel", "-k", help="Kernel size: 3, or per axis 3x5.")
+        str | None,
+        typer.Option("--kernel", "-k", metavar="N[xN...]", help="Kernel size: 3, or per axis 3x5."),
     ] = None,
     stride: Annotated[
         str | None,
-        typer.Option("--stride", "-s", help="Stride (default 1; pooling: the kernel)."),
+        typer.Option(
+            "--stride", "-s", metavar="N[xN...]", help="Stride (default 1; pooling: the kernel)."
+        ),
     ] = None,
     padding: Annotated[
         str | None,
@@ -32,18 +36,26 @@ def conv_command(
             "--padding",
             "-p",
             "--mode",
-            help="Zero padding per side (2, 1x2) or a mode: valid (narrow), same, full (wide). "
-            "Default 0; with --target, given paddings narrow the search.",
+            metavar="N[xN...]|MODE",
+            help="Zero padding per side (2, 1x2; default 0) or valid, same, full.",
         ),
     ] = None,
-    dilation: Annotated[str, typer.Option("--dilation", "-d", help="Dilation: 1, 2x2.")] = "1",
+    dilation: Annotated[
+        str, typer.Option("--dilation", "-d", metavar="N[xN...]", help="Dilation: 1, 2x2.")
+    ] = "1",
     layer: Annotated[
         str,
-        typer.Option("--layer", "-l", help="conv, convtranspose (deconv), maxpool, avgpool."),
+        typer.Option(
+            "--layer", "-l", metavar="KIND", help="conv, convtranspose (deconv), maxpool, avgpool."
+        ),
     ] = "conv",
     output_padding: Annotated[
         str | None,
-        typer.Option("--output-padding", help="Transposed conv: extra output size (default 0)."),
+        typer.Option(
+            "--output-padding",
+            metavar="N[xN...]",
+            help="Transposed conv: extra output size (default 0).",
+        ),
     ] = None,
     ceil_mode: Annotated[
         bool, typer.Option("--ceil-mode", help="Pooling: round the output size up.")
@@ -57,33 +69,49 @@ def conv_command(
     ] = True,
     dims: Annotated[
         int | None,
-        typer.Option("--dims", help="Spatial dimensions (1, 2, 3) when the input is ambiguous."),
+        typer.Option(
+            "--dims",
+            metavar="1|2|3",
+            help="Spatial dimensions (1, 2, 3) when the input is ambiguous.",
+        ),
     ] = None,
     out_channels: Annotated[
         int | None,
-        typer.Option("--out-channels", "-o", help="Output channels: adds parameters and MACs."),
+        typer.Option(
+            "--out-channels", "-o", metavar="N", help="Output channels: adds parameters and MACs."
+        ),
     ] = None,
-    groups: Annotated[int, typer.Option("--groups", "-g", help="Channel groups.")] = 1,
+    groups: Annotated[int, typer.Option("--groups", "-g", metavar="N", help="Channel groups.")] = 1,
     target: Annotated[
         str | None,
-        typer.Option("--target", "-t", help="Wanted output size: list paddings/strides giving it."),
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="N[xN...]",
+            help="Wanted output size: list paddings/strides giving it.",
+        ),
     ] = None,
     x: Annotated[
         str | None,
         typer.Option(
             "--x",
-            help='Numeric input: "1 2 3; 4 5 6" (rows by ;), a 1-D list, C planes split by |, '
-            "or a .csv/.npy file. A trailing ; or | keeps one row/plane as 2-D/3-D.",
+            metavar="ARRAY|FILE",
+            help='Numeric input: "1 2 3; 4 5 6" (rows split by ;, planes by |) or a .csv/.npy.',
         ),
     ] = None,
     w: Annotated[
         str | None,
         typer.Option(
-            "--w", help="Numeric kernel, same forms; P filters split by || (trailing || for one)."
+            "--w",
+            metavar="ARRAY|FILE",
+            help="Numeric kernel, same forms; P filters split by || (trailing || for one).",
         ),
     ] = None,
     bias: Annotated[
-        str | None, typer.Option("--bias", "-b", help="Numeric bias, one value per filter.")
+        str | None,
+        typer.Option(
+            "--bias", "-b", metavar="V[ V...]", help="Numeric bias, one value per filter."
+        ),
     ] = None,
     xcorr: Annotated[
         bool,
@@ -93,17 +121,20 @@ def conv_command(
     ] = False,
     explain: Annotated[
         str | None,
-        typer.Option("--explain", "-e", help="Numeric: show the products summed for output I,J."),
+        typer.Option(
+            "--explain",
+            "-e",
+            metavar="I,J",
+            help="Numeric: show the products summed for output I,J.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """Convolution arithmetic: output sizes with formulas, solving, numeric convolution.
 
-    Sizes follow PyTorch exactly (floor rule, ceil_mode, output_padding); parameters and MACs
-    appear with --out-channels (MACs: multiply-accumulates, bias excluded; FLOPs = 2 x MACs).
-    Give --x and --w to convolve small arrays: true convolution (kernel flipped) by default,
-    cross-correlation with --xcorr.
+    Sizes follow PyTorch exactly; --out-channels adds parameters and MACs (bias excluded).
+    --x and --w convolve small arrays (kernel flipped; --xcorr: as nn.Conv computes).
     """
     if x is not None or w is not None:
         if x is None or w is None:

@@ -12,11 +12,17 @@ from cnnkit.plots import needs_matplotlib
 
 
 def eval_command(
-    target: Annotated[str, typer.Argument(help="A run folder (uses best.pt) or a .pt checkpoint.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN|CHECKPOINT", help="A run folder (uses best.pt) or a .pt checkpoint."
+        ),
+    ],
     data: Annotated[
         str | None,
         typer.Option(
             "--data",
+            metavar="SOURCE",
             help="Other data, all of it: digits, synthetic, npz:FILE, csv:FILE, folder:DIR, "
             "idx:DIR, torchvision:NAME:DIR.",
         ),
@@ -25,25 +31,35 @@ def eval_command(
         str,
         typer.Option(
             "--split",
-            help="Which split: test, val or train of the run's data, or of --data when the "
-            "source defines splits (idx t10k, torchvision).",
+            metavar="SPLIT",
+            help="test, val or train (of the run's data, or of --data when it has splits).",
         ),
     ] = "test",
     set_: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
+            metavar="KEY=VALUE",
             help="Override the data section: data.KEY=VALUE (YAML), repeatable; e.g. "
             "--set data.resize=[32,32].",
         ),
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top-k accuracy's k.")] = 5,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, metavar="K", help="Top-k accuracy's k.")
+    ] = 5,
     device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda or mps (default: the run's).")
+        str | None,
+        typer.Option(
+            "--device", metavar="DEVICE", help="auto, cpu, cuda or mps (default: the run's)."
+        ),
     ] = None,
     min_accuracy: Annotated[
         float | None,
-        typer.Option("--min-accuracy", help="Exit 1 when accuracy is below this (0-1, or %)."),
+        typer.Option(
+            "--min-accuracy",
+            metavar="FRACTION",
+            help="Exit 1 when accuracy is below this (0-1, or %).",
+        ),
     ] = None,
     as_csv: Annotated[
         bool, typer.Option("--csv", help="Print per-class metrics and confusion rows as CSV.")
@@ -52,9 +68,10 @@ def eval_command(
         Path | None,
         typer.Option(
             "--plot",
+            metavar="PNG",
             help="Also draw the run's training curves (metrics.csv) into this PNG: loss, "
             "accuracy (regression: RMSE), learning rate, best epoch marked. Needs matplotlib "
-            "(pip install 'cnnkit[plots]'); without it --plot exits 2 before evaluating.",
+            "(pip install 'cnnkit[plots]').",
             callback=needs_matplotlib("--plot"),
         ),
     ] = None,
@@ -67,8 +84,8 @@ def eval_command(
     """Evaluate a trained model: loss, accuracy, top-k, per-class precision/recall/F1 and the
     confusion matrix (classification), or MSE, MAE and R² (regression).
 
-    A run folder is evaluated with its best.pt (last.pt if there is none) on the same test
-    split cnnkit train used, normalised with the training statistics stored in the checkpoint.
+    A run folder is evaluated with its best.pt (last.pt if none) on the test split cnnkit
+    train used, with the training statistics stored in the checkpoint.
     """
     _evaluate(
         target, data, split, set_, top_k, device, min_accuracy, as_csv, plot, log_loss, as_json

@@ -1,12 +1,21 @@
 """Rendering helpers shared by the commands: JSON on stdout, rich on stdout, errors on stderr.
 
-Library code returns data; only the CLI renders, through these functions.
+Library code returns data; only the CLI renders, through these functions. Two rules hold for
+every command: a pipe or a file gets whole lines (no wrap at rich's default 80 columns), and a
+table never cuts a number (narrow terminals fold text and drop columns, never digits).
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import re
 import sys
 from typing import Any
+
+_DIGIT = re.compile(r"[0-9]")
+_NO_VALUE = frozenset({"n/a", "na", "nan", "inf", "-inf", "none", "null"})
+TEXT_FLOOR = 8  # a text column is folded down to this width, not below, before columns go
 
 
 def emit_json(document: Any) -> None:
@@ -20,15 +29,132 @@ def emit_json(document: Any) -> None:
     sys.stdout.write(dumps(document) + "\n")
 
 
-def console(stderr: bool = False):  # -> rich.console.Console, imported lazily for start-up time
+@functools.cache
+def _console_class() -> type:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    class PipeAwareConsole(Console):
+        """rich exits with status 1 when the reader of a pipe leaves (``| head``), which reads
+        as a failed gate; raise instead, so ``cnnkit.cli.app.main`` exits quietly with 141."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the reader of the pipe left")
+
+    return PipeAwareConsole
+
+
+def console(stderr: bool = False):  # -> rich.console.Console, imported lazily for start-up time
+    """A rich console for stdout (or stderr). Off a terminal (a pipe, a file, a log) lines are
+    never wrapped: a reader such as grep or a log viewer gets each line whole."""
+    stream = sys.stderr if stderr else sys.stdout
+    on_terminal = bool(getattr(stream, "isatty", lambda: False)())
+    return _console_class()(stderr=stderr, highlight=False, soft_wrap=not on_terminal)
+
+
+def _plain(cell: Any) -> str:
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell).plain
+        except Exception:  # not valid markup: rich prints it as it is
+            return cell
+    return ""
+
+
+def _is_number(text: str) -> bool:
+    return bool(_DIGIT.search(text)) and sum(ch.isalpha() for ch in text) <= 3
+
+
+def _is_blank(text: str) -> bool:  # "", "-", "—", "n/a": a cell that stands for no value
+    return not any(ch.isalnum() for ch in text) or text.lower() in _NO_VALUE
+
+
+def is_numeric(cells: list[Any]) -> bool:
+    """A column of numbers (``61,100,840``, ``1.2 GiB``, ``64x55x55``, ``12.5%``): every cell
+    is blank or has a digit and at most three letters (a unit). Never folded, never cut."""
+    return all(_is_number(t) or _is_blank(t) for t in (_plain(c).strip() for c in cells))
+
+
+def _content_widths(out: Any, table: Any) -> dict[int, int]:
+    """Each column's widest cell (its header included), padding excluded, measured once."""
+    from rich.measure import Measurement
+
+    wide = out.options.update_width(1_000_000)
+    return {
+        id(column): max(
+            (Measurement.get(out, wide, c).maximum for c in [column.header, *column.cells]),
+            default=0,
+        )
+        for column in table.columns
+    }
+
+
+def _fits_in(out: Any, table: Any, widths: dict[int, int]) -> int:
+    """The narrowest width ``table`` can take without cutting a number: numeric columns whole,
+    text columns folded to ``TEXT_FLOOR`` (or their own width, if narrower), plus rich's
+    borders and padding."""
+    least = sum(
+        widths[id(c)] if c.no_wrap else min(widths[id(c)], TEXT_FLOOR) for c in table.columns
+    )
+    try:  # rich's own account of borders and padding (private, but stable since rich 10)
+        frame = table._extra_width + sum(
+            table._get_padding_width(i) for i in range(len(table.columns))
+        )
+    except AttributeError:  # another rich: measure the whole table instead
+        from rich.measure import Measurement
+
+        whole = Measurement.get(out, out.options.update_width(1_000_000), table).maximum
+        frame = whole - sum(widths[id(c)] for c in table.columns)
+    return least + frame
+
+
+def _prepare(table: Any) -> None:
+    for column in table.columns:
+        if is_numeric(list(column.cells)):
+            column.no_wrap = True  # rich never shrinks a no_wrap column while the table fits
+        else:
+            column.no_wrap = False
+            column.overflow = "fold"  # a long name breaks over lines; never "…"
 
 
 def print_table(out: Any, table: Any) -> None:
-    """Print a rich table on ``out`` (every command's tables go through here)."""
+    """Print a rich table on ``out`` without cutting a number.
+
+    Numeric columns keep their full width; text columns fold. When even folded text does not
+    fit the terminal, the rightmost columns are dropped (one dim line names them; ``--json``
+    has everything). Off a terminal (a pipe, a file, a log) the table is printed as wide as it
+    needs, whatever ``COLUMNS`` says: no reader of a file benefits from a dropped column.
+    """
+    from rich.measure import Measurement
+
+    _prepare(table)
+    if not out.is_terminal:
+        wide = out.options.update_width(1_000_000)
+        out.width = max(out.width, Measurement.get(out, wide, table).maximum)
+        out.print(table)
+        return
+    widths = _content_widths(out, table)
+    dropped = []
+    while len(table.columns) > 1 and _fits_in(out, table, widths) > out.width:
+        dropped.insert(0, str(_plain(table.columns[-1].header)) or "?")
+        table.columns.pop()
+        for index, column in enumerate(table.columns):
+            column._index = index  # rich reads a column's place from here
+    if _fits_in(out, table, widths) > out.width:  # one column wider than the screen
+        out.width = _fits_in(out, table, widths)  # the terminal wraps its lines
     out.print(table)
+    if dropped:
+        out.print(
+            f"({len(dropped)} column{'s' if len(dropped) > 1 else ''} left out to fit "
+            f"{out.width} columns: {', '.join(dropped)}; a wider terminal or --json shows them)",
+            style="dim",
+            markup=False,
+            highlight=False,
+        )
 
 
 def write_atomic(path: str, text: str) -> None:

@@ -44,55 +44,80 @@ def params_command(
     recipe: Annotated[
         str,
         typer.Argument(
-            help="A recipe file, a built-in name (resnet50), or torchvision:NAME / timm:NAME."
+            metavar="RECIPE|NAME",
+            help="A recipe file, a built-in name (resnet50), or torchvision:NAME / timm:NAME.",
         ),
     ],
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
+        ),
     ] = None,
     input_: Annotated[
         str | None,
         typer.Option(
             "--input",
+            metavar="[C]xH[xW]",
             help="Input size: H (square), HxW or CxHxW (default: the recipe's; 3x224x224 for "
             "torchvision:/timm: models).",
         ),
     ] = None,
-    batch: Annotated[str, typer.Option("--batch", "-b", help="Batch size (default 1).")] = "1",
+    batch: Annotated[
+        str, typer.Option("--batch", "-b", metavar="N", help="Batch size (default 1).")
+    ] = "1",
     dtype: Annotated[
-        str, typer.Option("--dtype", help="Element type: fp32, fp16, bf16, fp64.")
+        str, typer.Option("--dtype", metavar="DTYPE", help="Element type: fp32, fp16, bf16, fp64.")
     ] = "fp32",
     optimizer: Annotated[
         str,
         typer.Option(
-            "--optimizer", help="Optimizer state in the memory estimate: sgd, adam, sgd-nomomentum."
+            "--optimizer",
+            metavar="NAME",
+            help="Optimizer state in the memory estimate: sgd, adam, sgd-nomomentum.",
         ),
     ] = "sgd",
     depth: Annotated[
         str | None,
-        typer.Option("--depth", help="Group rows by the first N parts of their names (layer3.*)."),
+        typer.Option(
+            "--depth",
+            metavar="N",
+            help="Group rows by the first N parts of their names (layer3.*).",
+        ),
     ] = None,
     verify: Annotated[
         bool,
         typer.Option("--verify", help="Check against the built module and fvcore (needs torch)."),
     ] = False,
     max_params: Annotated[
-        str | None, typer.Option("--max-params", help="Gate: exit 1 above this (5e6, 5M).")
+        str | None,
+        typer.Option("--max-params", metavar="COUNT", help="Gate: exit 1 above this (5e6, 5M)."),
     ] = None,
     max_macs: Annotated[
-        str | None, typer.Option("--max-macs", help="Gate: exit 1 above these MACs (1.2G).")
+        str | None,
+        typer.Option("--max-macs", metavar="COUNT", help="Gate: exit 1 above these MACs (1.2G)."),
     ] = None,
     max_memory: Annotated[
         str | None,
-        typer.Option("--max-memory", help="Gate on training memory (512MiB, 1.5GB)."),
+        typer.Option(
+            "--max-memory", metavar="BYTES", help="Gate on training memory (512MiB, 1.5GB)."
+        ),
     ] = None,
     csv: Annotated[
-        str | None, typer.Option("--csv", help="Write the layer rows as CSV to PATH (- = stdout).")
+        str | None,
+        typer.Option(
+            "--csv", metavar="PATH|-", help="Write the layer rows as CSV to PATH (- = stdout)."
+        ),
     ] = None,
     markdown: Annotated[
         str | None,
-        typer.Option("--markdown", help="Write the layer rows as a Markdown table (- = stdout)."),
+        typer.Option(
+            "--markdown",
+            metavar="PATH|-",
+            help="Write the layer rows as a Markdown table (- = stdout).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
@@ -100,20 +125,10 @@ def params_command(
     """Parameters, MACs, FLOPs, all-ops, activations and training memory of a network, layer by
     layer, with CI gates.
 
-    Conventions: MACs are conv + linear multiply-accumulates with the bias excluded, the
-    convention behind torchvision's published "GFLOPS" and fvcore's conv/linear counts
-    (fvcore calls one MAC a flop); FLOPs = 2 x MACs; transposed convolutions are counted per
-    input pixel. The ops column counts every operation (bias, batch norm, pooling,
-    activations, residual adds) by the rule of each layer kind, listed below. MACs, ops and
-    activations are for one batch of --batch samples. A parameter is counted once even if
-    used twice (recipes have no weight sharing; torchvision/timm models count unique
-    parameters), while MACs count every call.
-
-    Training memory = weights + gradients + optimizer state (sgd: momentum, adam: two
-    moments), in --dtype, + the activations autograd saves for backward, by each layer
-    kind's rule (int64 pooling indices at 8 bytes; torchvision/timm: every leaf module's
-    output). Not included: allocator caching, workspaces, transient tensors of the backward
-    pass. Gates print the normal output, then one line per failed budget on stderr, exit 1.
+    MACs: conv + linear multiply-accumulates with the bias excluded (torchvision's published
+    "GFLOPS"); FLOPs = 2 x MACs; ops count every operation by each layer kind's rule
+    (docs/reference/ops.md). A failed gate exits 1. Conventions and the memory model:
+    docs/reference/commands.md.
     """
     from cnnkit.parsing import parse_bytes, parse_count, parse_ints
     from cnnkit.reports import params as reports

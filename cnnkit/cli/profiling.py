@@ -13,19 +13,30 @@ from cnnkit.errors import InputError
 def profile_command(
     target: Annotated[
         str,
-        typer.Argument(help="A recipe file or built-in name, a run folder, or torchvision:NAME."),
+        typer.Argument(
+            metavar="RECIPE|NAME|RUN",
+            help="A recipe file or built-in name, a run folder, or torchvision:NAME.",
+        ),
     ],
     device: Annotated[
-        str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+        str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")
     ] = "auto",
     batch: Annotated[
-        str, typer.Option("--batch", "-b", help="Batch sizes to sweep, e.g. 1,8,32,128.")
+        str,
+        typer.Option(
+            "--batch", "-b", metavar="N[,N...]", help="Batch sizes to sweep, e.g. 1,8,32,128."
+        ),
     ] = "1,8,32",
     mode: Annotated[
-        str, typer.Option("--mode", help="infer (no-grad forward) or train (fwd+bwd+SGD step).")
+        str,
+        typer.Option(
+            "--mode",
+            metavar="infer|train",
+            help="infer (no-grad forward) or train (fwd+bwd+SGD step).",
+        ),
     ] = "infer",
     dtype: Annotated[
-        str, typer.Option("--dtype", help="fp32, or autocast to bf16 / fp16.")
+        str, typer.Option("--dtype", metavar="DTYPE", help="fp32, or autocast to bf16 / fp16.")
     ] = "fp32",
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="NHWC memory format (4-D inputs).")
@@ -33,17 +44,28 @@ def profile_command(
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (end to end only).")
     ] = False,
-    warmup: Annotated[int, typer.Option("--warmup", help="Untimed iterations first.")] = 3,
-    iters: Annotated[int, typer.Option("--iters", help="Timed iterations (median, p90).")] = 10,
+    warmup: Annotated[
+        int, typer.Option("--warmup", metavar="N", help="Untimed iterations first.")
+    ] = 3,
+    iters: Annotated[
+        int, typer.Option("--iters", metavar="N", help="Timed iterations (median, p90).")
+    ] = 10,
     layers: Annotated[
         bool, typer.Option("--layers", help="Also time every layer (at the largest batch).")
     ] = False,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
+        ),
     ] = None,
     csv: Annotated[
-        str | None, typer.Option("--csv", help="Write the table(s) as CSV (pandas); - = stdout.")
+        str | None,
+        typer.Option(
+            "--csv", metavar="PATH|-", help="Write the table(s) as CSV (pandas); - = stdout."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,

@@ -11,11 +11,18 @@ import typer
 def recipes_command(
     recipe: Annotated[
         str | None,
-        typer.Argument(help="A recipe file or built-in name to check (default: list all)."),
+        typer.Argument(
+            metavar="RECIPE|NAME",
+            help="A recipe file or built-in name to check (default: list all).",
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,

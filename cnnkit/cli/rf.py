@@ -23,13 +23,17 @@ def __getattr__(name: str) -> Any:
 
 def rf_command(
     recipe: Annotated[
-        str | None, typer.Argument(help="A recipe file or built-in name (e.g. resnet50).")
+        str | None,
+        typer.Argument(
+            metavar="RECIPE|NAME", help="A recipe file or built-in name (e.g. resnet50)."
+        ),
     ] = None,
     layers: Annotated[
         str | None,
         typer.Option(
             "--layers",
             "-l",
+            metavar='"LAYER; LAYER..."',
             help='Layers instead of a recipe: "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2".',
         ),
     ] = None,
@@ -38,15 +42,23 @@ def rf_command(
         typer.Option(
             "--input",
             "-i",
+            metavar="[C]xH[xW]",
             help="Input size: H, HxW or CxHxW (default: the recipe's; 224x224 for --layers).",
         ),
     ] = None,
     at: Annotated[
-        str | None, typer.Option("--at", help="Report the totals at this layer (a node name).")
+        str | None,
+        typer.Option(
+            "--at", metavar="LAYER", help="Report the totals at this layer (a node name)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
+        ),
     ] = None,
     all_layers: Annotated[
         bool, typer.Option("--all", help="Also list pointwise layers (activations, BN, ...).")
@@ -63,8 +75,9 @@ def rf_command(
         str | None,
         typer.Option(
             "--erf",
+            metavar="PNG",
             help="Save the effective receptive field (Luo et al.) as a PNG. Needs matplotlib "
-            "(pip install 'cnnkit[plots]'); without it --erf exits 2 before measuring.",
+            "(pip install 'cnnkit[plots]').",
             callback=needs_matplotlib("--erf"),
         ),
     ] = None,
@@ -73,13 +86,9 @@ def rf_command(
 ) -> None:
     """Receptive field, effective stride (jump) and effective padding of every layer.
 
-    Follows Araujo et al., "Computing Receptive Fields of Convolutional Neural Networks"
-    (Distill, 2019): r_{l-1} = s_l * r_l + (k_l - s_l), dilation folded into k. Multi-path
-    networks report the union of the paths' fields (and the narrowest path) and whether the
-    paths are aligned (same stride and centre). Unit i of a layer sees input positions
-    [i*stride - padding, i*stride - padding + field - 1]; after a transposed conv or an uneven
-    adaptive pooling (marked *) that depends on i's place in a period (--json's spans say).
-    --verify measures several units and exits 1 on a mismatch.
+    Araujo et al. (Distill, 2019); multi-path networks report the union of the paths'
+    fields. Unit i sees input positions [i*stride - padding, i*stride - padding + field - 1]
+    (marked *: it depends on i's place in a period). --verify exits 1 on a mismatch.
     """
     from cnnkit.reports.rf import check_verified, rf_report
     from cnnkit.targets import RECIPES, layers_recipe, resolve

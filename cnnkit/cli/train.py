@@ -16,11 +16,17 @@ from cnnkit.errors import InputError
 def train_command(
     recipe: Annotated[
         str | None,
-        typer.Argument(help="Recipe file or built-in name (not needed with --resume)."),
+        typer.Argument(
+            metavar="RECIPE|NAME", help="Recipe file or built-in name (not needed with --resume)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
+        ),
     ] = None,
     out_: Annotated[
         str | None,
@@ -32,30 +38,27 @@ def train_command(
         bool,
         typer.Option(
             "--overwrite",
-            help="Let --out replace the run already in that folder. The old run is kept aside "
-            "(OUT/.replaced/) until the new one writes its first last.pt, then deleted; if the "
-            "new run fails, diverges or is stopped before that, the old run is put back.",
+            help="Let --out replace the run in that folder (put back if the new run fails "
+            "before its first last.pt).",
         ),
     ] = False,
-    runs_root: Annotated[Path, typer.Option("--runs", help="Where new run folders go.")] = Path(
-        "runs"
-    ),
+    runs_root: Annotated[
+        Path, typer.Option("--runs", metavar="DIR", help="Where new run folders go.")
+    ] = Path("runs"),
     resume_: Annotated[
         str | None,
         typer.Option(
             "--resume",
             metavar="PATH",
-            help="Continue the run in this folder from its last.pt (a run stopped before its "
-            "first last.pt starts again from its recipe.yaml; a finished run stays as it is).",
+            help="Continue the run in this folder from its last.pt.",
         ),
     ] = None,
     sweep: Annotated[
         list[str] | None,
         typer.Option(
             "--sweep",
-            help="KEY.PATH=V1,V2,... : train every combination (repeatable), then compare. "
-            "Values are YAML; commas inside [...], {...} or quotes stay in one value: "
-            "train.betas=[0.9,0.99],[0.8,0.9]. A diverged run is a row with status diverged.",
+            metavar="KEY=V1,V2[,...]",
+            help="Train every combination of the values (YAML, repeatable), then compare.",
         ),
     ] = None,
     grad_stats: Annotated[
