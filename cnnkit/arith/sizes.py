@@ -326,6 +326,30 @@ def layer(
     ss = _per_axis("stride", stride, dims)
     ds = _per_axis("dilation", dilation, dims)
     ops = _per_axis("output-padding", output_padding, dims)
+    _check_layer(op, input, ks, ss, ds, ops)
+    mode: str | None = None
+    notes: list[str] = []
+    if isinstance(padding, str):
+        mode = padding
+        pads, notes = _mode_pads(op, mode, input, ks, ss, ds)
+    else:
+        pads = _number_pads(op, padding, dims)
+    axes = [
+        _layer_axis(op, n, k, s, d, pad, op_pad, ceil_mode)
+        for n, k, s, d, pad, op_pad in zip(input, ks, ss, ds, pads, ops)
+    ]
+    return Layer(op, tuple(axes), ceil_mode, mode, tuple(notes))
+
+
+def _check_layer(
+    op: str,
+    input: tuple[int, ...],
+    ks: tuple[int, ...],
+    ss: tuple[int, ...],
+    ds: tuple[int, ...],
+    ops: tuple[int, ...],
+) -> None:
+    """Refuse what PyTorch refuses (or cannot build) before any size is computed."""
     for name, values, least in (
         ("input", input, 1),
         ("kernel", ks, 1),
@@ -337,7 +361,7 @@ def layer(
             if v < least:
                 what = "a positive integer" if least else "a non-negative integer"
                 raise InputError(f"--{name}: expected {what}, got {v}")
-    if op == "avgpool" and dims == 3 and any(n < k for n, k in zip(input, ks)):
+    if op == "avgpool" and len(input) == 3 and any(n < k for n, k in zip(input, ks)):
         raise ShapeError(
             "PyTorch's 3-D average pooling needs the unpadded input to be at least the kernel "
             f"size, got input {input} and kernel {ks}"
@@ -347,55 +371,71 @@ def layer(
     if op != "convtranspose" and any(ops):
         raise InputError("--output-padding only applies to transposed convolution")
 
-    mode: str | None = None
-    notes: list[str] = []
-    if isinstance(padding, str):
-        mode = padding
-        if mode not in PAD_MODES:
-            raise InputError(
-                f"--padding: unknown mode {mode!r}; expected a number or valid, same, full"
-            )
-        if op != "conv" and mode != "valid":
-            raise InputError(
-                f"--padding {mode} is defined for convolution only; give {op} a number "
-                f"(or use --target to find one)"
-            )
-        pads = [mode_pad(mode, n, k, s, d) for n, k, s, d in zip(input, ks, ss, ds)]
-        if mode == "same" and any(s > 1 for s in ss):
-            notes.append(
-                "PyTorch refuses padding='same' with stride > 1; this is TensorFlow's SAME "
-                "rule, output = ceil(input / stride), with the padding it implies"
-            )
-        if any(lo != hi for lo, hi in pads):
-            notes.append(
-                "asymmetric padding: PyTorch puts the extra pixel after (right/bottom); "
-                "nn.Conv's padding= cannot express it, so use F.pad or padding='same'"
-            )
-    else:
-        raw = _per_axis("padding", padding, dims)  # type: ignore[arg-type]
-        pads = []
-        for p in raw:
-            if isinstance(p, tuple):
-                pads.append((int(p[0]), int(p[1])))
-            else:
-                pads.append((int(p), int(p)))
-        for lo, hi in pads:
-            if lo < 0 or hi < 0:
-                raise InputError(f"--padding: expected a non-negative integer, got {min(lo, hi)}")
-        if op != "conv" and any(lo != hi for lo, hi in pads):
-            raise InputError(f"--padding: {op} takes symmetric padding only")
 
-    axes: list[Axis] = []
-    for n, k, s, d, pad, op_pad in zip(input, ks, ss, ds, pads, ops):
-        if op == "conv":
-            out = conv_size(n, k, s, pad, d)
-        elif op == "convtranspose":
-            out = transposed_size(n, k, s, pad[0], d, op_pad)
+def _mode_pads(
+    op: str,
+    mode: str,
+    input: tuple[int, ...],
+    ks: tuple[int, ...],
+    ss: tuple[int, ...],
+    ds: tuple[int, ...],
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """The (before, after) padding per axis a mode name implies, and notes on where PyTorch
+    differs (same with stride > 1, an asymmetric split)."""
+    if mode not in PAD_MODES:
+        raise InputError(
+            f"--padding: unknown mode {mode!r}; expected a number or valid, same, full"
+        )
+    if op != "conv" and mode != "valid":
+        raise InputError(
+            f"--padding {mode} is defined for convolution only; give {op} a number "
+            f"(or use --target to find one)"
+        )
+    pads = [mode_pad(mode, n, k, s, d) for n, k, s, d in zip(input, ks, ss, ds)]
+    notes: list[str] = []
+    if mode == "same" and any(s > 1 for s in ss):
+        notes.append(
+            "PyTorch refuses padding='same' with stride > 1; this is TensorFlow's SAME "
+            "rule, output = ceil(input / stride), with the padding it implies"
+        )
+    if any(lo != hi for lo, hi in pads):
+        notes.append(
+            "asymmetric padding: PyTorch puts the extra pixel after (right/bottom); "
+            "nn.Conv's padding= cannot express it, so use F.pad or padding='same'"
+        )
+    return pads, notes
+
+
+def _number_pads(
+    op: str, padding: PadSpec | tuple[PadSpec, ...], dims: int
+) -> list[tuple[int, int]]:
+    """Numeric padding per axis as (before, after): an int is both sides."""
+    raw = _per_axis("padding", padding, dims)  # type: ignore[arg-type]
+    pads = []
+    for p in raw:
+        if isinstance(p, tuple):
+            pads.append((int(p[0]), int(p[1])))
         else:
-            out = pool_size(n, k, s, pad[0], d, ceil_mode)
-        if op == "convtranspose":
-            unread = transposed_unread(n, k, s, pad[0], d, out)
-            axes.append(Axis(n, k, s, d, pad, out, op_pad, unread=unread))
-            continue
-        axes.append(window_axis(n, k, s, pad, d, out, ceil_mode))
-    return Layer(op, tuple(axes), ceil_mode, mode, tuple(notes))
+            pads.append((int(p), int(p)))
+    for lo, hi in pads:
+        if lo < 0 or hi < 0:
+            raise InputError(f"--padding: expected a non-negative integer, got {min(lo, hi)}")
+    if op != "conv" and any(lo != hi for lo, hi in pads):
+        raise InputError(f"--padding: {op} takes symmetric padding only")
+    return pads
+
+
+def _layer_axis(
+    op: str, n: int, k: int, s: int, d: int, pad: tuple[int, int], op_pad: int, ceil_mode: bool
+) -> Axis:
+    """One axis's output size by the op's formula, with what the windows leave unread."""
+    if op == "conv":
+        out = conv_size(n, k, s, pad, d)
+    elif op == "convtranspose":
+        out = transposed_size(n, k, s, pad[0], d, op_pad)
+    else:
+        out = pool_size(n, k, s, pad[0], d, ceil_mode)
+    if op == "convtranspose":
+        unread = transposed_unread(n, k, s, pad[0], d, out)
+        return Axis(n, k, s, d, pad, out, op_pad, unread=unread)
+    return window_axis(n, k, s, pad, d, out, ceil_mode)

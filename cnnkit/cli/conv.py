@@ -6,153 +6,176 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.options import DebugOption, JsonOption
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
+# The options, in --help order; the defaults are on conv_command's parameters.
+_Size = "N[xN...]"
+InputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="[C]xN[xN...]",
+        help="Input size: 28, 28x28, or with channels 3x224x224 (C x spatial).",
+    ),
+]
+KernelOpt = Annotated[
+    str | None,
+    typer.Option("--kernel", "-k", metavar=_Size, help="Kernel size: 3, or per axis 3x5."),
+]
+StrideOpt = Annotated[
+    str | None,
+    typer.Option("--stride", "-s", metavar=_Size, help="Stride (default 1; pooling: the kernel)."),
+]
+PaddingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--padding",
+        "-p",
+        "--mode",
+        metavar="N[xN...]|MODE",
+        help="Zero padding per side (2, 1x2; default 0) or valid, same, full.",
+    ),
+]
+DilationOpt = Annotated[
+    str, typer.Option("--dilation", "-d", metavar=_Size, help="Dilation: 1, 2x2.")
+]
+LayerOpt = Annotated[
+    str,
+    typer.Option(
+        "--layer", "-l", metavar="KIND", help="conv, convtranspose (deconv), maxpool, avgpool."
+    ),
+]
+OutputPaddingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output-padding", metavar=_Size, help="Transposed conv: extra output size (default 0)."
+    ),
+]
+CeilModeOpt = Annotated[
+    bool, typer.Option("--ceil-mode", help="Pooling: round the output size up.")
+]
+CountIncludePadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--count-include-pad/--no-count-include-pad",
+        help="Average pooling: divide by the full window (zeros included), as PyTorch does.",
+    ),
+]
+DimsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--dims", metavar="1|2|3", help="Spatial dimensions (1, 2, 3) when the input is ambiguous."
+    ),
+]
+OutChannelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--out-channels", "-o", metavar="N", help="Output channels: adds parameters and MACs."
+    ),
+]
+GroupsOpt = Annotated[int, typer.Option("--groups", "-g", metavar="N", help="Channel groups.")]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        "-t",
+        metavar=_Size,
+        help="Wanted output size: list paddings/strides giving it.",
+    ),
+]
+XOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--x",
+        metavar="ARRAY|FILE",
+        help='Numeric input: "1 2 3; 4 5 6" (rows split by ;, planes by |) or a .csv/.npy.',
+    ),
+]
+WOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--w",
+        metavar="ARRAY|FILE",
+        help="Numeric kernel, same forms; P filters split by || (trailing || for one).",
+    ),
+]
+BiasOpt = Annotated[
+    str | None,
+    typer.Option("--bias", "-b", metavar="V[ V...]", help="Numeric bias, one value per filter."),
+]
+XcorrOpt = Annotated[
+    bool,
+    typer.Option("--xcorr", help="Cross-correlation (what nn.Conv computes), kernel unflipped."),
+]
+ExplainOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--explain", "-e", metavar="I,J", help="Numeric: show the products summed for output I,J."
+    ),
+]
+
 
 def conv_command(
-    input: Annotated[
-        str | None,
-        typer.Option(
-            "--input",
-            "-i",
-            metavar="[C]xN[xN...]",
-            help="Input size: 28, 28x28, or with channels 3x224x224 (C x spatial).",
-        ),
-    ] = None,
-    kernel: Annotated[
-        str | None,
-        typer.Option("--kernel", "-k", metavar="N[xN...]", help="Kernel size: 3, or per axis 3x5."),
-    ] = None,
-    stride: Annotated[
-        str | None,
-        typer.Option(
-            "--stride", "-s", metavar="N[xN...]", help="Stride (default 1; pooling: the kernel)."
-        ),
-    ] = None,
-    padding: Annotated[
-        str | None,
-        typer.Option(
-            "--padding",
-            "-p",
-            "--mode",
-            metavar="N[xN...]|MODE",
-            help="Zero padding per side (2, 1x2; default 0) or valid, same, full.",
-        ),
-    ] = None,
-    dilation: Annotated[
-        str, typer.Option("--dilation", "-d", metavar="N[xN...]", help="Dilation: 1, 2x2.")
-    ] = "1",
-    layer: Annotated[
-        str,
-        typer.Option(
-            "--layer", "-l", metavar="KIND", help="conv, convtranspose (deconv), maxpool, avgpool."
-        ),
-    ] = "conv",
-    output_padding: Annotated[
-        str | None,
-        typer.Option(
-            "--output-padding",
-            metavar="N[xN...]",
-            help="Transposed conv: extra output size (default 0).",
-        ),
-    ] = None,
-    ceil_mode: Annotated[
-        bool, typer.Option("--ceil-mode", help="Pooling: round the output size up.")
-    ] = False,
-    count_include_pad: Annotated[
-        bool,
-        typer.Option(
-            "--count-include-pad/--no-count-include-pad",
-            help="Average pooling: divide by the full window (zeros included), as PyTorch does.",
-        ),
-    ] = True,
-    dims: Annotated[
-        int | None,
-        typer.Option(
-            "--dims",
-            metavar="1|2|3",
-            help="Spatial dimensions (1, 2, 3) when the input is ambiguous.",
-        ),
-    ] = None,
-    out_channels: Annotated[
-        int | None,
-        typer.Option(
-            "--out-channels", "-o", metavar="N", help="Output channels: adds parameters and MACs."
-        ),
-    ] = None,
-    groups: Annotated[int, typer.Option("--groups", "-g", metavar="N", help="Channel groups.")] = 1,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target",
-            "-t",
-            metavar="N[xN...]",
-            help="Wanted output size: list paddings/strides giving it.",
-        ),
-    ] = None,
-    x: Annotated[
-        str | None,
-        typer.Option(
-            "--x",
-            metavar="ARRAY|FILE",
-            help='Numeric input: "1 2 3; 4 5 6" (rows split by ;, planes by |) or a .csv/.npy.',
-        ),
-    ] = None,
-    w: Annotated[
-        str | None,
-        typer.Option(
-            "--w",
-            metavar="ARRAY|FILE",
-            help="Numeric kernel, same forms; P filters split by || (trailing || for one).",
-        ),
-    ] = None,
-    bias: Annotated[
-        str | None,
-        typer.Option(
-            "--bias", "-b", metavar="V[ V...]", help="Numeric bias, one value per filter."
-        ),
-    ] = None,
-    xcorr: Annotated[
-        bool,
-        typer.Option(
-            "--xcorr", help="Cross-correlation (what nn.Conv computes), kernel unflipped."
-        ),
-    ] = False,
-    explain: Annotated[
-        str | None,
-        typer.Option(
-            "--explain",
-            "-e",
-            metavar="I,J",
-            help="Numeric: show the products summed for output I,J.",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    input: InputOpt = None,
+    kernel: KernelOpt = None,
+    stride: StrideOpt = None,
+    padding: PaddingOpt = None,
+    dilation: DilationOpt = "1",
+    layer: LayerOpt = "conv",
+    output_padding: OutputPaddingOpt = None,
+    ceil_mode: CeilModeOpt = False,
+    count_include_pad: CountIncludePadOpt = True,
+    dims: DimsOpt = None,
+    out_channels: OutChannelsOpt = None,
+    groups: GroupsOpt = 1,
+    target: TargetOpt = None,
+    x: XOpt = None,
+    w: WOpt = None,
+    bias: BiasOpt = None,
+    xcorr: XcorrOpt = False,
+    explain: ExplainOpt = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Convolution arithmetic: output sizes with formulas, solving, numeric convolution.
 
     Sizes follow PyTorch exactly; --out-channels adds parameters and MACs (bias excluded).
     --x and --w convolve small arrays (kernel flipped; --xcorr: as nn.Conv computes).
     """
+    windows = {"stride": stride, "padding": padding, "dilation": dilation}
     if x is not None or w is not None:
-        if x is None or w is None:
-            raise InputError("numeric convolution needs both --x and --w")
-        from cnnkit.cli.conv_numeric import run_numeric
-
-        run_numeric(
-            x=x,
-            w=w,
-            bias=bias,
-            xcorr=xcorr,
-            padding=padding or "0",
-            stride=stride or "1",
-            dilation=dilation,
-            explain=explain,
-            as_json=as_json,
-        )
+        _numeric(x, w, bias=bias, xcorr=xcorr, explain=explain, as_json=as_json, **windows)
         return
+    shape = {"layer": layer, "output_padding": output_padding, "ceil_mode": ceil_mode}
+    shape |= {"count_include_pad": count_include_pad, "dims": dims, "target": target}
+    counts = {"out_channels": out_channels, "groups": groups}
+    _sizes(input, kernel, explain=explain, as_json=as_json, **windows, **shape, **counts)
+
+
+def _numeric(
+    x: str | None,
+    w: str | None,
+    *,
+    padding: str | None,
+    stride: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """--x and --w: both are needed; padding and stride default to 0 and 1 here."""
+    if x is None or w is None:
+        raise InputError("numeric convolution needs both --x and --w")
+    from cnnkit.cli.conv_numeric import run_numeric
+
+    run_numeric(x=x, w=w, padding=padding or "0", stride=stride or "1", as_json=as_json, **options)
+
+
+def _sizes(
+    input: str | None, kernel: str | None, *, explain: str | None, as_json: bool, **options: Any
+) -> None:
+    """Output sizes (or, with --target, the settings that give one), printed or as JSON."""
     if input is None or kernel is None:
         raise InputError(
             "give --input and --kernel for output sizes (or --x and --w for numeric convolution)"
@@ -161,21 +184,7 @@ def conv_command(
         raise InputError("--explain I,J applies to numeric convolution (--x, --w)")
     from cnnkit.reports.conv import conv_report
 
-    report = conv_report(
-        input,
-        kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        layer=layer,
-        output_padding=output_padding,
-        ceil_mode=ceil_mode,
-        count_include_pad=count_include_pad,
-        dims=dims,
-        out_channels=out_channels,
-        groups=groups,
-        target=target,
-    )
+    report = conv_report(input, kernel, **options)
     if as_json:
         from cnnkit.cli.output import emit_json
 

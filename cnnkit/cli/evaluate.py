@@ -7,79 +7,87 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.options import DebugOption, JsonOption
 from cnnkit.cli.output import print_table
 from cnnkit.plots import needs_matplotlib
 
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN|CHECKPOINT", help="A run folder (uses best.pt) or a .pt checkpoint."
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="SOURCE",
+        help="Other data, all of it: digits, synthetic, npz:FILE, csv:FILE, folder:DIR, "
+        "idx:DIR, torchvision:NAME:DIR.",
+    ),
+]
+SplitOpt = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        metavar="SPLIT",
+        help="test, val or train (of the run's data, or of --data when it has splits).",
+    ),
+]
+SetDataOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override the data section: data.KEY=VALUE (YAML), repeatable; e.g. "
+        "--set data.resize=[32,32].",
+    ),
+]
+TopKOpt = Annotated[int, typer.Option("--top-k", min=1, metavar="K", help="Top-k accuracy's k.")]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda or mps (default: the run's)."),
+]
+MinAccuracyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-accuracy",
+        metavar="FRACTION",
+        help="Exit 1 when accuracy is below this (0-1, or %).",
+    ),
+]
+CsvOpt = Annotated[
+    bool, typer.Option("--csv", help="Print per-class metrics and confusion rows as CSV.")
+]
+PlotOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--plot",
+        metavar="PNG",
+        help="Also draw the run's training curves (metrics.csv) into this PNG: loss, "
+        "accuracy (regression: RMSE), learning rate, best epoch marked. Needs matplotlib "
+        "(pip install 'cnnkit[plots]').",
+        callback=needs_matplotlib("--plot"),
+    ),
+]
+LogLossOpt = Annotated[
+    bool, typer.Option("--log-loss", help="With --plot: draw the loss on a log scale.")
+]
+
 
 def eval_command(
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="RUN|CHECKPOINT", help="A run folder (uses best.pt) or a .pt checkpoint."
-        ),
-    ],
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data",
-            metavar="SOURCE",
-            help="Other data, all of it: digits, synthetic, npz:FILE, csv:FILE, folder:DIR, "
-            "idx:DIR, torchvision:NAME:DIR.",
-        ),
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            "--split",
-            metavar="SPLIT",
-            help="test, val or train (of the run's data, or of --data when it has splits).",
-        ),
-    ] = "test",
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override the data section: data.KEY=VALUE (YAML), repeatable; e.g. "
-            "--set data.resize=[32,32].",
-        ),
-    ] = None,
-    top_k: Annotated[
-        int, typer.Option("--top-k", min=1, metavar="K", help="Top-k accuracy's k.")
-    ] = 5,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            "--device", metavar="DEVICE", help="auto, cpu, cuda or mps (default: the run's)."
-        ),
-    ] = None,
-    min_accuracy: Annotated[
-        float | None,
-        typer.Option(
-            "--min-accuracy",
-            metavar="FRACTION",
-            help="Exit 1 when accuracy is below this (0-1, or %).",
-        ),
-    ] = None,
-    as_csv: Annotated[
-        bool, typer.Option("--csv", help="Print per-class metrics and confusion rows as CSV.")
-    ] = False,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot",
-            metavar="PNG",
-            help="Also draw the run's training curves (metrics.csv) into this PNG: loss, "
-            "accuracy (regression: RMSE), learning rate, best epoch marked. Needs matplotlib "
-            "(pip install 'cnnkit[plots]').",
-            callback=needs_matplotlib("--plot"),
-        ),
-    ] = None,
-    log_loss: Annotated[
-        bool, typer.Option("--log-loss", help="With --plot: draw the loss on a log scale.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    target: TargetArg,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    set_: SetDataOpt = None,
+    top_k: TopKOpt = 5,
+    device: DeviceOpt = None,
+    min_accuracy: MinAccuracyOpt = None,
+    as_csv: CsvOpt = False,
+    plot: PlotOpt = None,
+    log_loss: LogLossOpt = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Evaluate a trained model: loss, accuracy, top-k, per-class precision/recall/F1 and the
     confusion matrix (classification), or MSE, MAE and R² (regression).

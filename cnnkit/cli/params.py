@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from cnnkit.cli.options import DebugOption, JsonOption, SetOption
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
@@ -40,87 +41,92 @@ class ParamsCommand(TyperCommand):
         super().format_epilog(ctx, formatter)
 
 
+RecipeArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="RECIPE|NAME",
+        help="A recipe file, a built-in name (resnet50), or torchvision:NAME / timm:NAME.",
+    ),
+]
+InputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        metavar="[C]xH[xW]",
+        help="Input size: H (square), HxW or CxHxW (default: the recipe's; 3x224x224 for "
+        "torchvision:/timm: models).",
+    ),
+]
+BatchOpt = Annotated[
+    str, typer.Option("--batch", "-b", metavar="N", help="Batch size (default 1).")
+]
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", metavar="DTYPE", help="Element type: fp32, fp16, bf16, fp64.")
+]
+OptimizerOpt = Annotated[
+    str,
+    typer.Option(
+        "--optimizer",
+        metavar="NAME",
+        help="Optimizer state in the memory estimate: sgd, adam, sgd-nomomentum.",
+    ),
+]
+DepthOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--depth",
+        metavar="N",
+        help="Group rows by the first N parts of their names (layer3.*).",
+    ),
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option("--verify", help="Check against the built module and fvcore (needs torch)."),
+]
+MaxParamsOpt = Annotated[
+    str | None,
+    typer.Option("--max-params", metavar="COUNT", help="Gate: exit 1 above this (5e6, 5M)."),
+]
+MaxMacsOpt = Annotated[
+    str | None,
+    typer.Option("--max-macs", metavar="COUNT", help="Gate: exit 1 above these MACs (1.2G)."),
+]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option("--max-memory", metavar="BYTES", help="Gate on training memory (512MiB, 1.5GB)."),
+]
+CsvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--csv", metavar="PATH|-", help="Write the layer rows as CSV to PATH (- = stdout)."
+    ),
+]
+MarkdownOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--markdown",
+        metavar="PATH|-",
+        help="Write the layer rows as a Markdown table (- = stdout).",
+    ),
+]
+
+
 def params_command(
-    recipe: Annotated[
-        str,
-        typer.Argument(
-            metavar="RECIPE|NAME",
-            help="A recipe file, a built-in name (resnet50), or torchvision:NAME / timm:NAME.",
-        ),
-    ],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
-        ),
-    ] = None,
-    input_: Annotated[
-        str | None,
-        typer.Option(
-            "--input",
-            metavar="[C]xH[xW]",
-            help="Input size: H (square), HxW or CxHxW (default: the recipe's; 3x224x224 for "
-            "torchvision:/timm: models).",
-        ),
-    ] = None,
-    batch: Annotated[
-        str, typer.Option("--batch", "-b", metavar="N", help="Batch size (default 1).")
-    ] = "1",
-    dtype: Annotated[
-        str, typer.Option("--dtype", metavar="DTYPE", help="Element type: fp32, fp16, bf16, fp64.")
-    ] = "fp32",
-    optimizer: Annotated[
-        str,
-        typer.Option(
-            "--optimizer",
-            metavar="NAME",
-            help="Optimizer state in the memory estimate: sgd, adam, sgd-nomomentum.",
-        ),
-    ] = "sgd",
-    depth: Annotated[
-        str | None,
-        typer.Option(
-            "--depth",
-            metavar="N",
-            help="Group rows by the first N parts of their names (layer3.*).",
-        ),
-    ] = None,
-    verify: Annotated[
-        bool,
-        typer.Option("--verify", help="Check against the built module and fvcore (needs torch)."),
-    ] = False,
-    max_params: Annotated[
-        str | None,
-        typer.Option("--max-params", metavar="COUNT", help="Gate: exit 1 above this (5e6, 5M)."),
-    ] = None,
-    max_macs: Annotated[
-        str | None,
-        typer.Option("--max-macs", metavar="COUNT", help="Gate: exit 1 above these MACs (1.2G)."),
-    ] = None,
-    max_memory: Annotated[
-        str | None,
-        typer.Option(
-            "--max-memory", metavar="BYTES", help="Gate on training memory (512MiB, 1.5GB)."
-        ),
-    ] = None,
-    csv: Annotated[
-        str | None,
-        typer.Option(
-            "--csv", metavar="PATH|-", help="Write the layer rows as CSV to PATH (- = stdout)."
-        ),
-    ] = None,
-    markdown: Annotated[
-        str | None,
-        typer.Option(
-            "--markdown",
-            metavar="PATH|-",
-            help="Write the layer rows as a Markdown table (- = stdout).",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    recipe: RecipeArg,
+    set_: SetOption = None,
+    input_: InputOpt = None,
+    batch: BatchOpt = "1",
+    dtype: DtypeOpt = "fp32",
+    optimizer: OptimizerOpt = "sgd",
+    depth: DepthOpt = None,
+    verify: VerifyOpt = False,
+    max_params: MaxParamsOpt = None,
+    max_macs: MaxMacsOpt = None,
+    max_memory: MaxMemoryOpt = None,
+    csv: CsvOpt = None,
+    markdown: MarkdownOpt = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Parameters, MACs, FLOPs, all-ops, activations and training memory of a network, layer by
     layer, with CI gates.

@@ -6,69 +6,71 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.options import DebugOption, JsonOption, SetOption
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="RECIPE|NAME|RUN",
+        help="A recipe file or built-in name, a run folder, or torchvision:NAME.",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")
+]
+BatchOpt = Annotated[
+    str,
+    typer.Option(
+        "--batch", "-b", metavar="N[,N...]", help="Batch sizes to sweep, e.g. 1,8,32,128."
+    ),
+]
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        metavar="infer|train",
+        help="infer (no-grad forward) or train (fwd+bwd+SGD step).",
+    ),
+]
+DtypeOpt = Annotated[
+    str, typer.Option("--dtype", metavar="DTYPE", help="fp32, or autocast to bf16 / fp16.")
+]
+ChannelsLastOpt = Annotated[
+    bool, typer.Option("--channels-last", help="NHWC memory format (4-D inputs).")
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model (end to end only).")
+]
+WarmupOpt = Annotated[int, typer.Option("--warmup", metavar="N", help="Untimed iterations first.")]
+ItersOpt = Annotated[
+    int, typer.Option("--iters", metavar="N", help="Timed iterations (median, p90).")
+]
+LayersOpt = Annotated[
+    bool, typer.Option("--layers", help="Also time every layer (at the largest batch).")
+]
+CsvOpt = Annotated[
+    str | None,
+    typer.Option("--csv", metavar="PATH|-", help="Write the table(s) as CSV (pandas); - = stdout."),
+]
+
 
 def profile_command(
-    target: Annotated[
-        str,
-        typer.Argument(
-            metavar="RECIPE|NAME|RUN",
-            help="A recipe file or built-in name, a run folder, or torchvision:NAME.",
-        ),
-    ],
-    device: Annotated[
-        str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")
-    ] = "auto",
-    batch: Annotated[
-        str,
-        typer.Option(
-            "--batch", "-b", metavar="N[,N...]", help="Batch sizes to sweep, e.g. 1,8,32,128."
-        ),
-    ] = "1,8,32",
-    mode: Annotated[
-        str,
-        typer.Option(
-            "--mode",
-            metavar="infer|train",
-            help="infer (no-grad forward) or train (fwd+bwd+SGD step).",
-        ),
-    ] = "infer",
-    dtype: Annotated[
-        str, typer.Option("--dtype", metavar="DTYPE", help="fp32, or autocast to bf16 / fp16.")
-    ] = "fp32",
-    channels_last: Annotated[
-        bool, typer.Option("--channels-last", help="NHWC memory format (4-D inputs).")
-    ] = False,
-    compile_: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the model (end to end only).")
-    ] = False,
-    warmup: Annotated[
-        int, typer.Option("--warmup", metavar="N", help="Untimed iterations first.")
-    ] = 3,
-    iters: Annotated[
-        int, typer.Option("--iters", metavar="N", help="Timed iterations (median, p90).")
-    ] = 10,
-    layers: Annotated[
-        bool, typer.Option("--layers", help="Also time every layer (at the largest batch).")
-    ] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
-        ),
-    ] = None,
-    csv: Annotated[
-        str | None,
-        typer.Option(
-            "--csv", metavar="PATH|-", help="Write the table(s) as CSV (pandas); - = stdout."
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    target: TargetArg,
+    device: DeviceOpt = "auto",
+    batch: BatchOpt = "1,8,32",
+    mode: ModeOpt = "infer",
+    dtype: DtypeOpt = "fp32",
+    channels_last: ChannelsLastOpt = False,
+    compile_: CompileOpt = False,
+    warmup: WarmupOpt = 3,
+    iters: ItersOpt = 10,
+    layers: LayersOpt = False,
+    set_: SetOption = None,
+    csv: CsvOpt = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Measure latency, throughput and memory across batch sizes, end to end and per layer.
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cnnkit.cli.options import DebugOption, JsonOption, SetOption
+
 
 def recipes_command(
     recipe: Annotated[
@@ -16,16 +18,9 @@ def recipes_command(
             help="A recipe file or built-in name to check (default: list all).",
         ),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    set_: SetOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """List the built-in recipes (name, input, parameters, description), or validate RECIPE.
 

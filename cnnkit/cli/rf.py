@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.options import DebugOption, JsonOption, SetOption
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 from cnnkit.plots import needs_matplotlib
@@ -21,68 +22,66 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+RecipeArg = Annotated[
+    str | None,
+    typer.Argument(metavar="RECIPE|NAME", help="A recipe file or built-in name (e.g. resnet50)."),
+]
+LayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layers",
+        "-l",
+        metavar='"LAYER; LAYER..."',
+        help='Layers instead of a recipe: "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2".',
+    ),
+]
+InputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="[C]xH[xW]",
+        help="Input size: H, HxW or CxHxW (default: the recipe's; 224x224 for --layers).",
+    ),
+]
+AtOpt = Annotated[
+    str | None,
+    typer.Option("--at", metavar="LAYER", help="Report the totals at this layer (a node name)."),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Also list pointwise layers (activations, BN, ...).")
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Measure the field of a few units by back-propagation in PyTorch; exit 1 on a "
+        "mismatch.",
+    ),
+]
+ErfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--erf",
+        metavar="PNG",
+        help="Save the effective receptive field (Luo et al.) as a PNG. Needs matplotlib "
+        "(pip install 'cnnkit[plots]').",
+        callback=needs_matplotlib("--erf"),
+    ),
+]
+
+
 def rf_command(
-    recipe: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="RECIPE|NAME", help="A recipe file or built-in name (e.g. resnet50)."
-        ),
-    ] = None,
-    layers: Annotated[
-        str | None,
-        typer.Option(
-            "--layers",
-            "-l",
-            metavar='"LAYER; LAYER..."',
-            help='Layers instead of a recipe: "conv k=11 s=4; maxpool k=3 s=2; conv k=5 p=2".',
-        ),
-    ] = None,
-    input: Annotated[
-        str | None,
-        typer.Option(
-            "--input",
-            "-i",
-            metavar="[C]xH[xW]",
-            help="Input size: H, HxW or CxHxW (default: the recipe's; 224x224 for --layers).",
-        ),
-    ] = None,
-    at: Annotated[
-        str | None,
-        typer.Option(
-            "--at", metavar="LAYER", help="Report the totals at this layer (a node name)."
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
-        ),
-    ] = None,
-    all_layers: Annotated[
-        bool, typer.Option("--all", help="Also list pointwise layers (activations, BN, ...).")
-    ] = False,
-    verify: Annotated[
-        bool,
-        typer.Option(
-            "--verify",
-            help="Measure the field of a few units by back-propagation in PyTorch; exit 1 on a "
-            "mismatch.",
-        ),
-    ] = False,
-    erf: Annotated[
-        str | None,
-        typer.Option(
-            "--erf",
-            metavar="PNG",
-            help="Save the effective receptive field (Luo et al.) as a PNG. Needs matplotlib "
-            "(pip install 'cnnkit[plots]').",
-            callback=needs_matplotlib("--erf"),
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    recipe: RecipeArg = None,
+    layers: LayersOpt = None,
+    input: InputOpt = None,
+    at: AtOpt = None,
+    set_: SetOption = None,
+    all_layers: AllOpt = False,
+    verify: VerifyOpt = False,
+    erf: ErfOpt = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Receptive field, effective stride (jump) and effective padding of every layer.
 

@@ -9,65 +9,64 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.options import DebugOption, JsonOption, SetOption
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
 
+RecipeArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RECIPE|NAME", help="Recipe file or built-in name (not needed with --resume)."
+    ),
+]
+OutOpt = Annotated[
+    str | None,
+    typer.Option("--out", "-o", metavar="PATH", help="Run folder (default runs/NAME-TIMESTAMP)."),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Let --out replace the run in that folder (put back if the new run fails "
+        "before its first last.pt).",
+    ),
+]
+RunsOpt = Annotated[Path, typer.Option("--runs", metavar="DIR", help="Where new run folders go.")]
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="PATH",
+        help="Continue the run in this folder from its last.pt.",
+    ),
+]
+SweepOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sweep",
+        metavar="KEY=V1,V2[,...]",
+        help="Train every combination of the values (YAML, repeatable), then compare.",
+    ),
+]
+GradStatsOpt = Annotated[
+    bool,
+    typer.Option("--grad-stats", help="Log per-layer gradient norms to grad_stats.csv."),
+]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Sweep: print the table as CSV.")]
+
 
 def train_command(
-    recipe: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="RECIPE|NAME", help="Recipe file or built-in name (not needed with --resume)."
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a recipe value: KEY.PATH=VALUE (YAML), repeatable.",
-        ),
-    ] = None,
-    out_: Annotated[
-        str | None,
-        typer.Option(
-            "--out", "-o", metavar="PATH", help="Run folder (default runs/NAME-TIMESTAMP)."
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Let --out replace the run in that folder (put back if the new run fails "
-            "before its first last.pt).",
-        ),
-    ] = False,
-    runs_root: Annotated[
-        Path, typer.Option("--runs", metavar="DIR", help="Where new run folders go.")
-    ] = Path("runs"),
-    resume_: Annotated[
-        str | None,
-        typer.Option(
-            "--resume",
-            metavar="PATH",
-            help="Continue the run in this folder from its last.pt.",
-        ),
-    ] = None,
-    sweep: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--sweep",
-            metavar="KEY=V1,V2[,...]",
-            help="Train every combination of the values (YAML, repeatable), then compare.",
-        ),
-    ] = None,
-    grad_stats: Annotated[
-        bool,
-        typer.Option("--grad-stats", help="Log per-layer gradient norms to grad_stats.csv."),
-    ] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="Sweep: print the table as CSV.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    recipe: RecipeArg = None,
+    set_: SetOption = None,
+    out_: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    runs_root: RunsOpt = Path("runs"),
+    resume_: ResumeOpt = None,
+    sweep: SweepOpt = None,
+    grad_stats: GradStatsOpt = False,
+    as_csv: CsvOpt = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """Train a recipe on its data: a progress bar, a run folder, a final table.
 

@@ -107,14 +107,9 @@ def train_one_epoch(
     Loss and accuracy are summed on the device; the host reads them only every ``sync_every``
     steps (progress bar and NaN check) and at the end, so the GPU is never stalled per step.
     """
-    c, world, model = loop.config, loop.world, loop.model
-    order = torch.randperm(len(split), generator=epoch_generator(c.seed, epoch))  # all ranks
-    # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
-    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.x.device)
-    torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
-    order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
-    order = order.to(split.x.device)
-    per_rank = max(1, c.batch_size // world.size)
+    world, model = loop.world, loop.model
+    order, g = _epoch_order(loop, split, epoch)
+    per_rank = max(1, loop.config.batch_size // world.size)
     starts = range(0, len(order), per_rank)
     model.train()
     device = split.x.device
@@ -139,16 +134,7 @@ def train_one_epoch(
         if loop.task == "classify":
             correct.add_((out.detach().argmax(1) == y).sum())
         if (step + 1) % sync_every == 0 or step == len(starts) - 1:
-            loss_now, correct_now = torch.stack([loss_sum, correct.double()]).tolist()
-            if not math.isfinite(loss_now):
-                raise Diverged(
-                    f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
-                    "The last good checkpoint is kept; lower train.lr or set train.clip_grad_norm"
-                )
-            stats = {"loss": loss_now / seen}
-            if loop.task == "classify":  # regression has no accuracy to show
-                stats["accuracy"] = correct_now / seen
-            reporter.step(step + 1, stats)
+            reporter.step(step + 1, _running_stats(loop, loss_sum, correct, seen, epoch, step))
         else:
             reporter.step(step + 1, None)
     totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device)])
@@ -162,6 +148,35 @@ def train_one_epoch(
         metrics["train_accuracy"] = correct / count
     metrics["images"] = count
     return metrics
+
+
+def _epoch_order(loop: Loop, split: Split, epoch: int) -> tuple[torch.Tensor, torch.Generator]:
+    """This rank's image order for the epoch and its augmentation generator; seeds the global
+    RNG (dropout) too, so a resumed run replays the same epoch."""
+    c, world = loop.config, loop.world
+    order = torch.randperm(len(split), generator=epoch_generator(c.seed, epoch))  # all ranks
+    # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
+    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.x.device)
+    torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
+    order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
+    return order.to(split.x.device), g
+
+
+def _running_stats(
+    loop: Loop, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, epoch: int, step: int
+) -> dict[str, float]:
+    """The running loss (and accuracy) for the progress bar: the one host sync every few
+    steps, which also stops a diverged run."""
+    loss_now, correct_now = torch.stack([loss_sum, correct.double()]).tolist()
+    if not math.isfinite(loss_now):
+        raise Diverged(
+            f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
+            "The last good checkpoint is kept; lower train.lr or set train.clip_grad_norm"
+        )
+    stats = {"loss": loss_now / seen}
+    if loop.task == "classify":  # regression has no accuracy to show
+        stats["accuracy"] = correct_now / seen
+    return stats
 
 
 def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:

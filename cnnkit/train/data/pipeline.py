@@ -275,19 +275,8 @@ def load_data(
     ``stats`` (mean, std) replaces the train split's statistics: evaluation must normalise new
     data exactly as the model saw its training data.
     """
-    if len(input_shape) != 3:
-        raise DataError(
-            f"image data needs a recipe input [C, H, W], the recipe has {list(input_shape)}",
-            where=config.name,
-        )
+    want = _wanted(config, input_shape)
     channels, height, width = input_shape
-    size = config.resize or (height, width)
-    if size[0] < height or size[1] < width:
-        raise DataError(
-            f"data.resize {list(size)} is smaller than the recipe input {height}x{width}",
-            where=config.name,
-        )
-    want = Want(channels, size)
     with _fits_memory(config):
         raw = _fit(_read(config, want), config, want, config.path_text)
     raw = _limit(raw, config)
@@ -301,14 +290,7 @@ def load_data(
         classes = tuple(str(i) for i in range(int(train.y.max()) + 1))
 
     digest = fingerprint({"train": train, "val": val, "test": test}, classes)
-    if stats is not None:
-        mean, std = torch.tensor(stats[0]), torch.tensor(stats[1])
-    elif config.normalize:
-        mean = train.x.mean(dim=(0, 2, 3))
-        std = train.x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    else:
-        mean, std = torch.zeros(channels), torch.ones(channels)
-
+    mean, std = _statistics(config, train, channels, stats)
     crops_in_training = any(a.kind in CROPPING for a in config.augment)
 
     def prepare(split: Split | None, is_train: bool) -> Split | None:
@@ -334,3 +316,36 @@ def load_data(
         augment=config.augment,
         fingerprint=digest,
     )
+
+
+def _wanted(config: DataConfig, input_shape: tuple[int, ...]) -> Want:
+    """What to read for a recipe input ``[C, H, W]``: C channels at data.resize (default H x W),
+    which may not be smaller than the input."""
+    if len(input_shape) != 3:
+        raise DataError(
+            f"image data needs a recipe input [C, H, W], the recipe has {list(input_shape)}",
+            where=config.name,
+        )
+    channels, height, width = input_shape
+    size = config.resize or (height, width)
+    if size[0] < height or size[1] < width:
+        raise DataError(
+            f"data.resize {list(size)} is smaller than the recipe input {height}x{width}",
+            where=config.name,
+        )
+    return Want(channels, size)
+
+
+def _statistics(
+    config: DataConfig,
+    train: Split,
+    channels: int,
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) to normalise with: the given ones (evaluation), the train
+    split's (data.normalize), or none (0 and 1)."""
+    if stats is not None:
+        return torch.tensor(stats[0]), torch.tensor(stats[1])
+    if config.normalize:
+        return train.x.mean(dim=(0, 2, 3)), train.x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return torch.zeros(channels), torch.ones(channels)
