@@ -29,7 +29,7 @@ CONVENTION = {
         "their own multiply-accumulates"
     ),
     "flops": "2 x macs",
-    "ops": "every operation, by the rule of each layer kind (see cnnkit params --help)",
+    "ops": "every operation, by the rule of each layer kind (docs/reference/ops.md)",
     "per": "macs, flops, ops and activations are for one batch of `batch` samples",
     "shared_parameters": (
         "counted once; recipes have no weight sharing, torchvision/timm models are counted "

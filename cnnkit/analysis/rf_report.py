@@ -2,7 +2,7 @@
 plan and verdict of ``--verify`` (which units to measure, how a measurement compares).
 
 Pure Python: it reads the recipe graph and ``analysis.receptive``; the CLI renders it and
-``--json`` prints it as is (the schema is documented in the README).
+``--json`` prints it as is (the schema is in docs/reference/json.md).
 """
 
 from __future__ import annotations
