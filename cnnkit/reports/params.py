@@ -165,7 +165,7 @@ def _verify(recipe: Recipe) -> Any:
 def _document(
     recipe: Recipe, rows: list[LayerCost], batch: int, dtype: str, optimizer: str
 ) -> dict[str, Any]:
-    """The ``--json`` document (schema in docs/reference/json.md); the table renders the same data."""
+    """The ``--json`` document (schema: docs/reference/json.md); the table shows the same data."""
     from cnnkit.analysis.costs import CONVENTION, ops_rules, total
     from cnnkit.analysis.memory import training_memory
 
