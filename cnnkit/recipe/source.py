@@ -12,6 +12,11 @@ to the safe loader; files, ``--set`` values and ``--layers`` values all go throu
 Every text is held to ``cnnkit.recipe.limits`` while it is read: its size, its nesting, its
 node count once aliases are expanded (a 600-byte alias bomb would otherwise expand to hundreds
 of millions of values) and the digits of its integers, each refused as a one-line YAML error.
+
+Speed: where PyYAML has libyaml, its C parser turns the text into events (about half the time
+of reading a big recipe) while the Python composer above still builds the nodes, so the depth
+limit, the line marks and the resolver are the same code. Any text the fast path refuses is read
+again by the pure-Python loader, so every error message, and its line, is the pure loader's.
 """
 
 from __future__ import annotations
@@ -64,12 +69,13 @@ _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]
 
 
 @cache
-def loader() -> type:
-    """``yaml.SafeLoader`` that also reads exponent floats (``1e-4``) as floats and refuses
-    nesting deeper than ``limits.MAX_NESTING`` before the recursive composer overflows."""
+def loader(fast: bool = True) -> type:
+    """The recipe loader: ``yaml.SafeLoader`` that also reads exponent floats (``1e-4``) as
+    floats and refuses nesting deeper than ``limits.MAX_NESTING`` before the recursive composer
+    overflows. ``fast`` puts libyaml's parser under it where PyYAML was built with it."""
     import yaml
 
-    class RecipeLoader(yaml.SafeLoader):
+    class RecipeComposer(yaml.composer.Composer):
         nesting = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:
@@ -86,13 +92,48 @@ def loader() -> type:
             finally:
                 self.nesting -= 1
 
+    parser = _c_parser() if fast else None
+    if parser is None:
+
+        class RecipeLoader(RecipeComposer, yaml.SafeLoader):
+            pass
+
+    else:
+
+        class RecipeLoader(  # type: ignore[no-redef]
+            RecipeComposer, parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+        ):
+            """libyaml's events under the Python composer: CParser's own (C) composer is
+            shadowed, so nodes, marks and the depth limit come from the code above."""
+
+            get_single_node = yaml.composer.Composer.get_single_node
+
+            def __init__(self, stream: str) -> None:
+                parser.__init__(self, stream)
+                RecipeComposer.__init__(self)
+                yaml.constructor.SafeConstructor.__init__(self)
+                yaml.resolver.Resolver.__init__(self)
+
     RecipeLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789.")
     )
     return RecipeLoader
 
 
-def _compose(text: str) -> tuple[Any, Any]:
+def _c_parser() -> type | None:
+    """libyaml's parser class, or None where PyYAML was installed without libyaml."""
+    import yaml
+
+    if not getattr(yaml, "__with_libyaml__", False) or not hasattr(yaml, "CSafeLoader"):
+        return None
+    try:
+        from yaml._yaml import CParser
+    except ImportError:
+        return None
+    return CParser
+
+
+def _compose(text: str, fast: bool = True) -> tuple[Any, Any]:
     """(loader, checked root node or None) of ``text``; limit breaches are YAML errors."""
     import yaml
 
@@ -100,10 +141,14 @@ def _compose(text: str) -> tuple[Any, Any]:
         raise yaml.YAMLError(
             f"{len(text):,} characters; a recipe may have at most {limits.MAX_FILE_BYTES:,}"
         )
-    loader_ = loader()(text)
-    node = loader_.get_single_node()
-    if node is not None:
-        _count(node, {}, set())
+    loader_ = loader(fast)(text)
+    try:
+        node = loader_.get_single_node()
+        if node is not None:
+            _count(node, {}, set())
+    except BaseException:
+        loader_.dispose()
+        raise
     return loader_, node
 
 
@@ -144,23 +189,44 @@ def _pairs(node: Any) -> list[Any]:
     return [part for pair in node.value for part in pair]
 
 
-def load_value(text: str) -> Any:
-    """One YAML value (a ``--set`` or ``--layers`` value), read by the recipe loader."""
-    loader_, node = _compose(text)
+def load_value(text: str, fast: bool = True) -> Any:
+    """One YAML value (a ``--set`` or ``--layers`` value), read by the recipe loader; a value
+    the fast path refuses is read again by the pure one, whose error is the one raised."""
+    if fast and _c_parser() is not None:
+        try:
+            return _load_value(text, True)
+        except Exception:  # noqa: BLE001 - the pure loader below gives the error
+            pass
+    return _load_value(text, False)
+
+
+def _load_value(text: str, fast: bool) -> Any:
+    loader_, node = _compose(text, fast)
     try:
         return None if node is None else loader_.construct_document(node)
     finally:
         loader_.dispose()
 
 
-def read_yaml(text: str, name: str) -> tuple[Any, Source]:
-    """Parse ``text`` with the safe loader; return the data and its line map."""
+def read_yaml(text: str, name: str, fast: bool = True) -> tuple[Any, Source]:
+    """Parse ``text`` with the safe loader; return the data and its line map. A text the fast
+    (libyaml) path refuses is read again by the pure-Python loader, whose error is raised, so
+    messages and lines never depend on how PyYAML was installed."""
+    if fast and _c_parser() is not None:
+        try:
+            return _read_yaml(text, name, True)
+        except Exception:  # noqa: BLE001 - the pure loader below gives the error
+            pass
+    return _read_yaml(text, name, False)
+
+
+def _read_yaml(text: str, name: str, fast: bool) -> tuple[Any, Source]:
     import yaml
 
     source = Source(name)
     loader_ = None
     try:
-        loader_, node = _compose(text)
+        loader_, node = _compose(text, fast)
         if node is None:
             return None, source
         _walk(node, (), source, name, set())
