@@ -70,7 +70,11 @@ def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
     if any(i.sees_all for i in inputs):
         return replace(base, sees_all=True)
     if len(inputs) > 1 and any(_broadcast(i.output, node.shape) for i in inputs):
-        return replace(base, unknown=f"{node.name} broadcasts an input along a spatial axis")
+        return replace(
+            base,
+            unknown=f"at {node.name}: {node.kind} stretches a smaller input over "
+            "the spatial axes (only a gate that sees the whole input has a known field)",
+        )
     merged = Field.merge(i.fields for i in inputs if i.fields is not None)
     rule = LAYERS[node.kind].rf(node.args, graph.input_shapes(node))
     if rule is SEES_ALL:
