@@ -172,3 +172,15 @@ def test_a_gate_that_does_not_see_all_leaves_the_field_unknown_not_wrong():
     scale = fields[-1]
     assert scale.fields is None and not scale.sees_all
     assert "stretches a smaller input" in scale.unknown
+
+
+def test_the_se_example_in_docs_recipes_builds_the_same_graph():
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).parent.parent.joinpath("docs", "recipes.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "squeeze" in b)
+    documented = recipe_from_text(block, "docs/recipes.md").graph
+    assert [(n.name, n.kind, n.shape) for n in documented.nodes] == [
+        (n.name, n.kind, n.shape) for n in recipe_from_text(SE, "se.yaml").graph.nodes
+    ]
