@@ -184,3 +184,17 @@ def test_the_se_example_in_docs_recipes_builds_the_same_graph():
     assert [(n.name, n.kind, n.shape) for n in documented.nodes] == [
         (n.name, n.kind, n.shape) for n in recipe_from_text(SE, "se.yaml").graph.nodes
     ]
+
+
+@pytest.mark.parametrize("name", ["silu", "hardswish", "hardsigmoid", "mish"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_saves_match_autograd_in_place_or_not(name, inplace):
+    """In place, torch saves a copy of the input (not the input's storage)."""
+    from tests.test_memory_vs_autograd import _rule_bytes, saved_bytes
+
+    kind = LAYERS[name]
+    args = kind.resolve({"inplace": inplace})
+    ins = ((3, 4, 5),)
+    module = BUILDERS[name](args, ins, ins[0])
+    xs = [torch.randn(2, *ins[0], requires_grad=True) * 1]  # not a leaf: in place is allowed
+    assert _rule_bytes(kind.saves(args, ins, ins[0]), xs, ins[0]) == saved_bytes(module, xs, False)

@@ -79,6 +79,15 @@ def new_like_output(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
     return Saved(new=(Kept(prod(out)),))
 
 
+def gated_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """silu, hardswish, hardsigmoid, mish differentiate through their input; in place,
+    autograd keeps a copy of it made before it is overwritten, and the output is the
+    input's storage."""
+    if args["inplace"]:
+        return Saved(new=(Kept(prod(inputs[0])),), view=True)
+    return Saved(inputs=(0,))
+
+
 GELU_OPS = {"none": 5, "tanh": 8}
 
 
@@ -108,12 +117,10 @@ SAVES = {
     "softmax": SAVES_OUTPUT,
     "log_softmax": SAVES_OUTPUT,
     "identity": SAVES_VIEW,
-    # silu, hardswish, hardsigmoid and mish differentiate through their input, in place or
-    # not (torch keeps ``self`` in each backward node).
-    "silu": SAVES_INPUT,
-    "hardswish": SAVES_INPUT,
-    "hardsigmoid": SAVES_INPUT,
-    "mish": SAVES_INPUT,
+    "silu": gated_saves,
+    "hardswish": gated_saves,
+    "hardsigmoid": gated_saves,
+    "mish": gated_saves,
 }
 
 INPLACE = Arg("inplace", c.boolean, False, (), "overwrite the input (as torch's inplace)")
@@ -188,7 +195,7 @@ KINDS = (
         4,
         INPLACE,
         aliases=("hard_swish",),
-        why=" (multiply-add, clip, multiply)",
+        why=" (multiply, add, clip, multiply)",
     ),
     _act(
         "hardsigmoid",
@@ -207,7 +214,7 @@ KINDS = (
         saves=SAVES_INPUT,
         ops="ops = 5 per output element (approximate: none: divide, erf, add, multiply, "
         "multiply); 8 for approximate: tanh (square, multiply, add, multiply, tanh, "
-        "multiply-add, multiply).",
+        "multiply, add, multiply).",
         builder="cnnkit.model.builders:gelu",
     ),
     _act(
