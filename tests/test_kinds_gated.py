@@ -198,3 +198,24 @@ def test_saves_match_autograd_in_place_or_not(name, inplace):
     module = BUILDERS[name](args, ins, ins[0])
     xs = [torch.randn(2, *ins[0], requires_grad=True) * 1]  # not a leaf: in place is allowed
     assert _rule_bytes(kind.saves(args, ins, ins[0]), xs, ins[0]) == saved_bytes(module, xs, False)
+
+
+@pytest.mark.parametrize("inplace", ["false", "true"])
+def test_memory_estimate_of_a_gated_network_equals_autograd(inplace):
+    from cnnkit.analysis.memory import saved_activation_bytes
+    from tests.test_memory_vs_autograd import measured
+
+    text = f"""\
+input: [3, 8, 8]
+model:
+  layers:
+    - conv: 4
+    - {{silu: {{inplace: {inplace}}}}}
+    - {{conv: 4, name: c}}
+    - {{mish: {{inplace: {inplace}}}}}
+    - {{mul, from: [3, c]}}
+    - gap
+    - linear: 2
+"""
+    recipe = recipe_from_text(text, "gated.yaml")
+    assert saved_activation_bytes(recipe.graph, 2, "fp32") == measured(recipe, 2)
