@@ -85,6 +85,13 @@ CASES = {
         lambda: Fn(lambda x: torch.zeros(1, 4, 7, 7), params=sum(map(len, TABLE)) * 9 + 4),
     ),
     "rbf": (10, [(84,)], lambda: Fn(lambda x: torch.zeros(1, 10), buffers=840)),
+    # K1: gated activations and the broadcast product.
+    "silu": (None, [(3, 4)], lambda: Fn(lambda x: x * torch.sigmoid(x))),
+    "hardswish": (None, [(3, 4)], lambda: Fn(lambda x: x * F.relu6(x + 3) / 6)),
+    "hardsigmoid": (None, [(3, 4)], lambda: Fn(lambda x: F.relu6(x + 3) / 6)),
+    "gelu": ("tanh", [(3, 4)], lambda: nn.GELU(approximate="tanh")),
+    "mish": (None, [(3, 4)], lambda: Fn(lambda x: x * torch.tanh(F.softplus(x)))),
+    "mul": (None, [(4, 3, 5), (4, 1, 1), (1, 3, 5)], lambda: Fn(lambda a, b, c: a * b * c)),
 }
 # Kinds whose built module computes exactly the oracle once the oracle's weights are copied.
 SAME_STATE = {"conv", "convtranspose", "linear", "bn", "prelu"}
@@ -110,6 +117,12 @@ DETERMINISTIC = {
     "identity",
     "add",
     "concat",
+    "silu",
+    "hardswish",
+    "hardsigmoid",
+    "gelu",
+    "mish",
+    "mul",
 }
 
 

@@ -69,6 +69,12 @@ def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
         return replace(base, unknown=unknown)
     if any(i.sees_all for i in inputs):
         return replace(base, sees_all=True)
+    if len(inputs) > 1 and any(_broadcast(i.output, node.shape) for i in inputs):
+        return replace(
+            base,
+            unknown=f"at {node.name}: {node.kind} stretches a smaller input over "
+            "the spatial axes (only a gate that sees the whole input has a known field)",
+        )
     merged = Field.merge(i.fields for i in inputs if i.fields is not None)
     rule = LAYERS[node.kind].rf(node.args, graph.input_shapes(node))
     if rule is SEES_ALL:
@@ -87,6 +93,14 @@ def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
             window=rule,
         )
     return replace(base, fields=merged.through(spans), window=rule)
+
+
+def _broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """True when an input of ``shape`` is stretched along a spatial axis to ``out`` (mul's
+    size-1 gate): its one unit's field is every output unit's, which the span algebra
+    cannot express. Gates from global pooling see everything and never reach here."""
+    dims = spatial_dims(out)
+    return shape[-dims:] != out[-dims:]
 
 
 def layer_spans(

@@ -1,7 +1,10 @@
 """Activations of the classic literature. All are pointwise in space.
 
 Ops per output element (each row's ``ops``): one for comparisons and simple functions, two
-for LeCun's scaled tanh (the tanh and the scale), three for softmax (exp, sum, divide).
+for LeCun's scaled tanh (the tanh and the scale), three for softmax (exp, sum, divide). The
+smooth gated kinds count one op per elementary function (sigmoid, erf, tanh, exp, log, clip)
+and one per arithmetic step on the element, constants folded: silu 2, hardsigmoid 3,
+hardswish 4, gelu 5 (tanh form 8), mish 5.
 """
 
 from __future__ import annotations
@@ -24,9 +27,18 @@ from cnnkit.layers._kind import (
     prod,
     saved_rule,
 )
+from cnnkit.validation import word
 
 
-def _act(name: str, doc: str, ops: int, *args: Arg, short: str | None = None, aliases=()):
+def _act(
+    name: str,
+    doc: str,
+    ops: int,
+    *args: Arg,
+    short: str | None = None,
+    aliases=(),
+    why: str = "",
+):
     """A pointwise kind costing ``ops`` per output element, built by the builder of its name."""
     return LayerKind(
         name,
@@ -36,7 +48,7 @@ def _act(name: str, doc: str, ops: int, *args: Arg, short: str | None = None, al
         short=short,
         aliases=aliases,
         saves=SAVES.get(name),
-        ops=f"ops = {ops} per output element.",
+        ops=f"ops = {ops} per output element{why}.",
         builder=f"cnnkit.model.builders:{name}",
     )
 
@@ -67,6 +79,24 @@ def new_like_output(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
     return Saved(new=(Kept(prod(out)),))
 
 
+def gated_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
+    """silu, hardswish, hardsigmoid, mish differentiate through their input; in place,
+    autograd keeps a copy of it made before it is overwritten, and the output is the
+    input's storage."""
+    if args["inplace"]:
+        return Saved(new=(Kept(prod(inputs[0])),), view=True)
+    return Saved(inputs=(0,))
+
+
+GELU_OPS = {"none": 5, "tanh": 8}
+
+
+def gelu_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
+    """ops: x * 0.5 * (1 + erf(x / sqrt 2)) is 5 per element; the tanh form
+    x * (0.5 + 0.5 tanh(x * (c + c a x^2))) is 8."""
+    return elementwise_ops(GELU_OPS[args["approximate"]])(args, inputs, out)
+
+
 def rrelu_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
     """The input and the random slopes drawn for it (one per element, while training)."""
     return Saved(inputs=(0,), new=(Kept(prod(inputs[0])),))
@@ -87,8 +117,13 @@ SAVES = {
     "softmax": SAVES_OUTPUT,
     "log_softmax": SAVES_OUTPUT,
     "identity": SAVES_VIEW,
+    "silu": gated_saves,
+    "hardswish": gated_saves,
+    "hardsigmoid": gated_saves,
+    "mish": gated_saves,
 }
 
+INPLACE = Arg("inplace", c.boolean, False, (), "overwrite the input (as torch's inplace)")
 SLOPE = Arg("slope", c.number(), 0.01, ("negative_slope",), "slope for x < 0")
 
 KINDS = (
@@ -145,4 +180,48 @@ KINDS = (
     _act("softmax", "Softmax over the channel/feature axis (nn.Softmax(dim=1)).", 3),
     _act("log_softmax", "Log-softmax over the channel/feature axis (nn.LogSoftmax(dim=1)).", 3),
     _act("identity", "Passes its input through (nn.Identity).", 0),
+    # Smooth and hard gated activations of MobileNetV3 / EfficientNet / transformers.
+    _act(
+        "silu",
+        "Sigmoid-weighted linear unit x * sigmoid(x) (nn.SiLU; swish of Ramachandran et al.).",
+        2,
+        INPLACE,
+        aliases=("swish",),
+        why=" (sigmoid, multiply)",
+    ),
+    _act(
+        "hardswish",
+        "Hard swish x * relu6(x + 3) / 6 (nn.Hardswish, MobileNetV3).",
+        4,
+        INPLACE,
+        aliases=("hard_swish",),
+        why=" (multiply, add, clip, multiply)",
+    ),
+    _act(
+        "hardsigmoid",
+        "Hard sigmoid relu6(x + 3) / 6 (nn.Hardsigmoid, MobileNetV3).",
+        3,
+        INPLACE,
+        aliases=("hard_sigmoid",),
+        why=" (multiply, add, clip)",
+    ),
+    LayerKind(
+        "gelu",
+        "Gaussian error linear unit x * Phi(x) (nn.GELU); approximate: tanh for the tanh form.",
+        (Arg("approximate", word(tuple(GELU_OPS)), "none", (), "none (erf) or tanh"),),
+        count=gelu_count,
+        short="approximate",
+        saves=SAVES_INPUT,
+        ops="ops = 5 per output element (approximate: none: divide, erf, add, multiply, "
+        "multiply); 8 for approximate: tanh (square, multiply, add, multiply, tanh, "
+        "multiply, add, multiply).",
+        builder="cnnkit.model.builders:gelu",
+    ),
+    _act(
+        "mish",
+        "Mish x * tanh(softplus(x)) (nn.Mish, Misra 2019).",
+        5,
+        INPLACE,
+        why=" (exp, add, log, tanh, multiply)",
+    ),
 )

@@ -183,6 +183,30 @@ def rbf(a, ins, out) -> nn.Module:
     return m.EuclideanRBF(ins[0][0], a["out"])
 
 
+def silu(a, ins, out) -> nn.Module:
+    return nn.SiLU(a["inplace"])
+
+
+def hardswish(a, ins, out) -> nn.Module:
+    return nn.Hardswish(a["inplace"])
+
+
+def hardsigmoid(a, ins, out) -> nn.Module:
+    return nn.Hardsigmoid(a["inplace"])
+
+
+def gelu(a, ins, out) -> nn.Module:
+    return nn.GELU(approximate=a["approximate"])
+
+
+def mish(a, ins, out) -> nn.Module:
+    return nn.Mish(a["inplace"])
+
+
+def mul(a, ins, out) -> nn.Module:
+    return m.Product()
+
+
 def resolve(reference: str) -> Builder:
     """The callable a row's ``builder`` reference (``"package.module:function"``) names."""
     module_name, _, attribute = reference.partition(":")

@@ -173,3 +173,13 @@ class EuclideanRBF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.unsqueeze(1) - self.prototypes) ** 2).sum(-1)
+
+
+class Product(nn.Module):
+    """Broadcast elementwise product of several inputs, left to right."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
