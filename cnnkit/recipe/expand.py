@@ -24,8 +24,9 @@ from cnnkit.recipe.graph import INPUT, Lookup, Ref, Scope, Spec
 from cnnkit.recipe.source import Path, Source
 from cnnkit.recipe.types import Block, check_init
 
-META = ("name", "id", "from", "init")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+META = ("name", "id", "from", "init", "trainable", "splice")
+# torch refuses "." and "" in module names; "-" is allowed (RegNet's ``block1-0``).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Attributes of torch.nn.Module that a submodule name may not shadow.
 RESERVED = frozenset(
     {
@@ -81,6 +82,7 @@ class Expander:
         self.paths: dict[str, Path] = {}
         self.calls: list[Call] = []
         self.inits: list[str | None] = [init]
+        self.trainable: list[bool] = [True]  # the nearest ``trainable:`` around a node wins
         self.edges = 0  # layer inputs so far: a dense block's grow with its times squared
         self.copies = 1  # how many times the enclosing repeats and dense blocks copy this point
         self.structures: dict[str, Callable[..., Ref]] = {
@@ -127,9 +129,11 @@ class Expander:
         return self.checked_name(meta.get(key, default), (*path, key))
 
     def checked_name(self, name: Any, path: Path) -> str:
-        """``name`` if it can be a torch submodule name (letters, digits, _; not reserved)."""
+        """``name`` if it can be a torch submodule name (letters, digits, _, -; not reserved)."""
         if not isinstance(name, str | int) or not _NAME.match(str(name)):
-            raise self.fail(path, f"expected a name of letters, digits and _, got {name!r}")
+            raise self.fail(
+                path, f"expected a name of letters, digits, _ and - (not first), got {name!r}"
+            )
         if len(str(name)) > limits.MAX_NAME_CHARS:
             raise self.fail(path, f"a name may have at most {limits.MAX_NAME_CHARS} characters")
         if str(name) in RESERVED:
@@ -191,15 +195,18 @@ class Expander:
 
     @contextmanager
     def init_of(self, meta: dict[str, Any], path: Path) -> Iterator[None]:
-        """Within the block, nodes default to this item's ``init:`` scheme."""
-        if "init" not in meta:
-            yield
-            return
-        self.inits.append(check_init(meta["init"], self.source, (*path, "init")))
+        """Within the item, nodes default to its ``init:`` scheme and ``trainable:`` flag."""
+        init = check_init(meta["init"], self.source, (*path, "init")) if "init" in meta else None
+        frozen = meta.get("trainable", self.trainable[-1])
+        if not isinstance(frozen, bool):
+            raise self.fail((*path, "trainable"), f"expected true or false, got {frozen!r}")
+        self.inits.append(self.inits[-1] if init is None else init)
+        self.trainable.append(frozen)
         try:
             yield
         finally:
             self.inits.pop()
+            self.trainable.pop()
 
     def dispatch(
         self, head: str, value: Any, path: Path, name: str, input: Any, scope: Scope | None
@@ -256,6 +263,7 @@ class Expander:
                 "concatenate every earlier output, so their inputs grow with times squared)",
             )
         self.paths[spec.name] = spec.path
+        spec.trainable = self.trainable[-1]
         self.specs.append(spec)
         return spec.name
 
