@@ -128,6 +128,11 @@ def test_repeat_of_zero_passes_its_input_through():
     assert r.graph.output == "0"
 
 
+def test_a_model_of_nothing_is_an_error():
+    with pytest.raises(RecipeError, match=r"x.yaml:3: model.layers: the model has no layers"):
+        load("    - repeat: {times: 0, layers: relu}\n")
+
+
 def test_repeat_times_below_zero_is_an_error():
     with pytest.raises(RecipeError, match=r"repeat.times: expected a whole number, 0 or more"):
         load("    - repeat: {times: -1, layers: relu}\n")
