@@ -151,18 +151,8 @@ def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source)
                 f"layer {spec.name} ({spec.kind}): {err.message}{spec.context}", where=where
             ) from None
         shapes[spec.name] = shape
-        nodes.append(
-            Node(
-                spec.name,
-                spec.kind,
-                spec.args,
-                tuple(ins),
-                shape,
-                where,
-                spec.init,
-                spec.trainable,
-            )
-        )
+        extra = (spec.init, spec.trainable)
+        nodes.append(Node(spec.name, spec.kind, spec.args, tuple(ins), shape, where, *extra))
 
     for spec in order:
         ins = [real(i) for i in inputs[spec.name]]
