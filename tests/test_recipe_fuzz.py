@@ -100,7 +100,7 @@ def test_random_recipes_build_and_run_or_raise_a_cnnkit_error(shape, layers, tai
         "input: [1, 8, 8]\nmodel:\n  layers: [{conv: 3, relu: null}]\n",
         "input: [1, 8, 8]\nmodel:\n  layers: [{conv: {out: true}}]\n",
         "input: [1, 8, 8]\nmodel:\n  layers: [{residual: [relu]}]\n",
-        "input: [1, 8, 8]\nmodel:\n  layers: [{repeat: {times: 0, layers: relu}}]\n",
+        "input: [1, 8, 8]\nmodel:\n  layers: [{repeat: {times: -1, layers: relu}}]\n",
         "- a\n- b\n",
         "",
         "input: &a [*a]\nmodel: {layers: [relu]}\n",

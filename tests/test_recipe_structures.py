@@ -198,8 +198,8 @@ def test_dollar_in_names_is_an_error(names):
 def test_names_that_torch_cannot_use_are_an_error():
     from cnnkit.errors import RecipeError
 
-    with pytest.raises(RecipeError, match="letters, digits and _, got 'a-1'"):
-        load("    - repeat: {times: 2, names: 'a-{n}', layers: relu}\n")
+    with pytest.raises(RecipeError, match=r"letters, digits, _ and - \(not first\), got 'a.1'"):
+        load("    - repeat: {times: 2, names: 'a.{n}', layers: relu}\n")
 
 
 def test_dense_is_the_structure_and_linear_says_so():

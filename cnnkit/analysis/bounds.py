@@ -156,16 +156,16 @@ def train_estimate(
     """The training-memory estimate of a recipe's ``train:`` settings: fp32 weights, gradients
     and optimizer state (adam/adamw: two moments, sgd: a momentum buffer unless momentum is 0),
     and activations in the autocast dtype under AMP."""
-    from cnnkit.analysis.counts import totals
+    from cnnkit.analysis.counts import frozen_params, totals
     from cnnkit.analysis.memory import saved_activation_bytes, training_memory
 
     graph = recipe.graph
     assert graph is not None
-    sums = totals(graph)
+    sums, frozen = totals(graph), frozen_params(graph)
     states = "adam" if optimizer in ("adam", "adamw") else "sgd" if momentum else "sgd-nomomentum"
     return training_memory(
-        trainable=sums.params,
-        frozen=sums.buffers,
+        trainable=sums.params - frozen,
+        frozen=frozen + sums.buffers,
         activation_bytes=saved_activation_bytes(graph, batch, "fp32" if amp == "off" else "fp16"),
         optimizer=states,
     )

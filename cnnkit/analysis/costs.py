@@ -91,7 +91,7 @@ def graph_costs(graph: Graph, batch: int = 1, dtype: str = "fp32") -> list[Layer
                 node.kind,
                 node.shape,
                 c.params,
-                c.params,
+                c.params if node.trainable else 0,
                 c.buffers,
                 batch * c.macs,
                 batch * c.ops,

@@ -1,6 +1,7 @@
 """Parameters, buffers, MACs, all-ops and activation elements per node, from each kind's
 count rule (see ``cnnkit.layers``). Weight sharing is not part of the recipe language, so
-every node owns its parameters and the totals are plain sums."""
+every node owns its parameters and the totals are plain sums. ``Counts.params`` counts every
+parameter, frozen (``trainable: false``) or not; ``frozen_params`` says how many are frozen."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ def node_counts(graph: Graph) -> dict[str, Counts]:
 def totals(graph: Graph) -> Counts:
     """The sum over all nodes."""
     return reduce(lambda a, b: a + b, node_counts(graph).values(), Counts())
+
+
+def frozen_params(graph: Graph) -> int:
+    """Parameters of ``trainable: false`` nodes: stored and counted, but never updated."""
+    counts = node_counts(graph)
+    return sum(counts[n.name].params for n in graph.nodes if not n.trainable)

@@ -28,7 +28,10 @@ def build(recipe: Recipe, seed: int | None = None) -> nn.Module:
         model = GraphModule(recipe.graph)
         for node in recipe.graph.nodes:
             scheme = node.init or recipe.init
-            initialise(model.get_submodule(node.name), scheme)
+            module = model.get_submodule(node.name)
+            initialise(module, scheme)
+            if not node.trainable:
+                module.requires_grad_(False)
     return model
 
 

@@ -36,10 +36,21 @@ class SubstitutionError(ValueError):
         super().__init__(message)
 
 
+# Keys whose text values are names: ``$arg`` / ``${expr}`` inside them are filled in place.
+NAME_KEYS = frozenset({"name", "id", "names", "shortcut_name"})
+_INLINE = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_]\w*)")
+
+
 def substitute(data: Any, values: dict[str, Any], path: tuple[str | int, ...] = ()) -> Any:
-    """A copy of ``data`` with every ``$arg`` / ``${expr}`` string replaced by its value."""
+    """A copy of ``data`` with every ``$arg`` / ``${expr}`` string replaced by its value;
+    in names (``name: block$stage-$i``) each reference is replaced by its text."""
     if isinstance(data, dict):
-        return {k: substitute(v, values, (*path, k)) for k, v in data.items()}
+        return {
+            k: _name(v, values, (*path, k))
+            if k in NAME_KEYS and isinstance(v, str) and not _NAME.match(v)
+            else substitute(v, values, (*path, k))
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [substitute(v, values, (*path, i)) for i, v in enumerate(data)]
     if isinstance(data, str):
@@ -48,6 +59,14 @@ def substitute(data: Any, values: dict[str, Any], path: tuple[str | int, ...] = 
         if m := _EXPR.match(data):
             return _evaluate(m.group(1), values, path)
     return data
+
+
+def _name(text: str, values: dict[str, Any], path: tuple[str | int, ...]) -> str:
+    def fill(m: re.Match[str]) -> str:
+        found = _evaluate(m.group(1), values, path) if m.group(1) is not None else None
+        return str(found if m.group(1) is not None else _value(m.group(2), values, path))
+
+    return _INLINE.sub(fill, text)
 
 
 def _value(name: str, values: dict[str, Any], path: tuple[str | int, ...]) -> Any:

@@ -24,8 +24,9 @@ from cnnkit.recipe.graph import INPUT, Lookup, Ref, Scope, Spec
 from cnnkit.recipe.source import Path, Source
 from cnnkit.recipe.types import Block, check_init
 
-META = ("name", "id", "from", "init")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+META = ("name", "id", "from", "init", "trainable", "splice")
+# torch refuses "." and "" in module names; "-" is allowed (RegNet's ``block1-0``).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Attributes of torch.nn.Module that a submodule name may not shadow.
 RESERVED = frozenset(
     {
@@ -81,7 +82,9 @@ class Expander:
         self.paths: dict[str, Path] = {}
         self.calls: list[Call] = []
         self.inits: list[str | None] = [init]
+        self.trainable: list[bool] = [True]  # the nearest ``trainable:`` around a node wins
         self.edges = 0  # layer inputs so far: a dense block's grow with its times squared
+        self.next_index = 0  # the position after the last sequence expanded
         self.copies = 1  # how many times the enclosing repeats and dense blocks copy this point
         self.structures: dict[str, Callable[..., Ref]] = {
             "sequence": self._sequence_item,
@@ -127,9 +130,11 @@ class Expander:
         return self.checked_name(meta.get(key, default), (*path, key))
 
     def checked_name(self, name: Any, path: Path) -> str:
-        """``name`` if it can be a torch submodule name (letters, digits, _; not reserved)."""
+        """``name`` if it can be a torch submodule name (letters, digits, _, -; not reserved)."""
         if not isinstance(name, str | int) or not _NAME.match(str(name)):
-            raise self.fail(path, f"expected a name of letters, digits and _, got {name!r}")
+            raise self.fail(
+                path, f"expected a name of letters, digits, _ and - (not first), got {name!r}"
+            )
         if len(str(name)) > limits.MAX_NAME_CHARS:
             raise self.fail(path, f"a name may have at most {limits.MAX_NAME_CHARS} characters")
         if str(name) in RESERVED:
@@ -149,7 +154,7 @@ class Expander:
             head, value, meta = self.parse(raw, item_path)
             if head == "repeat" and "name" not in meta and "id" not in meta:
                 current = self.single(self.inputs(meta, item_path, scope, current), item_path)
-                names = self.copy_names(value, (*item_path, "repeat"), index)
+                names = self.copy_names(value, (*item_path, "repeat"), index, least=0)
                 with self.init_of(meta, item_path), self.copying(len(names)):
                     for name in names:
                         body_path = (*item_path, "repeat", "layers")
@@ -158,13 +163,37 @@ class Expander:
                         )
                 index += len(names)
                 continue
+            if meta.get("splice", False) is not False:
+                source = self.inputs(meta, item_path, scope, current)
+                with self.init_of(meta, item_path):
+                    current = self.splice(head, value, meta, item_path, prefix, source, index)
+                index = self.next_index
+                continue
             local = self.local_name(meta, str(index), item_path)
             index += 1
             source = self.inputs(meta, item_path, scope, current)
             with self.init_of(meta, item_path):
                 current = self.dispatch(head, value, item_path, join(prefix, local), source, scope)
             scope.names[local] = current
+        self.next_index = index  # where a spliced sequence left the enclosing positions
         return current
+
+    def splice(
+        self, head: str, value: Any, meta: dict[str, Any], path: Path, prefix: str, input, at: int
+    ) -> Ref:
+        """A block call's (or a ``sequence:``'s) layers as items of the enclosing sequence,
+        numbered on from position ``at`` (``features.0``, ``features.1``, ...)."""
+        if meta["splice"] is not True:
+            raise self.fail((*path, "splice"), f"expected true or false, got {meta['splice']!r}")
+        if "name" in meta or "id" in meta:
+            raise self.fail((*path, "splice"), "a spliced item has no name of its own")
+        if head not in self.blocks and head != "sequence":
+            raise self.fail((*path, "splice"), "splice applies to block calls and sequence:")
+        where = (*path, head)
+        if head == "sequence":
+            return self.sequence(value, where, prefix, self.single(input, where), None, at)
+        block = self.blocks[head]
+        return self.call(block, value, where, prefix, self.single(input, where), splice_at=at)
 
     def body(self, raw: Any, path: Path, name: str, input: Ref, scope: Scope | None) -> Ref:
         """A list is a sequence under ``name``; a single item *is* ``name``."""
@@ -191,15 +220,18 @@ class Expander:
 
     @contextmanager
     def init_of(self, meta: dict[str, Any], path: Path) -> Iterator[None]:
-        """Within the block, nodes default to this item's ``init:`` scheme."""
-        if "init" not in meta:
-            yield
-            return
-        self.inits.append(check_init(meta["init"], self.source, (*path, "init")))
+        """Within the item, nodes default to its ``init:`` scheme and ``trainable:`` flag."""
+        init = check_init(meta["init"], self.source, (*path, "init")) if "init" in meta else None
+        frozen = meta.get("trainable", self.trainable[-1])
+        if not isinstance(frozen, bool):
+            raise self.fail((*path, "trainable"), f"expected true or false, got {frozen!r}")
+        self.inits.append(self.inits[-1] if init is None else init)
+        self.trainable.append(frozen)
         try:
             yield
         finally:
             self.inits.pop()
+            self.trainable.pop()
 
     def dispatch(
         self, head: str, value: Any, path: Path, name: str, input: Any, scope: Scope | None
@@ -256,6 +288,7 @@ class Expander:
                 "concatenate every earlier output, so their inputs grow with times squared)",
             )
         self.paths[spec.name] = spec.path
+        spec.trainable = self.trainable[-1]
         self.specs.append(spec)
         return spec.name
 
@@ -274,11 +307,13 @@ class Expander:
                 raise self.fail(path, f"missing key {key!r}")
         return value
 
-    def copy_names(self, value: Any, path: Path, start: int) -> list[str]:
+    def copy_names(self, value: Any, path: Path, start: int, least: int = 1) -> list[str]:
+        """Names of a repeat's (``least`` 0: none is allowed) or a dense block's copies."""
         spec = self.mapping(value, path, {"times": True, "layers": True, "names": False})
         times = spec["times"]
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise self.fail((*path, "times"), f"expected a positive integer, got {times!r}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < least:
+            want = "a positive integer" if least else "a whole number, 0 or more"
+            raise self.fail((*path, "times"), f"expected {want}, got {times!r}")
         if not times * self.depth * self.copies <= limits.MAX_LAYERS:
             within = f" x {self.copies:,} enclosing copies" if self.copies > 1 else ""
             raise self.fail(
@@ -286,7 +321,7 @@ class Expander:
                 f"{times} copies (x model.depth {self.depth:g}{within}) exceed the limit of "
                 f"{limits.MAX_LAYERS:,} layers",
             )
-        times = max(1, round(times * self.depth))
+        times = max(1, round(times * self.depth)) if times else 0
         if "names" not in spec:
             # Unnamed copies take the next positions of the enclosing sequence (layer3.1 ..).
             return [str(start + t) for t in range(times)]
@@ -298,7 +333,7 @@ class Expander:
             raise self.fail(
                 where,
                 f"{pattern!r}: names count copies with {{i}} (from 0) or {{n}} (from 1); "
-                "$ fills block arguments only as a whole value",
+                "$arg fills block arguments only inside a block that has that argument",
             )
         _check_template(pattern, lambda message: self.fail(where, message))
         try:
@@ -312,7 +347,7 @@ class Expander:
 
     def _repeat(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
         current = input
-        copies = self.copy_names(value, path, 0)
+        copies = self.copy_names(value, path, 0, least=0)
         with self.copying(len(copies)):
             for copy in copies:
                 current = self.body(
@@ -324,6 +359,7 @@ class Expander:
     def copying(self, times: int) -> Iterator[None]:
         """Count the copies a nested repeat makes, so ``times`` is checked against the layer
         limit as a product before any layer is made (1000 x 1000 fails at once, not at 100,000)."""
+        times = max(times, 1)  # no copies (times: 0) multiply nothing
         self.copies *= times
         try:
             yield
@@ -337,7 +373,8 @@ class Expander:
         layers = as_list(spec["layers"])
         body_out = self.sequence(layers, (*path, "layers"), name, input, scope)
         shortcut = spec.get("shortcut", "auto")
-        short_name = join(name, str(spec.get("shortcut_name", "downsample")))
+        short_local = spec.get("shortcut_name", "downsample")
+        short_name = join(name, self.checked_name(short_local, (*path, "shortcut_name")))
         if shortcut == "identity":
             short: Ref = input
         elif shortcut in ("auto", "projection"):
@@ -435,7 +472,9 @@ class Expander:
 
     # -- blocks -----------------------------------------------------------------------------
 
-    def call(self, block: Block, value: Any, path: Path, name: str, input: Ref) -> Ref:
+    def call(
+        self, block: Block, value: Any, path: Path, name: str, input: Ref, splice_at: int = -1
+    ) -> Ref:
         if any(c.block == block.name for c in self.calls):
             raise self.fail(path, f"block {block.name!r} uses itself")
         if len(self.calls) >= limits.MAX_CALL_DEPTH:
@@ -468,7 +507,10 @@ class Expander:
                 body = substitute(block.body, values)
             except SubstitutionError as err:
                 raise self.fail((*block.path, *err.path), str(err)) from None
-            return self.body(body, block.path, name, input, Scope(None, {INPUT: input}))
+            scope = Scope(None, {INPUT: input})
+            if splice_at >= 0:
+                return self.sequence(as_list(body), block.path, name, input, scope, splice_at)
+            return self.body(body, block.path, name, input, scope)
         finally:
             self.calls.pop()
 

@@ -22,6 +22,7 @@ class Node:
 
     ``name`` is hierarchical (``layer3.1.conv2``) and becomes the torch submodule path;
     ``shape`` is the output shape without the batch; ``where`` is ``file:line: key.path``.
+    ``trainable`` False (``trainable: false`` in the recipe) freezes its parameters.
     """
 
     name: str
@@ -31,6 +32,7 @@ class Node:
     shape: Shape
     where: str
     init: str | None = None
+    trainable: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Spec:
     context: str = ""
     from_path: Path | None = None
     force: bool = False
+    trainable: bool = True
 
 
 def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source) -> Graph:
@@ -148,7 +151,8 @@ def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source)
                 f"layer {spec.name} ({spec.kind}): {err.message}{spec.context}", where=where
             ) from None
         shapes[spec.name] = shape
-        nodes.append(Node(spec.name, spec.kind, spec.args, tuple(ins), shape, where, spec.init))
+        extra = (spec.init, spec.trainable)
+        nodes.append(Node(spec.name, spec.kind, spec.args, tuple(ins), shape, where, *extra))
 
     for spec in order:
         ins = [real(i) for i in inputs[spec.name]]
@@ -255,6 +259,7 @@ def _projection(spec: Spec, x: Shape, body: Shape, source: Source) -> tuple[Spec
     conv = Spec(f"{spec.name}.0", "conv", conv_args, [], spec.path, spec.init, spec.context)
     bn_args = LAYERS["bn"].resolve(spec.args.get("bn") or None)
     bn = Spec(f"{spec.name}.1", "bn", bn_args, [], spec.path, spec.init, spec.context)
+    conv.trainable = bn.trainable = spec.trainable
     return conv, bn
 
 

@@ -199,6 +199,10 @@ def _graph(model: dict[str, Any], shape: tuple[int, ...], source: Source, init) 
     width = _checked(scale, model.get("width", 1), source, ("model", "width"))
     expander = Expander(source, _blocks(model.get("blocks"), source), init, depth, width)
     output = expander.sequence(model["layers"], ("model", "layers"), "", INPUT, None)
+    if not expander.specs:
+        raise source.error(
+            ("model", "layers"), "the model has no layers (every repeat has times: 0)"
+        )
     return assemble(expander.specs, output, shape, source)
 
 
