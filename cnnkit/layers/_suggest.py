@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SHOWN = 40  # canonical names listed when nothing is close
+SHOWN = 80  # canonical names listed when nothing is close (every layer kind fits)
 
 
 def _table(a: str, b: str) -> list[list[int]]:
@@ -97,5 +97,6 @@ def suggest(
     if close:
         return f" {word!r} (did you mean {' or '.join(map(repr, close))}?)"
     options = sorted(set(names.values()))
-    shown = ", ".join(options[:SHOWN]) + (", ..." if len(options) > SHOWN else "")
+    more = len(options) - SHOWN
+    shown = ", ".join(options[:SHOWN]) + (f", ... ({more} more)" if more > 0 else "")
     return f" {word!r}; expected one of: {shown}"
