@@ -194,10 +194,10 @@ def in_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
 
 def in_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     """params: scale and shift per channel (if affine); buffers: running mean and variance
-    per channel when tracking (InstanceNorm has no batch counter)."""
+    per channel plus the one-element batch counter when tracking (as for bn)."""
     n = prod(out)
     ch = out[0]
-    buffers = 2 * ch if args["track_running_stats"] else 0
+    buffers = 2 * ch + 1 if args["track_running_stats"] else 0
     return Counts(
         2 * ch if args["affine"] else 0,
         buffers,
@@ -208,9 +208,11 @@ def in_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
 
 
 def in_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
-    """torch runs batch_norm on the input viewed as (1, N*C, ...): it keeps the input and a
-    mean and inverse std per sample and channel."""
-    return Saved(inputs=(0,), new=(Kept(2 * out[0]),))
+    """torch runs batch_norm on the input viewed as (1, N*C, ...): it keeps the input, a
+    mean and inverse std per sample and channel, and the N-fold repeats it builds of the
+    weight (if affine) and of the running mean and variance (if tracking)."""
+    per_channel = 2 + args["affine"] + 2 * args["track_running_stats"]
+    return Saved(inputs=(0,), new=(Kept(per_channel * out[0]),))
 
 
 INSTANCENORM = LayerKind(
@@ -275,11 +277,11 @@ LAYERNORM = LayerKind(
 
 
 def drop_path_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
-    """x * mask keeps the input and the per-sample scaled mask (one element per sample);
-    p = 0 is the identity."""
+    """x * mask keeps only the per-sample scaled mask (one element per sample: the mask
+    needs no gradient, so the input is not kept); p = 0 is the identity."""
     if args["p"] == 0:
         return Saved(view=True)
-    return Saved(inputs=(0,), new=(Kept(1),))
+    return Saved(new=(Kept(1),))
 
 
 DROP_PATH = LayerKind(
