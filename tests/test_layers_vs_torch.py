@@ -116,6 +116,8 @@ class ConvNeXtLayerScale(nn.Module):
 
     def forward(self, x):
         return self.layer_scale * x
+
+
 # Kinds whose built module computes exactly the oracle once the oracle's weights are copied.
 SAME_STATE = {"conv", "convtranspose", "linear", "bn", "prelu"}
 SAME_STATE |= {"groupnorm", "instancenorm", "layernorm", "layer_scale"}  # issue 13 (K2)
