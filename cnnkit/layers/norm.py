@@ -3,10 +3,13 @@ norm, dropout, and the training-only drop_path and layer_scale of ConvNeXt-style
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import fmt
 from cnnkit.layers._kind import (
+    SAVES_INPUT,
     Arg,
     Args,
     Counts,
@@ -132,11 +135,13 @@ _STAT_OPS = (
 )
 
 
-def _stat_count(elements: int, stat_params: int, affine: bool, buffers: int = 0) -> Counts:
-    return Counts(stat_params if affine else 0, buffers, 0, (7 if affine else 5) * elements)
+def _stat_count(elements: int, affine_params: int, affine: bool, buffers: int = 0) -> Counts:
+    """Counts of a norm computing its statistics per sample (``_STAT_OPS``)."""
+    ops = (7 if affine else 5) * elements
+    return Counts(affine_params if affine else 0, buffers, 0, ops, elements)
 
 
-def one_of(*words: str):
+def one_of(*words: str) -> Callable[[object], str]:
     """A validator accepting one of ``words`` (case-insensitive)."""
 
     def check(value: object) -> str:
@@ -157,8 +162,7 @@ def gn_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
 def gn_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     """params: scale and shift per channel (if affine)."""
     n = prod(out)
-    c0 = _stat_count(n, 2 * out[0], args["affine"])
-    return Counts(c0.params, 0, 0, c0.ops, n)
+    return _stat_count(n, 2 * out[0], args["affine"])
 
 
 def gn_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
@@ -198,13 +202,7 @@ def in_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     n = prod(out)
     ch = out[0]
     buffers = 2 * ch + 1 if args["track_running_stats"] else 0
-    return Counts(
-        2 * ch if args["affine"] else 0,
-        buffers,
-        0,
-        _stat_count(n, 0, False).ops + (2 * n if args["affine"] else 0),
-        n,
-    )
+    return _stat_count(n, 2 * ch, args["affine"], buffers)
 
 
 def in_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
@@ -242,8 +240,7 @@ def ln_normalised(args: Args, shape: Shape) -> int:
 def ln_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
     """params: scale and shift per element of the normalised axis (if affine)."""
     n = prod(out)
-    c0 = _stat_count(n, 2 * ln_normalised(args, out), args["affine"])
-    return Counts(c0.params, 0, 0, c0.ops, n)
+    return _stat_count(n, 2 * ln_normalised(args, out), args["affine"])
 
 
 def ln_saves(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Saved:
@@ -312,7 +309,7 @@ LAYER_SCALE = LayerKind(
     "Learnable per-channel scale gamma * x (ConvNeXt's layer_scale, shape (C, 1, 1)).",
     (Arg("init", c.number(), 1e-6, ("init_value", "value"), "initial scale"),),
     count=layer_scale_count,
-    saves=lambda a, i, o: Saved(inputs=(0,)),
+    saves=SAVES_INPUT,  # gamma * x: the gradient of gamma reads x
     short="init",
     aliases=("layerscale",),
     ops="ops: 1 per element (the multiply).",
