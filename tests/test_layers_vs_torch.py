@@ -92,9 +92,42 @@ CASES = {
     "gelu": ("tanh", [(3, 4)], lambda: nn.GELU(approximate="tanh")),
     "mish": (None, [(3, 4)], lambda: Fn(lambda x: x * torch.tanh(F.softplus(x)))),
     "mul": (None, [(4, 3, 5), (4, 1, 1), (1, 3, 5)], lambda: Fn(lambda a, b, c: a * b * c)),
+    # issue 13 (K2): norms and ConvNeXt's training-only kinds
+    "groupnorm": (2, [(6, 5, 5)], lambda: nn.GroupNorm(2, 6)),
+    "instancenorm": (
+        {"affine": True, "track": True},
+        [(4, 7)],
+        lambda: nn.InstanceNorm1d(4, affine=True, track_running_stats=True),
+    ),
+    "layernorm": (None, [(6, 4, 5)], lambda: ConvNeXtLayerNorm2d(6, eps=1e-6)),
+    "drop_path": (0.3, [(4, 5)], lambda: nn.Identity()),
+    "layer_scale": (None, [(6, 4, 4)], lambda: ConvNeXtLayerScale(6)),
 }
+
+
+class ConvNeXtLayerNorm2d(nn.LayerNorm):
+    """torchvision's ConvNeXt LayerNorm2d, as its source writes it (NCHW, 2-D only)."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ConvNeXtLayerScale(nn.Module):
+    """The layer_scale parameter of torchvision's CNBlock: (C, 1, 1), times the branch."""
+
+    def __init__(self, dim: int, value: float = 1e-6) -> None:
+        super().__init__()
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * value)
+
+    def forward(self, x):
+        return self.layer_scale * x
+
+
 # Kinds whose built module computes exactly the oracle once the oracle's weights are copied.
 SAME_STATE = {"conv", "convtranspose", "linear", "bn", "prelu"}
+SAME_STATE |= {"groupnorm", "instancenorm", "layernorm", "layer_scale"}  # issue 13 (K2)
 DETERMINISTIC = {
     "maxpool",
     "avgpool",
@@ -124,6 +157,7 @@ DETERMINISTIC = {
     "mish",
     "mul",
 }
+DETERMINISTIC |= {"drop_path"}  # issue 13 (K2): eval is the identity
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))

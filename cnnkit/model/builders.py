@@ -18,6 +18,7 @@ from torch import nn
 from cnnkit.layers import LAYERS
 from cnnkit.layers._geometry import axes, conv_window, pool_window
 from cnnkit.model import modules as m
+from cnnkit.model import norm_modules as nm
 
 Shape = tuple[int, ...]
 Builder = Callable[[Mapping[str, Any], tuple[Shape, ...], Shape], nn.Module]
@@ -205,6 +206,38 @@ def mish(a, ins, out) -> nn.Module:
 
 def mul(a, ins, out) -> nn.Module:
     return m.Product()
+
+
+# --- issue 13 (K2): group, instance and layer norm, drop_path, layer_scale ---------------
+_IN = {2: nn.InstanceNorm1d, 3: nn.InstanceNorm2d, 4: nn.InstanceNorm3d}
+
+
+def groupnorm(a, ins, out) -> nn.Module:
+    return nn.GroupNorm(a["groups"], ins[0][0], eps=a["eps"], affine=a["affine"])
+
+
+def instancenorm(a, ins, out) -> nn.Module:
+    return _IN[len(ins[0])](
+        ins[0][0],
+        eps=a["eps"],
+        momentum=a["momentum"],
+        affine=a["affine"],
+        track_running_stats=a["track_running_stats"],
+    )
+
+
+def layernorm(a, ins, out) -> nn.Module:
+    if a["over"] == "channels" and len(ins[0]) > 1:
+        return nm.LayerNormChannels(ins[0][0], eps=a["eps"], elementwise_affine=a["affine"])
+    return nn.LayerNorm(ins[0][-1], eps=a["eps"], elementwise_affine=a["affine"])
+
+
+def drop_path(a, ins, out) -> nn.Module:
+    return nm.DropPath(a["p"], a["scale_by_keep"])
+
+
+def layer_scale(a, ins, out) -> nn.Module:
+    return nm.LayerScale(ins[0][0], len(ins[0]), a["init"])
 
 
 def resolve(reference: str) -> Builder:
