@@ -85,6 +85,12 @@ CASES = {
         lambda: Fn(lambda x: torch.zeros(1, 4, 7, 7), params=sum(map(len, TABLE)) * 9 + 4),
     ),
     "rbf": (10, [(84,)], lambda: Fn(lambda x: torch.zeros(1, 10), buffers=840)),
+    # ShuffleNet's channel shuffle, written as torchvision's ShuffleNetV2 writes it.
+    "channel_shuffle": (
+        3,
+        [(6, 4, 5)],
+        lambda: Fn(lambda x: x.view(x.shape[0], 3, 2, 4, 5).transpose(1, 2).reshape(x.shape)),
+    ),
     # K1: gated activations and the broadcast product.
     "silu": (None, [(3, 4)], lambda: Fn(lambda x: x * torch.sigmoid(x))),
     "hardswish": (None, [(3, 4)], lambda: Fn(lambda x: x * F.relu6(x + 3) / 6)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cnnkit.layers import activation, conv, lenet1998, linear, merge, norm, pool
+from cnnkit.layers import activation, channel, conv, lenet1998, linear, merge, norm, pool
 from cnnkit.layers._kind import (
     REQUIRED,
     RF,
@@ -25,7 +25,7 @@ from cnnkit.layers._kind import (
     suggest,
 )
 
-_FAMILIES = (conv, pool, linear, norm, activation, merge, lenet1998)
+_FAMILIES = (conv, pool, linear, norm, activation, merge, channel, lenet1998)
 
 
 def register(kinds: Iterable[LayerKind]) -> tuple[dict[str, LayerKind], dict[str, str]]:

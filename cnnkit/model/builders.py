@@ -208,6 +208,10 @@ def mul(a, ins, out) -> nn.Module:
     return m.Product()
 
 
+def channel_shuffle(a, ins, out) -> nn.Module:
+    return nn.ChannelShuffle(a["groups"])
+
+
 # --- issue 13 (K2): group, instance and layer norm, drop_path, layer_scale ---------------
 _IN = {2: nn.InstanceNorm1d, 3: nn.InstanceNorm2d, 4: nn.InstanceNorm3d}
 

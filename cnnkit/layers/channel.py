@@ -1,0 +1,41 @@
+"""Channel operations: reorder channels without arithmetic (ShuffleNet's channel shuffle).
+
+Pointwise in space: a unit of the output sees exactly what the same position of the input
+saw, so the receptive field passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from cnnkit.errors import ShapeError
+from cnnkit.layers import _checks as c
+from cnnkit.layers._geometry import fmt
+from cnnkit.layers._kind import SAVES_NOTHING, Arg, Args, LayerKind, Shape
+
+
+def shuffle_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
+    """The input's shape; the channels must split into ``groups`` equal groups."""
+    shape = inputs[0]
+    if len(shape) < 2:
+        raise ShapeError(f"channel_shuffle needs a C x ... map, got shape {fmt(shape)}")
+    if shape[0] % args["groups"]:
+        raise ShapeError(
+            f"channel_shuffle with {args['groups']} groups needs channels divisible by it, "
+            f"got shape {fmt(shape)}"
+        )
+    return shape
+
+
+CHANNEL_SHUFFLE = LayerKind(
+    "channel_shuffle",
+    "Interleave the channels of `groups` groups (nn.ChannelShuffle; ShuffleNet): channel "
+    "g * (C / groups) + i moves to i * groups + g.",
+    (Arg("groups", c.positive_int, aliases=("g",), doc="number of channel groups"),),
+    shuffle_shape,
+    short="groups",
+    aliases=("shuffle",),
+    saves=SAVES_NOTHING,
+    ops="ops: none (a copy).",
+    builder="cnnkit.model.builders:channel_shuffle",
+)
+
+KINDS = (CHANNEL_SHUFFLE,)
