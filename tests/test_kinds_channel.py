@@ -71,3 +71,60 @@ def test_a_shufflenet_unit_counts_like_its_torch_module():
     assert sum(p.numel() for p in built.parameters()) == sum(p.numel() for p in twin.parameters())
     assert totals(recipe.graph).macs == 36 * (32 + 72 + 32)
     assert tuple(built(torch.randn(1, 8, 6, 6)).shape) == (1, 8, 6, 6)
+
+
+SLICE = LAYERS["channel_slice"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    channels=st.integers(1, 8),
+    data=st.data(),
+    spatial=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+)
+def test_channel_slice_matches_torch_split(channels, data, spatial):
+    start = data.draw(st.integers(0, channels - 1))
+    stop = data.draw(st.integers(start + 1, channels))
+    shape = (channels, *spatial)
+    args = SLICE.resolve({"start": start, "stop": stop})
+    assert SLICE.shape(args, (shape,)) == (stop - start, *spatial)
+    counts = SLICE.count(args, (shape,), (stop - start, *spatial))
+    assert (counts.params, counts.macs, counts.ops) == (0, 0, 0)
+    x = torch.randn(2, *shape)
+    sizes = [s for s in (start, stop - start, channels - stop)]
+    expected = torch.split(x, sizes, dim=1)[1]
+    got = BUILDERS["channel_slice"](args, (shape,), (stop - start, *spatial))(x)
+    assert torch.equal(got, expected)
+    assert got.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()  # a view
+
+
+@pytest.mark.parametrize("start,stop", [(0, 7), (3, 3), (5, 2)])
+def test_a_slice_outside_the_channels_is_one_line(start, stop):
+    with pytest.raises(ShapeError, match=f"channel_slice start {start}, stop {stop} needs"):
+        SLICE.shape(SLICE.resolve({"start": start, "stop": stop}), ((6, 3, 3),))
+
+
+def test_a_shufflenet_v2_split_unit_equals_its_torch_module():
+    """ShuffleNetV2's stride-1 unit: split the channels in half, transform one half, concat,
+    shuffle. Same outputs as the torch formulation under the same weights."""
+    import cnnkit
+    from cnnkit.recipe import recipe_from_text
+
+    recipe = recipe_from_text(
+        "input: [8, 5, 5]\n"
+        "model:\n"
+        "  layers:\n"
+        "    - {channel_slice: {stop: 4}, name: left}\n"
+        "    - {channel_slice: {start: 4, stop: 8}, from: input, name: second}\n"
+        "    - {conv: {out: 4, k: 3, p: 1, groups: 4, bias: false}, name: right}\n"
+        "    - {concat, from: [left, right]}\n"
+        "    - {channel_shuffle: 2}\n",
+        "unit.yaml",
+    )
+    built = cnnkit.build(recipe).eval()
+    (weight,) = [p for p in built.parameters()]
+    x = torch.randn(2, 8, 5, 5)
+    left, right = x.chunk(2, dim=1)
+    right = torch.nn.functional.conv2d(right, weight, padding=1, groups=4)
+    expected = _by_hand(torch.cat([left, right], dim=1), 2)
+    assert torch.equal(built(x), expected)

@@ -91,6 +91,11 @@ CASES = {
         [(6, 4, 5)],
         lambda: Fn(lambda x: x.view(x.shape[0], 3, 2, 4, 5).transpose(1, 2).reshape(x.shape)),
     ),
+    "channel_slice": (
+        {"start": 2, "stop": 5},
+        [(6, 4, 5)],
+        lambda: Fn(lambda x: torch.split(x, [2, 3, 1], dim=1)[1]),
+    ),
     # K1: gated activations and the broadcast product.
     "silu": (None, [(3, 4)], lambda: Fn(lambda x: x * torch.sigmoid(x))),
     "hardswish": (None, [(3, 4)], lambda: Fn(lambda x: x * F.relu6(x + 3) / 6)),

@@ -212,6 +212,10 @@ def channel_shuffle(a, ins, out) -> nn.Module:
     return nn.ChannelShuffle(a["groups"])
 
 
+def channel_slice(a, ins, out) -> nn.Module:
+    return m.ChannelSlice(a["start"], a["stop"])
+
+
 # --- issue 13 (K2): group, instance and layer norm, drop_path, layer_scale ---------------
 _IN = {2: nn.InstanceNorm1d, 3: nn.InstanceNorm2d, 4: nn.InstanceNorm3d}
 

@@ -183,3 +183,14 @@ class Product(nn.Module):
         for x in xs[1:]:
             out = out * x
         return out
+
+
+class ChannelSlice(nn.Module):
+    """Channels ``start:stop`` of the input, a view (ShuffleNetV2's channel split)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start : self.stop]
