@@ -21,6 +21,7 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "resnet18": {},
     "resnet50": {},
     "densenet121": {},
+    "resnext50_32x4d": {},
 }
 
 
