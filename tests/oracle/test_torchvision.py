@@ -22,6 +22,7 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "resnet50": {},
     "densenet121": {},
     "resnext50_32x4d": {},
+    "squeezenet1_1": {},
 }
 
 
