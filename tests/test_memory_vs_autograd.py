@@ -41,6 +41,9 @@ RECIPES = {
     "densenet121": ["input=[3,32,32]"],
     "textcnn": [],
     "deepconv": [],
+    "resnext50_32x4d": ["input=[3,32,32]"],
+    "squeezenet1_1": ["input=[3,64,64]"],
+    "inception_v3": ["input=[3,75,75]"],
 }
 
 
