@@ -39,6 +39,9 @@ RECIPES = {
     "resnet18": ["input=[3,32,32]"],
     "resnet50": ["input=[3,32,32]"],
     "densenet121": ["input=[3,32,32]"],
+    "mobilenet_v3_small": ["input=[3,32,32]"],
+    "mobilenet_v3_large": ["input=[3,32,32]"],
+    "efficientnet_b0": ["input=[3,32,32]"],
     "textcnn": [],
     "deepconv": [],
 }

@@ -22,6 +22,9 @@ PUBLISHED = {
     "resnet18": 11_689_512,
     "resnet50": 25_557_032,
     "densenet121": 7_978_856,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "efficientnet_b0": 5_288_548,
     "textcnn": 20_000 * 300 + 3 * 100 * 300 * 4 + 300 + 300 * 2 + 2,  # 3+4+5 = 12 = 3*4
     "deepconv": (1 * 9 + 1) * 16 + 9 * (16 * 9 + 1) * 16 + 16 * 10 + 10,  # not published: ours
 }

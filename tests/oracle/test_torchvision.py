@@ -21,6 +21,9 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "resnet18": {},
     "resnet50": {},
     "densenet121": {},
+    "mobilenet_v3_small": {},
+    "mobilenet_v3_large": {},
+    "efficientnet_b0": {},
 }
 
 
