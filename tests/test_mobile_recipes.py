@@ -1,4 +1,6 @@
-"""The inverted-residual recipes (MobileNetV3, EfficientNet) under ``model.width``: their
+"""The inverted-residual recipes (MobileNetV3, EfficientNet): exactly the blocks that keep
+their shape add their input back (so each row's ``inp`` agrees with the real input), and under
+``model.width`` their
 residual and expansion choices come from each block's table row, so a narrower network keeps
 the same structure (the same blocks add their input back, the same ones expand), builds, and
 runs with the shapes the analysis infers. torchvision parity at width 1 is the oracle's."""
@@ -26,6 +28,32 @@ def structure(recipe) -> tuple[set[str], set[str]]:
         if n.kind == "conv" and n.name.endswith(".block.0.0") and n.args["groups"] == 1
     }
     return adds, expands
+
+
+def block_shapes(recipe) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Each inverted-residual block (``features.3``, ``features.2.1``) -> (input shape, output
+    shape), from the analysis' shapes."""
+    found: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for node in recipe.graph.nodes:
+        if ".block." not in node.name:
+            continue
+        block = node.name.split(".block.")[0]
+        given = found[block][0] if block in found else recipe.graph.input_shapes(node)[0]
+        found[block] = (given, node.shape)
+    for node in recipe.graph.nodes:  # the add, after the block's layers, is its output
+        if node.kind == "add":
+            block = node.name.rsplit(".", 1)[0]
+            found[block] = (found[block][0], node.shape)
+    return found
+
+
+@pytest.mark.parametrize("width", ["1", "0.5"])
+@pytest.mark.parametrize("name", RECIPES)
+def test_exactly_the_blocks_that_keep_their_shape_add_their_input_back(name, width):
+    recipe = load_recipe(name, [*SMALL, f"model.width={width}"])
+    adds, _ = structure(recipe)
+    kept = {block for block, (given, out) in block_shapes(recipe).items() if given == out}
+    assert kept and adds == kept
 
 
 @pytest.mark.parametrize("name", RECIPES)
