@@ -1,9 +1,8 @@
 """The inverted-residual recipes (MobileNetV3, EfficientNet): exactly the blocks that keep
 their shape add their input back (so each row's ``inp`` agrees with the real input), and under
-``model.width`` their
-residual and expansion choices come from each block's table row, so a narrower network keeps
-the same structure (the same blocks add their input back, the same ones expand), builds, and
-runs with the shapes the analysis infers. torchvision parity at width 1 is the oracle's."""
+``model.width`` the residual and expansion choices, read from each row, stay the same: a
+narrower network keeps its structure, builds, and runs with the shapes the analysis infers.
+torchvision parity at width 1 is the oracle's (tests/oracle/test_torchvision.py)."""
 
 from __future__ import annotations
 
