@@ -5,10 +5,12 @@ the training-time settings (BN momentum, dropout p), all read from torchvision's
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 import cnnkit
 from cnnkit.model.norm_modules import DropPath
+from tests.oracle import parity
 
 # Recipes whose torchvision blocks carry ``use_res_connect`` (InvertedResidual, MBConv).
 RECIPES = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
@@ -67,3 +69,27 @@ def test_training_settings_match_torchvision(pair):
 
     assert norms(ours) == norms(theirs) and norms(ours)
     assert dropouts(ours) == dropouts(theirs) == [0.2]
+
+
+def test_a_training_step_matches_torchvision_under_the_same_seed(pair):
+    # Same weights, same random draws (dropout, then every drop path in block order): the
+    # training-mode logits and the BN running statistics after the step agree, so the
+    # drop-path rates and places, dropout p and BN momentum are torchvision's.
+    recipe, ours, theirs = pair
+    parity.randomise(theirs)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(4, *recipe.graph.input_shape, generator=torch.Generator().manual_seed(2))
+    outputs = []
+    for model in (theirs, ours):
+        torch.manual_seed(3)
+        with torch.no_grad():
+            outputs.append(model.train()(x))
+    expected, got = outputs
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * scale)
+    after = theirs.state_dict()
+    for key, value in ours.state_dict().items():
+        torch.testing.assert_close(value, after[key], rtol=1e-4, atol=1e-5, msg=key)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        assert not torch.allclose(ours.train()(x), got)  # the draws do change the output
