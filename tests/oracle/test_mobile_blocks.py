@@ -1,6 +1,7 @@
 """What eval-mode outputs cannot show about the inverted-residual recipes (MobileNetV3,
-EfficientNet): which blocks add their input back, the stochastic-depth rate of each, and
-the training-time settings (BN momentum, dropout p), all read from torchvision's modules."""
+EfficientNet): which blocks add their input back, the stochastic-depth rate of each, the
+training-time settings (BN momentum, dropout p), all read from torchvision's modules, and a
+training step under the same seed."""
 
 from __future__ import annotations
 
