@@ -25,6 +25,9 @@ PUBLISHED = {
     "resnext50_32x4d": 25_028_904,
     "squeezenet1_1": 1_235_496,
     "inception_v3": 27_161_264 - 3_326_696,  # published less AuxLogits (left out: training-only)
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "efficientnet_b0": 5_288_548,
     "textcnn": 20_000 * 300 + 3 * 100 * 300 * 4 + 300 + 300 * 2 + 2,  # 3+4+5 = 12 = 3*4
     "deepconv": (1 * 9 + 1) * 16 + 9 * (16 * 9 + 1) * 16 + 16 * 10 + 10,  # not published: ours
 }

@@ -24,6 +24,9 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "resnext50_32x4d": {},
     "squeezenet1_1": {},
     "inception_v3": {"aux_logits": False, "init_weights": False},
+    "mobilenet_v3_small": {},
+    "mobilenet_v3_large": {},
+    "efficientnet_b0": {},
 }
 # Training-only heads a recipe leaves out although torchvision's published num_params counts
 # them: recipe -> the head's attribute on get_model(name, weights=None), where it is built.
