@@ -21,6 +21,7 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "resnet18": {},
     "resnet50": {},
     "densenet121": {},
+    "shufflenet_v2_x1_0": {},
 }
 
 
