@@ -22,6 +22,7 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "resnet50": {},
     "densenet121": {},
     "shufflenet_v2_x1_0": {},
+    "regnet_y_400mf": {},
 }
 
 
