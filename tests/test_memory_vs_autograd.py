@@ -41,6 +41,9 @@ RECIPES = {
     "densenet121": ["input=[3,32,32]"],
     "textcnn": [],
     "deepconv": [],
+    "shufflenet_v2_x1_0": ["input=[3,32,32]"],
+    "regnet_y_400mf": ["input=[3,32,32]"],
+    "convnext_tiny": ["input=[3,32,32]"],
 }
 
 

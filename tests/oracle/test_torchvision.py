@@ -23,6 +23,7 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "densenet121": {},
     "shufflenet_v2_x1_0": {},
     "regnet_y_400mf": {},
+    "convnext_tiny": {},
 }
 
 
