@@ -191,3 +191,20 @@ def test_model_width_widens_a_linear_over_channels_like_a_conv():
     model = cnnkit.build(recipe_from_text(stem + "  width: 0.5\n", "block.yaml"))
     assert model.get_submodule("blk.block.3").weight.shape == (16, 4)
     assert model(torch.randn(1, 8, 9, 9)).shape == (1, 4, 9, 9)
+
+
+@pytest.mark.parametrize("after_layernorm", [False, True])
+def test_linear_over_channels_saves_what_autograd_keeps(after_layernorm):
+    """Channels-first input: autograd keeps a channels-last copy; after a layer norm over
+    channels (ConvNeXt) the input is already channels-last and kept as is: the same bytes."""
+    from tests.test_memory_vs_autograd import saved_bytes
+
+    shape = (6, 4, 5)
+    args = KIND.resolve({"out": 7, "over": "channels"})
+    linear = BUILDERS["linear"](args, (shape,), KIND.shape(args, (shape,)))
+    saved = KIND.saves(args, (shape,), (7, 4, 5))
+    assert saved.inputs == (0,) and not saved.new and not saved.output
+    x = torch.randn(2, *shape, requires_grad=True)
+    if after_layernorm:
+        x = F.layer_norm(x.detach().movedim(1, -1), (6,)).movedim(-1, 1).requires_grad_()
+    assert saved_bytes(linear, [x], False) == x.nbytes
