@@ -47,6 +47,9 @@ RECIPES = {
     "resnext50_32x4d": ["input=[3,32,32]"],
     "squeezenet1_1": ["input=[3,64,64]"],
     "inception_v3": ["input=[3,75,75]"],
+    "shufflenet_v2_x1_0": ["input=[3,32,32]"],
+    "regnet_y_400mf": ["input=[3,32,32]"],
+    "convnext_tiny": ["input=[3,32,32]"],
 }
 
 

@@ -28,6 +28,9 @@ PUBLISHED = {
     "mobilenet_v3_small": 2_542_856,
     "mobilenet_v3_large": 5_483_032,
     "efficientnet_b0": 5_288_548,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "regnet_y_400mf": 4_344_144,
+    "convnext_tiny": 28_589_128,
     "textcnn": 20_000 * 300 + 3 * 100 * 300 * 4 + 300 + 300 * 2 + 2,  # 3+4+5 = 12 = 3*4
     "deepconv": (1 * 9 + 1) * 16 + 9 * (16 * 9 + 1) * 16 + 16 * 10 + 10,  # not published: ours
 }

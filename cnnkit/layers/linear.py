@@ -2,60 +2,92 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cnnkit.errors import ShapeError
 from cnnkit.layers import _checks as c
 from cnnkit.layers._geometry import fmt
 from cnnkit.layers._kind import (
+    RF,
     SAVES_INPUT,
     SAVES_VIEW,
+    SEES_ALL,
     Arg,
     Args,
     Counts,
     LayerKind,
     Shape,
+    pointwise,
     prod,
     sees_all,
+    widened,
 )
+from cnnkit.layers.norm import one_of
+
+
+def _over_channels(args: Args) -> bool:
+    return args["over"] == "channels"
 
 
 def linear_shape(args: Args, inputs: tuple[Shape, ...]) -> Shape:
     shape = inputs[0]
-    if len(shape) != 1:
+    if not _over_channels(args) and len(shape) != 1:
         raise ShapeError(
             f"input has shape {fmt(shape)}; linear takes a vector, so add a flatten "
-            f"(or global pooling) before it ({prod(shape)} features after flatten)"
+            f"(or global pooling) before it ({prod(shape)} features after flatten), "
+            f"or say over: channels to apply it at every position"
         )
     if args["in"] is not None and args["in"] != shape[0]:
+        what = "channels" if _over_channels(args) else "features"
         raise ShapeError(
-            f"input has {shape[0]} features but in_features is {args['in']}; drop 'in' to infer it"
+            f"input has {shape[0]} {what} but in_features is {args['in']}; drop 'in' to infer it"
         )
-    return (args["out"],)
+    return (args["out"], *shape[1:])
+
+
+def linear_rf(args: Args, inputs: tuple[Shape, ...]) -> RF:
+    """A vector's every output reads every feature; over channels it reads one position."""
+    return pointwise(args, inputs) if _over_channels(args) else SEES_ALL
 
 
 def linear_count(args: Args, inputs: tuple[Shape, ...], out: Shape) -> Counts:
-    """MACs: in * out; ops add one bias add per output."""
-    macs = inputs[0][0] * args["out"]
+    """MACs: in * out (per position over channels, as a 1x1 conv); ops add one bias add
+    per output element."""
     bias = args["out"] if args["bias"] else 0
-    return Counts(macs + bias, 0, macs, macs + bias, args["out"])
+    macs = inputs[0][0] * args["out"] * prod(out[1:])
+    bias_ops = prod(out) if args["bias"] else 0
+    return Counts(inputs[0][0] * args["out"] + bias, 0, macs, macs + bias_ops, prod(out))
+
+
+def linear_widens(args: Args, width: float) -> dict[str, Any]:
+    """Over channels a linear is a 1x1 conv and widens like one; a vector's keeps its size
+    (the classifier's class count)."""
+    if not _over_channels(args):
+        return dict(args)
+    return {**args, "out": widened(args["out"], width)[0], "in": None}
 
 
 LINEAR = LayerKind(
     "linear",
-    "Fully connected layer (nn.Linear); in_features is inferred from the input.",
+    "Fully connected layer (nn.Linear); in_features is inferred from the input. over: "
+    "channels applies it to the channel vector at every position of a map (a channels-last "
+    "nn.Linear, as in ConvNeXt's CNBlock: weight (out, in), not a 1x1 conv's (out, in, 1, 1)).",
     (
         Arg("out", c.positive_int, aliases=("out_features", "units"), doc="output features"),
         Arg("in", c.optional(c.positive_int), None, ("in_features",), "checked if given"),
         Arg("bias", c.boolean, True, (), "add a learned bias"),
+        Arg("over", one_of("vector", "channels"), "vector", (), "a vector, or the channels"),
     ),
     linear_shape,
-    sees_all,
+    linear_rf,
     linear_count,
     saves=SAVES_INPUT,
     short="out",
     # Not "dense": that word is the DenseNet structure (recipe/expand.py), which wins.
     aliases=("fc",),
-    ops="MACs: in * out; ops add one bias add per output.",
+    ops="MACs: in * out (per position over channels); ops add one bias add per output.",
     builder="cnnkit.model.builders:linear",
+    widens=linear_widens,
 )
 
 

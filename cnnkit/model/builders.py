@@ -88,6 +88,8 @@ def global_maxpool(a, ins, out) -> nn.Module:
 
 
 def linear(a, ins, out) -> nn.Module:
+    if a["over"] == "channels":
+        return nm.LinearChannels(ins[0][0], a["out"], bias=a["bias"])
     return nn.Linear(ins[0][0], a["out"], bias=a["bias"])
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from cnnkit.errors import RecipeError
 from cnnkit.model.builders import BUILDERS
+from cnnkit.model.norm_modules import OwnKey
 from cnnkit.recipe.graph import INPUT, Graph
 
 
@@ -56,6 +57,9 @@ def _attach(root: nn.Module, dotted: str, module: nn.Module, where: str) -> None
             _add(parent, group, child, dotted, where)
         parent = child
     _add(parent, leaf, module, dotted, where)
+    own_key = getattr(module, "own_key", None)
+    if own_key is not None:  # layer_scale: its parameter is keyed by the layer's name
+        OwnKey.attach(parent, leaf, own_key)
 
 
 def _add(parent: nn.Module, name: str, module: nn.Module, dotted: str, where: str) -> None:

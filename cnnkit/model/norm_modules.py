@@ -1,10 +1,13 @@
-"""Torch modules of the ConvNeXt-style kinds: layer norm over channels, drop path, layer scale.
+"""Torch modules of the ConvNeXt-style kinds: layer norm and linear over channels, drop path,
+layer scale.
 
 Parameter names follow torchvision's ConvNeXt (``weight``/``bias`` of its LayerNorm2d,
 ``layer_scale`` of shape (C, 1, 1) in CNBlock) so its weights load by name.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +22,14 @@ class LayerNormChannels(nn.LayerNorm):
         x = x.movedim(1, -1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.movedim(-1, 1)
+
+
+class LinearChannels(nn.Linear):
+    """nn.Linear on the channel vector at every position (ConvNeXt's channels-last
+    pointwise layers): keys weight (out, in) and bias, as torchvision's CNBlock has them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
 
 
 class DropPath(nn.Module):
@@ -45,7 +56,12 @@ class DropPath(nn.Module):
 
 class LayerScale(nn.Module):
     """gamma * x with one learnable gamma per channel, ``layer_scale`` of shape (C, 1, ...)
-    like torchvision's CNBlock (shape (C,) on vectors)."""
+    like torchvision's CNBlock (shape (C,) on vectors). Inside a network its state_dict key
+    is the layer's own name (``OwnKey``): torchvision's CNBlock and timm's ConvNeXt keep the
+    parameter on the block itself (``features.1.0.layer_scale``, ``stages.0.blocks.0.gamma``),
+    not in a submodule of its own."""
+
+    own_key = "layer_scale"  # the parameter that takes the layer's name
 
     def __init__(self, channels: int, rank: int, init: float) -> None:
         super().__init__()
@@ -53,3 +69,54 @@ class LayerScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer_scale * x
+
+
+class OwnKey:
+    """state_dict hooks of a parent module that store child ``leaf``'s parameter ``param``
+    under the child's own key (``block.leaf``, not ``block.leaf.param``): saving renames the
+    key in place, in order; loading renames it back before the children read their keys, and
+    names the own key in torch's missing and unexpected keys, so a strict load checks exactly
+    the saved keys. A class, not closures, so a module holding it still pickles."""
+
+    def __init__(self, leaf: str, param: str) -> None:
+        self.outer, self.inner = leaf, f"{leaf}.{param}"
+        self.prefix = ""
+
+    @staticmethod
+    def attach(parent: nn.Module, leaf: str, param: str) -> None:
+        hooks = OwnKey(leaf, param)
+        parent.register_state_dict_post_hook(_Saving(hooks))
+        parent.register_load_state_dict_pre_hook(hooks.loading)
+        parent.register_load_state_dict_post_hook(hooks.loaded)
+
+    def loading(self, module: nn.Module, state: dict, prefix: str, *rest: Any) -> None:
+        strict, unexpected = rest[1], rest[3]
+        self.prefix = prefix
+        outer, inner = prefix + self.outer, prefix + self.inner
+        if inner in state and strict:
+            unexpected.append(inner)  # the child's own layout is not this layer's key
+        if outer in state:
+            state[inner] = state.pop(outer)
+        else:
+            state.pop(inner, None)
+
+    def loaded(self, module: nn.Module, incompatible: Any) -> None:
+        inner = self.prefix + self.inner
+        keys = incompatible.missing_keys
+        if inner in keys:
+            keys[keys.index(inner)] = self.prefix + self.outer
+
+
+class _Saving:
+    """The saving half of ``OwnKey`` (torch marks a state_dict post-hook with an attribute,
+    which a bound method cannot take)."""
+
+    def __init__(self, hooks: OwnKey) -> None:
+        self.hooks = hooks
+
+    def __call__(self, module: nn.Module, state: dict, prefix: str, metadata: Any) -> None:
+        source, target = prefix + self.hooks.inner, prefix + self.hooks.outer
+        if source in state:
+            items = [(target if key == source else key, value) for key, value in state.items()]
+            state.clear()  # in place: a post-hook may not return a new dict
+            state.update(items)

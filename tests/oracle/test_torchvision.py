@@ -27,6 +27,9 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "mobilenet_v3_small": {},
     "mobilenet_v3_large": {},
     "efficientnet_b0": {},
+    "shufflenet_v2_x1_0": {},
+    "regnet_y_400mf": {},
+    "convnext_tiny": {},
 }
 # Training-only heads a recipe leaves out although torchvision's published num_params counts
 # them: recipe -> the head's attribute on get_model(name, weights=None), where it is built.
