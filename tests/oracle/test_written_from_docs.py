@@ -23,7 +23,10 @@ HERE = Path(__file__).parent / "written_from_docs"
 # auxiliary classifiers; init_weights=False skips its slow init (the weights are replaced).
 NETS: dict[str, dict[str, object]] = {
     "densenet169": {},
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "regnet_x_400mf": {},
     "resnet34": {},
+    "shufflenet_v2_x0_5": {},
     "vgg11_bn": {},
     "wide_resnet50_2": {},
 }
