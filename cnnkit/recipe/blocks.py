@@ -1,31 +1,25 @@
 """User-defined blocks: ``$name`` and ``${expression}`` substitution of block arguments.
 
-Expressions are arithmetic over the block's arguments (+ - * / // % **, parentheses),
-evaluated by walking Python's AST with a whitelist, so a recipe can never run code.
+Expressions (``cnnkit.recipe.expr``) are evaluated by walking Python's AST with a whitelist,
+so a recipe can never run code. An item whose ``if:`` is false is left as written: it is
+dropped by the expander, so its other expressions are never evaluated (``${c // (t - 1)}``
+under ``if: ${t != 1}`` cannot divide by zero).
 """
 
 from __future__ import annotations
 
-import ast
-import operator
 import re
 from typing import Any
 
-from cnnkit.recipe import limits
+from cnnkit.recipe.expr import ExprError, evaluate
 
-_OPS: dict[type, Any] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
 _NAME = re.compile(r"^\$([A-Za-z_]\w*)$")
 _EXPR = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
+
+
+class Real(int):
+    """A count computed from ``$in_channels``: it is already the real channel count, so
+    ``model.width`` does not scale it again (the expander turns it back into an ``int``)."""
 
 
 class SubstitutionError(ValueError):
@@ -45,6 +39,11 @@ def substitute(data: Any, values: dict[str, Any], path: tuple[str | int, ...] = 
     """A copy of ``data`` with every ``$arg`` / ``${expr}`` string replaced by its value;
     in names (``name: block$stage-$i``) each reference is replaced by its text."""
     if isinstance(data, dict):
+        if "if" in data:
+            condition = substitute(data["if"], values, (*path, "if"))
+            if condition is False:
+                return {**data, "if": False}  # left out: the rest is never evaluated
+            data = {**data, "if": condition}
         return {
             k: _name(v, values, (*path, k))
             if k in NAME_KEYS and isinstance(v, str) and not _NAME.match(v)
@@ -77,52 +76,22 @@ def _value(name: str, values: dict[str, Any], path: tuple[str | int, ...]) -> An
     return values[name]
 
 
-def _too_large(base: Any, exponent: Any) -> bool:
-    """Whether ``base ** exponent`` could pass ``limits.MAX_EXPR_BITS``, judged before
-    computing it (a power tower would otherwise take minutes and gigabytes)."""
-    if not isinstance(exponent, int | float):
-        return False  # the operator itself reports the type error
-    if abs(exponent) > 64:
-        return True
-    bits = base.bit_length() if isinstance(base, int) else 1
-    return isinstance(base, int) and exponent > 0 and (bits - 1) * exponent > limits.MAX_EXPR_BITS
-
-
 def _evaluate(text: str, values: dict[str, Any], path: tuple[str | int, ...]) -> Any:
-    if len(text) > limits.MAX_EXPR_CHARS:
-        raise SubstitutionError(
-            path, f"an expression may have at most {limits.MAX_EXPR_CHARS} characters"
-        )
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise SubstitutionError(path, f"cannot read the expression {text!r}") from None
+    real = False
 
-    def walk(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return node.value
-        if isinstance(node, ast.Name):
-            return _value(node.id, values, path)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Pow) and _too_large(left, right):
-                raise SubstitutionError(path, f"exponent {right} is too large in {text!r}")
-            result = _OPS[type(node.op)](left, right)
-            if isinstance(result, int) and result.bit_length() > limits.MAX_EXPR_BITS:
-                raise SubstitutionError(path, f"a value in {text!r} is too large")
-            return result
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](walk(node.operand))
-        raise SubstitutionError(
-            path, f"only arithmetic on block arguments is allowed in ${{...}}, got {text!r}"
-        )
+    def lookup(name: str) -> Any:
+        nonlocal real
+        if name not in values:
+            from cnnkit.layers import suggest
+
+            raise ExprError(f"unknown block argument{suggest(name, list(values))}")
+        real = real or isinstance(values[name], Real)
+        return values[name]
 
     try:
-        result = walk(tree)
-    except (TypeError, ZeroDivisionError, OverflowError, ValueError) as err:
-        raise SubstitutionError(path, f"cannot evaluate {text!r}: {err}") from None
-    if isinstance(result, float) and result.is_integer():
-        return int(result)
+        result = evaluate(text, lookup)
+    except ExprError as err:
+        raise SubstitutionError(path, str(err)) from None
+    if real and isinstance(result, int) and not isinstance(result, bool):
+        return Real(result)  # a count computed from the input's channels stays real
     return result

@@ -19,12 +19,14 @@ from typing import Any
 
 from cnnkit.layers import ALIASES, LAYERS, ArgError, lookup, suggest
 from cnnkit.recipe import limits
-from cnnkit.recipe.blocks import SubstitutionError, substitute
-from cnnkit.recipe.graph import INPUT, Lookup, Ref, Scope, Spec
+from cnnkit.recipe.blocks import Real, SubstitutionError, substitute
+from cnnkit.recipe.graph import INPUT, Lookup, NotYetKnown, Ref, Scope, Shape, Shapes, Spec
 from cnnkit.recipe.source import Path, Source
 from cnnkit.recipe.types import Block, check_init
 
-META = ("name", "id", "from", "init", "trainable", "splice")
+META = ("name", "id", "from", "init", "trainable", "splice", "if")
+IN_CHANNELS = "in_channels"  # inside a block: the channel count of the call's input
+_USES_IN_CHANNELS = re.compile(r"\$(\{[^}]*\b)?in_channels\b")
 # torch refuses "." and "" in module names; "-" is allowed (RegNet's ``block1-0``).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Attributes of torch.nn.Module that a submodule name may not shadow.
@@ -73,12 +75,16 @@ class Expander:
         init: str | None,
         depth: float,
         width: float = 1.0,
+        input_shape: Shape = (),
     ) -> None:
         self.source = source
         self.blocks = blocks
         self.depth = depth
         self.width = width
         self.specs: list[Spec] = []
+        self.by_name: dict[str, Spec] = {}
+        self.shapes = Shapes(input_shape, source, self.by_name)
+        self.uses_in_channels: dict[str, bool] = {}
         self.paths: dict[str, Path] = {}
         self.calls: list[Call] = []
         self.inits: list[str | None] = [init]
@@ -125,6 +131,18 @@ class Expander:
             raise self.fail((*path, "id"), "give either name or id (they mean the same)")
         return str(heads[0]), raw[heads[0]], meta
 
+    def included(self, meta: dict[str, Any], path: Path) -> bool:
+        """An item's ``if:`` (default true), which must be a boolean once substituted."""
+        condition = meta.get("if", True)
+        if not isinstance(condition, bool):
+            hint = (
+                "; ${...} is filled in only inside a block"
+                if isinstance(condition, str) and "$" in condition
+                else ""
+            )
+            raise self.fail((*path, "if"), f"expected true or false, got {condition!r}{hint}")
+        return condition
+
     def local_name(self, meta: dict[str, Any], default: str, path: Path) -> str:
         key = "name" if "name" in meta else "id"
         return self.checked_name(meta.get(key, default), (*path, key))
@@ -152,6 +170,8 @@ class Expander:
         for i, raw in enumerate(items):
             item_path = (*path, i)
             head, value, meta = self.parse(raw, item_path)
+            if not self.included(meta, item_path):
+                continue  # left out: no node, no position; its input passes on
             if head == "repeat" and "name" not in meta and "id" not in meta:
                 current = self.single(self.inputs(meta, item_path, scope, current), item_path)
                 names = self.copy_names(value, (*item_path, "repeat"), index, least=0)
@@ -200,6 +220,8 @@ class Expander:
         if isinstance(raw, list):
             return self.sequence(raw, path, name, input, scope)
         head, value, meta = self.parse(raw, path)
+        if not self.included(meta, path):
+            return input
         if "name" in meta or "id" in meta:
             name = join(name, self.local_name(meta, "", path))
         source = self.inputs(meta, path, scope or Scope(None, {INPUT: input}), input)
@@ -242,6 +264,12 @@ class Expander:
         if head in self.blocks:
             return self.call(self.blocks[head], value, where, name, self.single(input, where))
         kind = lookup(head)
+        if kind is None and head.startswith("$"):
+            raise self.fail(
+                path,
+                f"{head!r}: a mapping key is not substituted; to choose a kind by an argument "
+                f"write the item as text (- {head}) or give each choice with an if: pair",
+            )
         if kind is None:
             words = [*self.structures, *self.blocks]
             raise self.fail(path, f"unknown layer kind{suggest(head, words, ALIASES)}")
@@ -249,8 +277,9 @@ class Expander:
             args = kind.resolve(value)
         except ArgError as err:
             raise self.fail(where if err.key is None else (*where, err.key), err.message) from None
-        if self.width != 1 and kind.widens is not None:
+        if self.width != 1 and kind.widens is not None and not _real(args):
             args = kind.widens(args, self.width)
+        args = {k: _plain(v) for k, v in args.items()}
         inputs = input if isinstance(input, list) else [input]
         return self.emit(
             Spec(
@@ -288,6 +317,7 @@ class Expander:
                 "concatenate every earlier output, so their inputs grow with times squared)",
             )
         self.paths[spec.name] = spec.path
+        self.by_name[spec.name] = spec
         spec.trainable = self.trainable[-1]
         self.specs.append(spec)
         return spec.name
@@ -370,11 +400,13 @@ class Expander:
         spec = self.mapping(
             value, path, {"layers": True, "shortcut": False, "after": False, "shortcut_name": False}
         )
-        layers = as_list(spec["layers"])
-        body_out = self.sequence(layers, (*path, "layers"), name, input, scope)
+        body_out = self.sequence(as_list(spec["layers"]), (*path, "layers"), name, input, scope)
+        after_at = self.next_index  # ``after`` numbers on from the body's last position
         shortcut = spec.get("shortcut", "auto")
         short_local = spec.get("shortcut_name", "downsample")
         short_name = join(name, self.checked_name(short_local, (*path, "shortcut_name")))
+        if shortcut == "none":
+            return self._after(spec, path, name, body_out, scope, after_at)
         if shortcut == "identity":
             short: Ref = input
         elif shortcut in ("auto", "projection"):
@@ -395,17 +427,19 @@ class Expander:
         else:
             raise self.fail(
                 (*path, "shortcut"),
-                f"expected identity, auto, projection or a list of layers, got {shortcut!r}",
+                f"expected identity, auto, projection, none or a list of layers, got {shortcut!r}",
             )
         out = self.emit(
             Spec(
                 join(name, "add"), "add", {}, [body_out, short], path, self.inits[-1], self.context
             )
         )
-        if "after" in spec:
-            after = as_list(spec["after"])
-            return self.sequence(after, (*path, "after"), name, out, scope, start=len(layers))
-        return out
+        return self._after(spec, path, name, out, scope, after_at)
+
+    def _after(self, spec: dict, path: Path, name: str, out: Ref, scope, at: int) -> Ref:
+        if "after" not in spec:
+            return out
+        return self.sequence(as_list(spec["after"]), (*path, "after"), name, out, scope, at)
 
     def _parallel(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
         spec = self.mapping(value, path, {"branches": True, "merge": False})
@@ -472,6 +506,62 @@ class Expander:
 
     # -- blocks -----------------------------------------------------------------------------
 
+    def arguments(
+        self, block: Block, given: dict[str, Any], path: Path, input: Ref
+    ) -> dict[str, Any]:
+        """The block's argument values: the given ones, then the defaults in order (a default
+        may use ``$in_channels`` and the arguments before it), plus ``in_channels``."""
+        values: dict[str, Any] = {}
+        if self.reads_in_channels(block):
+            values[IN_CHANNELS] = Real(self.in_channels(block, path, input))
+        args_path = (*block.path[:-1], "args")
+        for key, default in block.args.items():
+            if key in given:
+                values[key] = given[key]
+                continue
+            try:
+                values[key] = substitute(default, {**values, **given}, (*args_path, key))
+            except SubstitutionError as err:
+                raise self.fail(err.path, str(err)) from None
+        return values
+
+    def check_given(self, block: Block, given: dict[str, Any], path: Path) -> None:
+        for key in given:
+            if key == IN_CHANNELS:
+                raise self.fail(
+                    (*path, key),
+                    "in_channels is the channel count of the block's input; it cannot be given",
+                )
+            if key not in block.args:
+                raise self.fail(
+                    (*path, key), f"unknown block argument{suggest(str(key), block.args)}"
+                )
+        missing = [k for k, v in block.args.items() if given.get(k, v) is None]
+        if missing:
+            raise self.fail(path, f"block {block.name!r} needs {', '.join(map(repr, missing))}")
+
+    def reads_in_channels(self, block: Block) -> bool:
+        if block.name not in self.uses_in_channels:
+            self.uses_in_channels[block.name] = _mentions(
+                (block.args, block.body), _USES_IN_CHANNELS
+            )
+        return self.uses_in_channels[block.name]
+
+    def in_channels(self, block: Block, path: Path, input: Ref) -> int:
+        """The channel count (first axis) of the call's input, inferred from the layers
+        emitted so far (memoised: a chain of such calls stays linear)."""
+        try:
+            shape = self.shapes.of(input)
+        except NotYetKnown as err:
+            raise self.fail(
+                err.path,
+                f"block {block.name!r} uses $in_channels, but its input depends on "
+                f"{err.word!r}, which is not defined before the call; move the call after it",
+            ) from None
+        if not shape:
+            raise self.fail(path, f"block {block.name!r} uses $in_channels of a scalar input")
+        return shape[0]
+
     def call(
         self, block: Block, value: Any, path: Path, name: str, input: Ref, splice_at: int = -1
     ) -> Ref:
@@ -492,17 +582,10 @@ class Expander:
             raise self.fail(
                 path, f"block {block.name!r} takes named arguments: {', '.join(block.args)}"
             )
-        for key in given:
-            if key not in block.args:
-                raise self.fail(
-                    (*path, key), f"unknown block argument{suggest(str(key), block.args)}"
-                )
-        values = {**block.args, **given}
-        missing = [k for k, v in values.items() if v is None]
-        if missing:
-            raise self.fail(path, f"block {block.name!r} needs {', '.join(map(repr, missing))}")
+        self.check_given(block, given, path)
         self.calls.append(Call(block.name, path))
         try:
+            values = self.arguments(block, given, path, input)
             try:
                 body = substitute(block.body, values)
             except SubstitutionError as err:
@@ -526,6 +609,36 @@ def _check_template(pattern: str, fail: Callable[[str], Exception]) -> None:
         return  # format() reports the unreadable template
     if any(int(width) > limits.MAX_NAME_CHARS for s in specs for width in re.findall(r"\d+", s)):
         raise fail(f"a width in {pattern!r} exceeds {limits.MAX_NAME_CHARS} characters")
+
+
+def _real(args: dict[str, Any]) -> bool:
+    """Whether a conv's width follows its input already (``out`` or ``groups`` computed from
+    ``$in_channels``): ``model.width`` scaled that input, so it is not scaled twice."""
+    return isinstance(args.get("out"), Real) or isinstance(args.get("groups"), Real)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Real):
+        return int(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _mentions(data: Any, pattern: re.Pattern[str]) -> bool:
+    """Whether any text in ``data`` (nested lists and mappings, keys too) matches."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if pattern.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def join(prefix: str, name: str) -> str:

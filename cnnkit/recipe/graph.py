@@ -132,24 +132,8 @@ def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source)
         return name
 
     def add(spec: Spec, ins: list[str]) -> None:
-        kind = LAYERS[spec.kind]
-        lo, hi = kind.arity
         where = f"{source.locate(spec.path)}: {fmt_path(spec.path)}"
-        if len(ins) < lo or (hi is not None and len(ins) > hi):
-            want = f"at least {lo}" if hi is None else str(lo)
-            raise source.error(
-                spec.from_path or spec.path,
-                f"layer {spec.name} ({spec.kind}) takes {want} input(s), got {len(ins)}"
-                + ("; list them with from: [a, b]" if hi is None else "")
-                + spec.context,
-            )
-        in_shapes = tuple(shapes[i] for i in ins)
-        try:
-            shape = kind.shape(spec.args, in_shapes)
-        except ShapeError as err:
-            raise ShapeError(
-                f"layer {spec.name} ({spec.kind}): {err.message}{spec.context}", where=where
-            ) from None
+        shape = node_shape(spec, tuple(shapes[i] for i in ins), source)
         shapes[spec.name] = shape
         extra = (spec.init, spec.trainable)
         nodes.append(Node(spec.name, spec.kind, spec.args, tuple(ins), shape, where, *extra))
@@ -169,6 +153,94 @@ def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source)
             add(spec, ins)
     _check_group_names(nodes, by_name, source)
     return Graph(input_shape, tuple(nodes), real(out_name))
+
+
+def node_shape(spec: Spec, in_shapes: tuple[Shape, ...], source: Source) -> Shape:
+    """The output shape of a primitive ``spec``, or the error that names it."""
+    kind = LAYERS[spec.kind]
+    lo, hi = kind.arity
+    if len(in_shapes) < lo or (hi is not None and len(in_shapes) > hi):
+        want = f"at least {lo}" if hi is None else str(lo)
+        raise source.error(
+            spec.from_path or spec.path,
+            f"layer {spec.name} ({spec.kind}) takes {want} input(s), got {len(in_shapes)}"
+            + ("; list them with from: [a, b]" if hi is None else "")
+            + spec.context,
+        )
+    try:
+        return kind.shape(spec.args, in_shapes)
+    except ShapeError as err:
+        where = f"{source.locate(spec.path)}: {fmt_path(spec.path)}"
+        raise ShapeError(
+            f"layer {spec.name} ({spec.kind}): {err.message}{spec.context}", where=where
+        ) from None
+
+
+class NotYetKnown(Exception):
+    """A shape asked for during expansion that depends on a ``from:`` not resolvable yet."""
+
+    def __init__(self, word: str, path: Path) -> None:
+        self.word = word
+        self.path = path
+        super().__init__(word)
+
+
+class Shapes:
+    """Output shapes of the specs emitted so far, inferred on demand and memoised (each spec
+    once, without recursion), so a block can read its input's channel count while the recipe
+    is still being expanded (``$in_channels``). Assembly infers them again, in order."""
+
+    def __init__(self, input_shape: Shape, source: Source, specs: dict[str, Spec]) -> None:
+        self.source = source
+        self.specs = specs  # the expander's name -> spec, growing as it emits
+        self.known: dict[str, Shape] = {INPUT: input_shape}
+
+    def now(self, ref: Ref) -> str:
+        """The name ``ref`` stands for, if that is already decided."""
+        while isinstance(ref, Lookup):
+            found = ref.scope.find(ref.word)
+            if found is None:
+                if ref.word == INPUT or ref.word in self.specs:
+                    return ref.word
+                raise NotYetKnown(ref.word, ref.path)
+            ref = found
+        return ref
+
+    def of(self, ref: Ref) -> Shape:
+        """The output shape of ``ref``: a depth-first walk whose stack is the current path
+        (one unknown input pushed at a time), so a cycle shows as a name met twice on it."""
+        root = self.now(ref)
+        stack, on_path = [root], {root}
+        inputs: dict[str, list[str]] = {}
+        done: dict[str, int] = {}  # how many of a name's inputs are known (each checked once)
+        while stack:
+            name = stack[-1]
+            if name not in self.known:
+                spec = self.specs[name]
+                if name not in inputs:
+                    inputs[name], done[name] = [self.now(r) for r in spec.inputs], 0
+                ins = inputs[name]
+                while done[name] < len(ins) and ins[done[name]] in self.known:
+                    done[name] += 1
+                if done[name] < len(ins):
+                    missing = ins[done[name]]
+                    if missing in on_path:
+                        raise NotYetKnown(missing, spec.from_path or spec.path)
+                    stack.append(missing)
+                    on_path.add(missing)
+                    continue
+                self.known[name] = self._shape(spec, tuple(self.known[i] for i in ins))
+            stack.pop()
+            on_path.discard(name)
+        return self.known[root]
+
+    def _shape(self, spec: Spec, ins: tuple[Shape, ...]) -> Shape:
+        if spec.kind != "shortcut":
+            return node_shape(spec, ins, self.source)
+        x, body = ins
+        if x != body or spec.force:
+            _projection(spec, x, body, self.source)  # raises when no 1x1 conv can do it
+        return body
 
 
 def _resolve(ref: Ref, spec: Spec | None, source: Source, names: set[str]) -> str:

@@ -197,7 +197,8 @@ def _graph(model: dict[str, Any], shape: tuple[int, ...], source: Source, init) 
     scale = number(0, limits.MAX_SCALE, open_low=True)
     depth = _checked(scale, model.get("depth", 1), source, ("model", "depth"))
     width = _checked(scale, model.get("width", 1), source, ("model", "width"))
-    expander = Expander(source, _blocks(model.get("blocks"), source), init, depth, width)
+    blocks = _blocks(model.get("blocks"), source)
+    expander = Expander(source, blocks, init, depth, width, shape)
     output = expander.sequence(model["layers"], ("model", "layers"), "", INPUT, None)
     if not expander.specs:
         raise source.error(
@@ -228,6 +229,12 @@ def _blocks(value: Any, source: Source) -> dict[str, Block]:
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             raise source.error((*path, "args"), "expected a mapping of argument -> default")
+        if "in_channels" in args:
+            raise source.error(
+                (*path, "args", "in_channels"),
+                "in_channels is reserved: inside a block it is the channel count of the "
+                "block's input; choose another argument name",
+            )
         blocks[str(name)] = Block(str(name), args, spec["layers"], (*path, "layers"))
     return blocks
 
