@@ -24,6 +24,7 @@ HERE = Path(__file__).parent / "written_from_docs"
 NETS: dict[str, dict[str, object]] = {
     "densenet169": {},
     "googlenet": {"aux_logits": False, "init_weights": False},
+    "mnasnet0_5": {},
     "regnet_x_400mf": {},
     "resnet34": {},
     "shufflenet_v2_x0_5": {},
