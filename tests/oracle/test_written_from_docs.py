@@ -23,6 +23,7 @@ HERE = Path(__file__).parent / "written_from_docs"
 # auxiliary classifiers; init_weights=False skips its slow init (the weights are replaced).
 NETS: dict[str, dict[str, object]] = {
     "densenet169": {},
+    "efficientnet_b1": {},
     "googlenet": {"aux_logits": False, "init_weights": False},
     "mnasnet0_5": {},
     "regnet_x_400mf": {},
