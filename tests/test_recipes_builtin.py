@@ -24,6 +24,9 @@ PUBLISHED = {
     "densenet121": 7_978_856,
     "textcnn": 20_000 * 300 + 3 * 100 * 300 * 4 + 300 + 300 * 2 + 2,  # 3+4+5 = 12 = 3*4
     "deepconv": (1 * 9 + 1) * 16 + 9 * (16 * 9 + 1) * 16 + 16 * 10 + 10,  # not published: ours
+    # torchvision's fcn_resnet50 with aux_loss=False; its published 35,322,218 adds the
+    # training-only auxiliary head (tests/oracle/test_segmentation.py checks both).
+    "fcn_resnet50": 32_957_013,
 }
 
 
