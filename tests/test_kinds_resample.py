@@ -219,3 +219,24 @@ def test_pixel_shuffle_fields_equal_the_gradient(r):
         (16, 12),
     )
     assert check_fields(recipe) > 0
+
+
+def test_a_size_from_a_second_input_refuses_size_and_scale():
+    with pytest.raises(ShapeError, match="with a second input the size is its size; drop scale"):
+        UP.shape(UP.resolve({"scale": 2}), ((3, 4, 4), (1, 8, 8)))
+    with pytest.raises(ShapeError, match="another number of axes"):
+        UP.shape(UP.resolve({"mode": "nearest"}), ((3, 4, 4), (1, 8)))
+
+
+def test_where_rounding_decides_the_field_is_unknown_with_the_reason():
+    """Bilinear x3: unit 1's src is 0 exactly, but float32 with a fused multiply-add makes it
+    2^-26, so float32 reads position 1 with weight 1.5e-8 and float64 does not."""
+    rule = UP.rf(UP.resolve({"mode": "linear", "scale": 3}), ((1, 5),))
+    assert rule.spans is None and "unit 1 reads input positions 0..0 or 0..1" in rule.reason
+    x = torch.rand(1, 1, 5, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(
+        lambda t: F.interpolate(t, scale_factor=3.0, mode="linear"), x
+    )
+    assert jac[0, 0, 1, 0, 0, 1] == 0  # float64: not read; float32 may read it (FMA builds)
+    recipe = _recipe([{"upsample": {"mode": "bilinear", "scale": 3}}])
+    assert "depending on the rounding" in receptive_fields(recipe.graph)[-1].unknown

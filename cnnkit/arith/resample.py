@@ -115,7 +115,12 @@ def interpolated_reads(
         variants = [_taps(src, cubic) for s, r in scales for src in _sources(o, s, align, r)]
         inside = {_clip(v, n) for v in variants}
         if len(inside) > 1:
-            raise Ambiguous(f"output unit {o} reads {sorted(inside)} depending on the rounding")
+            spans = " or ".join(f"{a}..{b}" for a, b in sorted(inside))
+            raise Ambiguous(
+                f"output unit {o} reads input positions {spans} depending on the rounding "
+                "(float32 or float64, a fused multiply-add or not): a tap of weight 0 or "
+                "nearly 0, so its field depends on the dtype and the CPU"
+            )
         ideal = _taps(
             exact * o if align else exact * Fraction(2 * o + 1, 2) - Fraction(1, 2), cubic
         )
