@@ -240,3 +240,31 @@ def test_where_rounding_decides_the_field_is_unknown_with_the_reason():
     assert jac[0, 0, 1, 0, 0, 1] == 0  # float64: not read; float32 may read it (FMA builds)
     recipe = _recipe([{"upsample": {"mode": "bilinear", "scale": 3}}])
     assert "depending on the rounding" in receptive_fields(recipe.graph)[-1].unknown
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.tuples(st.integers(9, 19), st.integers(9, 19)),
+    mode=st.sampled_from(["nearest", "bilinear", "bicubic"]),
+    align=st.booleans(),
+    down=st.sampled_from([{"avgpool": 2}, {"conv": {"out": 2, "k": 3, "s": 2}}]),
+)
+def test_unet_skips_with_a_resize_to_the_skip_equal_the_gradient(n, mode, align, down):
+    """Odd sizes: the decoder resizes to its skip's size, concatenates and convolves; the
+    union of the two paths' fields (strides 1 and about 1/2) equals the gradient's extent.
+    Average pooling, not max: a max pool's gradient reaches one position per window."""
+    resize = {"mode": mode, **({"align_corners": align} if mode != "nearest" else {})}
+    recipe = _recipe(
+        [
+            {"conv": {"out": 2, "k": 3, "p": 1}, "name": "skip"},
+            down,
+            {"conv": {"out": 2, "k": 3, "p": 1}, "name": "deep"},
+            {"upsample": resize, "from": ["deep", "skip"], "name": "up"},
+            {"concat": None, "from": ["skip", "up"]},
+            {"conv": {"out": 2, "k": 3}},
+        ],
+        n,
+    )
+    last = receptive_fields(recipe.graph)[-1]
+    assume(last.fields is not None)
+    check_fields(recipe)
