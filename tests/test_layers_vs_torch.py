@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.layers import LAYERS, SEES_ALL, Window
+from cnnkit.layers import LAYERS, SEES_ALL, Resampled, Window
 from cnnkit.model import BUILDERS
 
 
@@ -113,6 +113,14 @@ CASES = {
     "layernorm": (None, [(6, 4, 5)], lambda: ConvNeXtLayerNorm2d(6, eps=1e-6)),
     "drop_path": (0.3, [(4, 5)], lambda: nn.Identity()),
     "layer_scale": (None, [(6, 4, 4)], lambda: ConvNeXtLayerScale(6)),
+    # resampling: interpolation to a scale or a reference's size, pixel (un)shuffle
+    "upsample": (
+        {"mode": "bilinear", "scale": [2, 1.5]},
+        [(3, 5, 7)],
+        lambda: Fn(lambda x: F.interpolate(x, scale_factor=(2.0, 1.5), mode="bilinear")),
+    ),
+    "pixel_shuffle": (2, [(8, 3, 5)], lambda: nn.PixelShuffle(2)),
+    "pixel_unshuffle": (2, [(2, 4, 6)], lambda: nn.PixelUnshuffle(2)),
 }
 
 
@@ -167,6 +175,9 @@ DETERMINISTIC = {
     "gelu",
     "mish",
     "mul",
+    "upsample",
+    "pixel_shuffle",
+    "pixel_unshuffle",
 }
 DETERMINISTIC |= {"drop_path"}  # issue 13 (K2): eval is the identity
 
@@ -243,6 +254,8 @@ def test_receptive_field_rule_is_well_formed(name):
     if isinstance(rf, Window):
         dims = len(in_shapes[0]) - 1
         assert len(rf.kernel) == len(rf.stride) == len(rf.pad_before) == len(rf.dilation) == dims
+    elif isinstance(rf, Resampled):
+        assert rf.spans is not None and len(rf.spans) == len(in_shapes[0]) - 1, rf.reason
     else:
         assert rf is None or rf is SEES_ALL
 

@@ -345,7 +345,7 @@ def test_typos_get_the_kind_they_miss(typo, meant):
 
 
 @pytest.mark.parametrize(
-    "word", ["upsample", "minpool", "adaptive_minpool", "global_minpool", "pooling", "poool"]
+    "word", ["unpool", "minpool", "adaptive_minpool", "global_minpool", "pooling", "poool"]
 )
 def test_no_opposite_is_suggested_and_the_list_is_the_canonical_kinds(word):
     from cnnkit.layers import LAYERS

@@ -33,6 +33,18 @@ PUBLISHED = {
     "convnext_tiny": 28_589_128,
     "textcnn": 20_000 * 300 + 3 * 100 * 300 * 4 + 300 + 300 * 2 + 2,  # 3+4+5 = 12 = 3*4
     "deepconv": (1 * 9 + 1) * 16 + 9 * (16 * 9 + 1) * 16 + 16 * 10 + 10,  # not published: ours
+    # torchvision's fcn_resnet50 with aux_loss=False; its published 35,322,218 adds the
+    # training-only auxiliary head (tests/oracle/test_segmentation.py checks both).
+    "fcn_resnet50": 32_957_013,
+    # milesial/Pytorch-UNet's bilinear UNet(3, 2): DoubleConv(in, out, mid) is two bias-free
+    # 3x3 convs and two BNs; not published as a number (tests/test_unet.py: its torch module).
+    "unet": sum(
+        9 * cin * mid + 2 * mid + 9 * mid * out + 2 * out
+        for cin, mid, out in [(3, 64, 64), (64, 128, 128), (128, 256, 256), (256, 512, 512)]
+        + [(512, 512, 512), (1024, 512, 256), (512, 256, 128), (256, 128, 64), (128, 64, 64)]
+    )
+    + 64 * 2
+    + 2,
 }
 
 

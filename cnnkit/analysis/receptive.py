@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from cnnkit.arith.receptive import Field, FieldTooIrregular, Span
-from cnnkit.layers import LAYERS, SEES_ALL, Window
+from cnnkit.layers import LAYERS, SEES_ALL, Resampled, Window
 from cnnkit.recipe.graph import INPUT, Graph, Node
 
 
@@ -28,6 +28,7 @@ class NodeField:
     sees_all: bool = False  # every unit reads the whole input (after flatten/linear/global)
     unknown: str | None = None  # why the algebra cannot say
     window: Window | None = None  # this node's own geometry, when it slides a window
+    resampled: bool = False  # an upsample: its units read a pattern no window describes
 
     @property
     def units(self) -> tuple[int, ...]:
@@ -64,6 +65,9 @@ def _through(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
 
 def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
     base = NodeField(node.name, node.kind, node.shape)
+    rule = LAYERS[node.kind].rf(node.args, graph.input_shapes(node))
+    if isinstance(rule, Resampled):
+        return _resampled(base, rule, inputs[0])
     unknown = next((i.unknown for i in inputs if i.unknown), None)
     if unknown:
         return replace(base, unknown=unknown)
@@ -76,7 +80,6 @@ def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
             "the spatial axes (only a gate that sees the whole input has a known field)",
         )
     merged = Field.merge(i.fields for i in inputs if i.fields is not None)
-    rule = LAYERS[node.kind].rf(node.args, graph.input_shapes(node))
     if rule is SEES_ALL:
         return replace(base, sees_all=True)
     if not isinstance(rule, Window):
@@ -93,6 +96,18 @@ def _step(node: Node, inputs: list[NodeField], graph: Graph) -> NodeField:
             window=rule,
         )
     return replace(base, fields=merged.through(spans), window=rule)
+
+
+def _resampled(base: NodeField, rule: Resampled, source: NodeField) -> NodeField:
+    """An upsample: input 0's field through the kind's own spans (a second input, the size
+    to match, contributes no positions)."""
+    base = replace(base, resampled=True)
+    if source.unknown or source.sees_all:
+        return replace(base, unknown=source.unknown, sees_all=source.sees_all)
+    assert source.fields is not None
+    if rule.spans is None:
+        return replace(base, unknown=f"at {base.name} ({base.kind}): {rule.reason}")
+    return replace(base, fields=source.fields.through(rule.spans))
 
 
 def _broadcast(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:

@@ -85,7 +85,7 @@ def _layer(f: NodeField, inputs: int) -> dict[str, Any]:
         "approximate": False,  # fields after adaptive pooling are exact now; kept for scripts
         "sees_all": f.sees_all,
         "unknown": f.unknown,
-        "pointwise": w is None and inputs == 1 and fields is not None,
+        "pointwise": w is None and not f.resampled and inputs == 1 and fields is not None,
     }
 
 

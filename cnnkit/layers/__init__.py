@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cnnkit.layers import activation, channel, conv, lenet1998, linear, merge, norm, pool
+from cnnkit.layers import (
+    activation,
+    channel,
+    conv,
+    lenet1998,
+    linear,
+    merge,
+    norm,
+    pool,
+    resample,
+)
 from cnnkit.layers._kind import (
     REQUIRED,
     RF,
@@ -20,12 +30,13 @@ from cnnkit.layers._kind import (
     ArgError,
     Counts,
     LayerKind,
+    Resampled,
     Shape,
     Window,
     suggest,
 )
 
-_FAMILIES = (conv, pool, linear, norm, activation, merge, channel, lenet1998)
+_FAMILIES = (conv, pool, linear, norm, activation, merge, channel, resample, lenet1998)
 
 
 def register(kinds: Iterable[LayerKind]) -> tuple[dict[str, LayerKind], dict[str, str]]:
@@ -65,6 +76,7 @@ __all__ = [
     "ArgError",
     "Counts",
     "LayerKind",
+    "Resampled",
     "Shape",
     "Window",
     "lookup",

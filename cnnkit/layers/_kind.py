@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnkit.arith.receptive import Span
 from cnnkit.layers._suggest import suggest
 
 Shape = tuple[int, ...]
@@ -64,6 +65,17 @@ class Window:
     transposed: bool = False
 
 
+@dataclass(frozen=True)
+class Resampled:
+    """What the receptive-field algebra sees of a resampling layer (upsample): per spatial
+    axis, the span of input positions each output unit reads, which no kernel/stride/padding
+    describes; from input 0 only (a second input gives only a size). ``spans`` None: the
+    positions depend on rounding or repeat too irregularly, and ``reason`` says which."""
+
+    spans: tuple[Span, ...] | None
+    reason: str = ""
+
+
 class _SeesAll:
     """Marker: every output unit sees the whole input (flatten, linear, global pooling)."""
 
@@ -72,7 +84,9 @@ class _SeesAll:
 
 
 SEES_ALL = _SeesAll()
-RF = Window | _SeesAll | None  # None: pointwise, the receptive field passes through unchanged
+RF = (
+    Window | Resampled | _SeesAll | None
+)  # None: pointwise, the receptive field passes through unchanged
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ crowd out the rest. A candidate is offered only when it looks like a typo of the
 - at most 1 edit for words up to 4 letters, 2 up to 11, 3 beyond;
 - the first letter kept, unless the whole difference is one edit (``flip`` -> ``hflip``);
 - no two neighbouring letters replaced: that changes a word part, not a letter, and gives
-  opposites (``minpool`` -> ``maxpool``, ``upsample`` -> ``subsample``).
+  opposites (``minpool`` -> ``maxpool``).
 """
 
 from __future__ import annotations

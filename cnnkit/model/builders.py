@@ -250,6 +250,28 @@ def layer_scale(a, ins, out) -> nn.Module:
     return nm.LayerScale(ins[0][0], len(ins[0]), a["init"])
 
 
+# --- resampling: upsample, pixel shuffle -----------------------------------------------
+
+
+def upsample(a, ins, out) -> nn.Module:
+    if len(ins) == 2:
+        return m.ResizeLike(a["mode"], a["align_corners"])
+    return nn.Upsample(
+        size=a["size"],
+        scale_factor=a["scale"],
+        mode=a["mode"],
+        align_corners=a["align_corners"],
+    )
+
+
+def pixel_shuffle(a, ins, out) -> nn.Module:
+    return nn.PixelShuffle(a["factor"])
+
+
+def pixel_unshuffle(a, ins, out) -> nn.Module:
+    return nn.PixelUnshuffle(a["factor"])
+
+
 def resolve(reference: str) -> Builder:
     """The callable a row's ``builder`` reference (``"package.module:function"``) names."""
     module_name, _, attribute = reference.partition(":")

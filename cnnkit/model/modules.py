@@ -194,3 +194,19 @@ class ChannelSlice(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, self.start : self.stop]
+
+
+class ResizeLike(nn.Module):
+    """F.interpolate of the first input to the spatial size of the second (U-Net's odd
+    sizes, FCN's output at the input size); the second input's values are not read."""
+
+    def __init__(self, mode: str, align_corners: bool | None) -> None:
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        size = tuple(ref.shape[2:])
+        return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, align_corners={self.align_corners}"
