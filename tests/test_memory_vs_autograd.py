@@ -39,6 +39,7 @@ RECIPES = {
     "resnet18": ["input=[3,32,32]"],
     "resnet50": ["input=[3,32,32]"],
     "densenet121": ["input=[3,32,32]"],
+    "mobilenet_v2": ["input=[3,32,32]"],
     "textcnn": [],
     "deepconv": [],
 }
