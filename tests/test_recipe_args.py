@@ -95,6 +95,9 @@ def test_in_channels_is_the_real_input_channel_count(width):
         conv = module.get_submodule(node.name)
         # depthwise: one group per real input channel, as the forward pass shows
         assert conv.groups == seen[node.name] == conv.in_channels
+        # computed from the real count, so model.width does not scale it a second time
+        assert conv.out_channels == conv.in_channels * (2 if node.name == "wide.dw" else 1)
+    assert module.get_submodule("0").out_channels == round(8 * width)  # declared: widened
     # the dense copies see growing inputs: 4 + 4k channels at copy k ... the concat of all
     dense_groups = [module.get_submodule(n.name).groups for n in dws if n.name.startswith("5.")]
     assert len(set(dense_groups)) == 1  # each copy's dw sees its own 1x1 conv's 4 channels
@@ -521,3 +524,48 @@ def test_unknown_shortcut_lists_none():
         "input: [3, 8, 8]\nmodel:\n  layers:\n    - residual: {layers: [relu], shortcut: nope}\n"
     )
     assert "expected identity, auto, projection, none or a list of layers, got 'nope'" in message
+
+
+def test_the_documented_inverted_residual_has_torchvisions_structure():
+    from pathlib import Path
+
+    text = Path("docs/recipes.md").read_text(encoding="utf-8")
+    (example,) = [
+        e for e in re.findall(r"```yaml\n(input:.*?)```", text, re.S) if 'shortcut: "${' in e
+    ]
+    graph = recipe_from_text(example, "docs/recipes.md").graph
+    assert [n.name for n in graph.nodes if n.kind == "add"] == ["0.add", "2.add"]
+    depthwise = graph["0.conv.0.0"]
+    assert depthwise.args["groups"] == depthwise.args["out"] == 16  # expand 1: no expansion
+    assert graph["1.conv.0.0"].args["out"] == 96 and graph["1.conv.1.0"].args["groups"] == 96
+
+
+def test_under_model_width_a_real_count_is_never_compared_with_a_written_one():
+    # in_channels is after model.width, `out: 8` before it: comparing them would silently
+    # pick another structure, so it is an error (mobilenet_v2 scales by its width_mult)
+    text = INVERTED.replace("          after: SHORTCUT_AFTER\n", "").replace(
+        "input: [8, 8, 8]\nmodel:\n", "input: [8, 8, 8]\nmodel:\n  width: 2\n"
+    )
+    message = error(text.replace("{ir: {out: 8, expand: 1}, name: a}", "{conv: 8, name: a}"))
+    assert message.startswith(
+        "x.yaml:16: model.blocks.ir.layers.residual.shortcut: "
+        "\"'identity' if stride == 1 and in_channels == out else 'none'\" compares the input's "
+        "real channel count (after model.width) with a width as written"
+    )
+    assert "mobilenet_v2" in error_of_builtin_width()
+    # counts computed from in_channels on both sides are the same units: allowed
+    fine = load(
+        "input: [3, 8, 8]\nmodel:\n  width: 2\n  blocks:\n    b:\n"
+        "      args: {h: '${in_channels * 2}'}\n"
+        "      layers: [{conv: {out: $h, k: 1}, if: '${h == 2 * in_channels}'}]\n"
+        "  layers:\n    - conv: {out: 4, k: 1}\n    - b\n"
+    )
+    assert [n.args["out"] for n in fine.graph.nodes] == [8, 16]
+
+
+def error_of_builtin_width() -> str:
+    from cnnkit.recipe import load_recipe
+
+    with pytest.raises(RecipeError) as info:
+        load_recipe("mobilenet_v2", ["model.width=0.5"])
+    return str(info.value)

@@ -520,7 +520,9 @@ class Expander:
                 values[key] = given[key]
                 continue
             try:
-                values[key] = substitute(default, {**values, **given}, (*args_path, key))
+                values[key] = substitute(
+                    default, {**values, **given}, (*args_path, key), self.width
+                )
             except SubstitutionError as err:
                 raise self.fail(err.path, str(err)) from None
         return values
@@ -587,7 +589,7 @@ class Expander:
         try:
             values = self.arguments(block, given, path, input)
             try:
-                body = substitute(block.body, values)
+                body = substitute(block.body, values, width=self.width)
             except SubstitutionError as err:
                 raise self.fail((*block.path, *err.path), str(err)) from None
             scope = Scope(None, {INPUT: input})
