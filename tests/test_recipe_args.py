@@ -162,6 +162,12 @@ def test_in_channels_of_nested_calls_is_each_calls_own_input():
             "on 'later', which is not defined before the call",
         ),
         (
+            "    b:\n      layers: [{conv: {out: $in_channels}}]\n",
+            "    - {relu, name: a, from: c}\n    - {relu, name: c, from: a}\n    - {b, from: a}\n",
+            "x.yaml:8: model.layers[1].from: block 'b' uses $in_channels, but its input depends "
+            "on a cycle through 'a' (in block 'b' used at x.yaml:9)",
+        ),
+        (
             "    b:\n      args: {c: '${in_channels + x}'}\n      layers: [{conv: {out: $c}}]\n",
             "    - b\n",
             "x.yaml:5: model.blocks.b.args.c: unknown block argument 'x'",

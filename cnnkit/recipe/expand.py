@@ -555,10 +555,13 @@ class Expander:
         try:
             shape = self.shapes.of(input)
         except NotYetKnown as err:
+            why = (
+                f"a cycle through {err.word!r}"
+                if err.cycle
+                else f"{err.word!r}, which is not defined before the call; move the call after it"
+            )
             raise self.fail(
-                err.path,
-                f"block {block.name!r} uses $in_channels, but its input depends on "
-                f"{err.word!r}, which is not defined before the call; move the call after it",
+                err.path, f"block {block.name!r} uses $in_channels, but its input depends on {why}"
             ) from None
         if not shape:
             raise self.fail(path, f"block {block.name!r} uses $in_channels of a scalar input")
