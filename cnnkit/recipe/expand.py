@@ -85,6 +85,7 @@ class Expander:
         self.by_name: dict[str, Spec] = {}
         self.shapes = Shapes(input_shape, source, self.by_name)
         self.uses_in_channels: dict[str, bool] = {}
+        self.real_counts = False  # whether any block has read $in_channels (Real values)
         self.paths: dict[str, Path] = {}
         self.calls: list[Call] = []
         self.inits: list[str | None] = [init]
@@ -277,9 +278,11 @@ class Expander:
             args = kind.resolve(value)
         except ArgError as err:
             raise self.fail(where if err.key is None else (*where, err.key), err.message) from None
-        if self.width != 1 and kind.widens is not None and not _real(args):
+        real = self.real_counts and _real(args)
+        if self.width != 1 and kind.widens is not None and not real:
             args = kind.widens(args, self.width)
-        args = {k: _plain(v) for k, v in args.items()}
+        if self.real_counts:
+            args = {k: _plain(v) for k, v in args.items()}
         inputs = input if isinstance(input, list) else [input]
         return self.emit(
             Spec(
@@ -514,6 +517,7 @@ class Expander:
         values: dict[str, Any] = {}
         if self.reads_in_channels(block):
             values[IN_CHANNELS] = Real(self.in_channels(block, path, input))
+            self.real_counts = True
         args_path = (*block.path[:-1], "args")
         for key, default in block.args.items():
             if key in given:
