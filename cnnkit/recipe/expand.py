@@ -516,7 +516,7 @@ class Expander:
         may use ``$in_channels`` and the arguments before it), plus ``in_channels``."""
         values: dict[str, Any] = {}
         if self.reads_in_channels(block):
-            values[IN_CHANNELS] = Real(self.in_channels(block, path, input))
+            values[IN_CHANNELS] = Real(self.in_channels(block, input))
             self.real_counts = True
         args_path = (*block.path[:-1], "args")
         for key, default in block.args.items():
@@ -553,7 +553,7 @@ class Expander:
             )
         return self.uses_in_channels[block.name]
 
-    def in_channels(self, block: Block, path: Path, input: Ref) -> int:
+    def in_channels(self, block: Block, input: Ref) -> int:
         """The channel count (first axis) of the call's input, inferred from the layers
         emitted so far (memoised: a chain of such calls stays linear)."""
         try:
@@ -567,9 +567,7 @@ class Expander:
             raise self.fail(
                 err.path, f"block {block.name!r} uses $in_channels, but its input depends on {why}"
             ) from None
-        if not shape:
-            raise self.fail(path, f"block {block.name!r} uses $in_channels of a scalar input")
-        return shape[0]
+        return shape[0]  # every shape has its channels first (the input's are checked)
 
     def call(
         self, block: Block, value: Any, path: Path, name: str, input: Ref, splice_at: int = -1
