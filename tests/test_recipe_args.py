@@ -575,3 +575,23 @@ def error_of_builtin_width() -> str:
     with pytest.raises(RecipeError) as info:
         load_recipe("mobilenet_v2", ["model.width=0.5"])
     return str(info.value)
+
+
+def test_mobilenet_v2_receptive_field_follows_the_papers_table():
+    import json
+
+    from tests.clitools import run_cli
+
+    # Independently of the recipe: the stem's 3x3/2 conv, then one 3x3 depthwise conv (padding
+    # 1) per block of the paper's table (t, c, n, s); r = 1 + sum (k - 1) x jump, P = sum p x jump.
+    table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1)]
+    table += [(6, 160, 3, 2), (6, 320, 1, 1)]
+    strides = [2] + [s if i == 0 else 1 for _, _, n, s in table for i in range(n)]
+    field, padding, jump = 1, 0, 1
+    for stride in strides:
+        field, padding, jump = field + 2 * jump, padding + jump, jump * stride
+    result = run_cli("rf", "mobilenet_v2", "--json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["receptive_field"] == [field] * 2 and doc["padding"] == [padding] * 2
+    assert doc["stride"] == [jump] * 2 == [32] * 2
