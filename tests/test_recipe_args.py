@@ -595,3 +595,24 @@ def test_mobilenet_v2_receptive_field_follows_the_papers_table():
     doc = json.loads(result.out)
     assert doc["receptive_field"] == [field] * 2 and doc["padding"] == [padding] * 2
     assert doc["stride"] == [jump] * 2 == [32] * 2
+
+
+def test_an_if_pair_chooses_a_kind_with_its_own_arguments():
+    text = (
+        "input: [3, 8, 8]\nmodel:\n  blocks:\n    b:\n      args: {hs: ~}\n      layers:\n"
+        "        - conv: {out: 4, k: 1}\n"
+        "        - {hardswish, name: act, if: '$hs'}\n"
+        "        - {leaky_relu: 0.2, name: act, if: '${not hs}'}\n"
+        "        - {relu, from: act}\n"
+        "  layers:\n    - {b: true, name: x}\n    - {b: false, name: y}\n"
+    )
+    graph = load(text).graph
+    assert [(n.name, n.kind) for n in graph.nodes] == [
+        ("x.0", "conv"),
+        ("x.act", "hardswish"),
+        ("x.2", "relu"),  # the left-out twin took no position
+        ("y.0", "conv"),
+        ("y.act", "leaky_relu"),
+        ("y.2", "relu"),
+    ]
+    assert graph["y.act"].args["slope"] == 0.2
