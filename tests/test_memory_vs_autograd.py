@@ -42,6 +42,7 @@ RECIPES = {
     "mobilenet_v3_small": ["input=[3,32,32]"],
     "mobilenet_v3_large": ["input=[3,32,32]"],
     "efficientnet_b0": ["input=[3,32,32]"],
+    "mobilenet_v2": ["input=[3,32,32]"],
     "textcnn": [],
     "deepconv": [],
     "resnext50_32x4d": ["input=[3,32,32]"],

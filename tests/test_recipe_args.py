@@ -95,6 +95,9 @@ def test_in_channels_is_the_real_input_channel_count(width):
         conv = module.get_submodule(node.name)
         # depthwise: one group per real input channel, as the forward pass shows
         assert conv.groups == seen[node.name] == conv.in_channels
+        # computed from the real count, so model.width does not scale it a second time
+        assert conv.out_channels == conv.in_channels * (2 if node.name == "wide.dw" else 1)
+    assert module.get_submodule("0").out_channels == round(8 * width)  # declared: widened
     # the dense copies see growing inputs: 4 + 4k channels at copy k ... the concat of all
     dense_groups = [module.get_submodule(n.name).groups for n in dws if n.name.startswith("5.")]
     assert len(set(dense_groups)) == 1  # each copy's dw sees its own 1x1 conv's 4 channels
@@ -157,6 +160,12 @@ def test_in_channels_of_nested_calls_is_each_calls_own_input():
             "    - {b, from: later}\n    - {relu, name: later}\n",
             "x.yaml:7: model.layers[0].from: block 'b' uses $in_channels, but its input depends "
             "on 'later', which is not defined before the call",
+        ),
+        (
+            "    b:\n      layers: [{conv: {out: $in_channels}}]\n",
+            "    - {relu, name: a, from: c}\n    - {relu, name: c, from: a}\n    - {b, from: a}\n",
+            "x.yaml:8: model.layers[1].from: block 'b' uses $in_channels, but its input depends "
+            "on a cycle through 'a' (in block 'b' used at x.yaml:9)",
         ),
         (
             "    b:\n      args: {c: '${in_channels + x}'}\n      layers: [{conv: {out: $c}}]\n",
@@ -521,3 +530,89 @@ def test_unknown_shortcut_lists_none():
         "input: [3, 8, 8]\nmodel:\n  layers:\n    - residual: {layers: [relu], shortcut: nope}\n"
     )
     assert "expected identity, auto, projection, none or a list of layers, got 'nope'" in message
+
+
+def test_the_documented_inverted_residual_has_torchvisions_structure():
+    from pathlib import Path
+
+    text = Path("docs/recipes.md").read_text(encoding="utf-8")
+    (example,) = [
+        e for e in re.findall(r"```yaml\n(input:.*?)```", text, re.S) if 'shortcut: "${' in e
+    ]
+    graph = recipe_from_text(example, "docs/recipes.md").graph
+    assert [n.name for n in graph.nodes if n.kind == "add"] == ["0.add", "2.add"]
+    depthwise = graph["0.conv.0.0"]
+    assert depthwise.args["groups"] == depthwise.args["out"] == 16  # expand 1: no expansion
+    assert graph["1.conv.0.0"].args["out"] == 96 and graph["1.conv.1.0"].args["groups"] == 96
+
+
+def test_under_model_width_a_real_count_is_never_compared_with_a_written_one():
+    # in_channels is after model.width, `out: 8` before it: comparing them would silently
+    # pick another structure, so it is an error (mobilenet_v2 scales by its width_mult)
+    text = INVERTED.replace("          after: SHORTCUT_AFTER\n", "").replace(
+        "input: [8, 8, 8]\nmodel:\n", "input: [8, 8, 8]\nmodel:\n  width: 2\n"
+    )
+    message = error(text.replace("{ir: {out: 8, expand: 1}, name: a}", "{conv: 8, name: a}"))
+    assert message.startswith(
+        "x.yaml:16: model.blocks.ir.layers.residual.shortcut: "
+        "\"'identity' if stride == 1 and in_channels == out else 'none'\" compares the input's "
+        "real channel count (after model.width) with a width as written"
+    )
+    assert "mobilenet_v2" in error_of_builtin_width()
+    # counts computed from in_channels on both sides are the same units: allowed
+    fine = load(
+        "input: [3, 8, 8]\nmodel:\n  width: 2\n  blocks:\n    b:\n"
+        "      args: {h: '${in_channels * 2}'}\n"
+        "      layers: [{conv: {out: $h, k: 1}, if: '${h == 2 * in_channels}'}]\n"
+        "  layers:\n    - conv: {out: 4, k: 1}\n    - b\n"
+    )
+    assert [n.args["out"] for n in fine.graph.nodes] == [8, 16]
+
+
+def error_of_builtin_width() -> str:
+    from cnnkit.recipe import load_recipe
+
+    with pytest.raises(RecipeError) as info:
+        load_recipe("mobilenet_v2", ["model.width=0.5"])
+    return str(info.value)
+
+
+def test_mobilenet_v2_receptive_field_follows_the_papers_table():
+    import json
+
+    from tests.clitools import run_cli
+
+    # Independently of the recipe: the stem's 3x3/2 conv, then one 3x3 depthwise conv (padding
+    # 1) per block of the paper's table (t, c, n, s); r = 1 + sum (k - 1) x jump, P = sum p x jump.
+    table = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1)]
+    table += [(6, 160, 3, 2), (6, 320, 1, 1)]
+    strides = [2] + [s if i == 0 else 1 for _, _, n, s in table for i in range(n)]
+    field, padding, jump = 1, 0, 1
+    for stride in strides:
+        field, padding, jump = field + 2 * jump, padding + jump, jump * stride
+    result = run_cli("rf", "mobilenet_v2", "--json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["receptive_field"] == [field] * 2 and doc["padding"] == [padding] * 2
+    assert doc["stride"] == [jump] * 2 == [32] * 2
+
+
+def test_an_if_pair_chooses_a_kind_with_its_own_arguments():
+    text = (
+        "input: [3, 8, 8]\nmodel:\n  blocks:\n    b:\n      args: {hs: ~}\n      layers:\n"
+        "        - conv: {out: 4, k: 1}\n"
+        "        - {hardswish, name: act, if: '$hs'}\n"
+        "        - {leaky_relu: 0.2, name: act, if: '${not hs}'}\n"
+        "        - {relu, from: act}\n"
+        "  layers:\n    - {b: true, name: x}\n    - {b: false, name: y}\n"
+    )
+    graph = load(text).graph
+    assert [(n.name, n.kind) for n in graph.nodes] == [
+        ("x.0", "conv"),
+        ("x.act", "hardswish"),
+        ("x.2", "relu"),  # the left-out twin took no position
+        ("y.0", "conv"),
+        ("y.act", "leaky_relu"),
+        ("y.2", "relu"),
+    ]
+    assert graph["y.act"].args["slope"] == 0.2

@@ -31,6 +31,7 @@ PUBLISHED = {
     "shufflenet_v2_x1_0": 2_278_604,
     "regnet_y_400mf": 4_344_144,
     "convnext_tiny": 28_589_128,
+    "mobilenet_v2": 3_504_872,
     "textcnn": 20_000 * 300 + 3 * 100 * 300 * 4 + 300 + 300 * 2 + 2,  # 3+4+5 = 12 = 3*4
     "deepconv": (1 * 9 + 1) * 16 + 9 * (16 * 9 + 1) * 16 + 16 * 10 + 10,  # not published: ours
     # torchvision's fcn_resnet50 with aux_loss=False; its published 35,322,218 adds the

@@ -35,28 +35,31 @@ NAME_KEYS = frozenset({"name", "id", "names", "shortcut_name"})
 _INLINE = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_]\w*)")
 
 
-def substitute(data: Any, values: dict[str, Any], path: tuple[str | int, ...] = ()) -> Any:
+def substitute(
+    data: Any, values: dict[str, Any], path: tuple[str | int, ...] = (), width: float = 1.0
+) -> Any:
     """A copy of ``data`` with every ``$arg`` / ``${expr}`` string replaced by its value;
-    in names (``name: block$stage-$i``) each reference is replaced by its text."""
+    in names (``name: block$stage-$i``) each reference is replaced by its text. ``width``:
+    ``model.width``; unless it is 1, a real count is never compared with a written one."""
     if isinstance(data, dict):
         if "if" in data:
-            condition = substitute(data["if"], values, (*path, "if"))
+            condition = substitute(data["if"], values, (*path, "if"), width)
             if condition is False:
                 return {**data, "if": False}  # left out: the rest is never evaluated
             data = {**data, "if": condition}
         return {
             k: _name(v, values, (*path, k))
             if k in NAME_KEYS and isinstance(v, str) and not _NAME.match(v)
-            else substitute(v, values, (*path, k))
+            else substitute(v, values, (*path, k), width)
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [substitute(v, values, (*path, i)) for i, v in enumerate(data)]
+        return [substitute(v, values, (*path, i), width) for i, v in enumerate(data)]
     if isinstance(data, str):
         if m := _NAME.match(data):
             return _value(m.group(1), values, path)
         if m := _EXPR.match(data):
-            return _evaluate(m.group(1), values, path)
+            return _evaluate(m.group(1), values, path, width)
     return data
 
 
@@ -76,8 +79,11 @@ def _value(name: str, values: dict[str, Any], path: tuple[str | int, ...]) -> An
     return values[name]
 
 
-def _evaluate(text: str, values: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+def _evaluate(
+    text: str, values: dict[str, Any], path: tuple[str | int, ...], width: float = 1.0
+) -> Any:
     real = False
+    scaled = frozenset(k for k, v in values.items() if isinstance(v, Real)) if width != 1 else None
 
     def lookup(name: str) -> Any:
         nonlocal real
@@ -89,7 +95,7 @@ def _evaluate(text: str, values: dict[str, Any], path: tuple[str | int, ...]) ->
         return values[name]
 
     try:
-        result = evaluate(text, lookup)
+        result = evaluate(text, lookup, scaled or frozenset())
     except ExprError as err:
         raise SubstitutionError(path, str(err)) from None
     if real and isinstance(result, int) and not isinstance(result, bool):

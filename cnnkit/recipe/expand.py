@@ -85,6 +85,7 @@ class Expander:
         self.by_name: dict[str, Spec] = {}
         self.shapes = Shapes(input_shape, source, self.by_name)
         self.uses_in_channels: dict[str, bool] = {}
+        self.real_counts = False  # whether any block has read $in_channels (Real values)
         self.paths: dict[str, Path] = {}
         self.calls: list[Call] = []
         self.inits: list[str | None] = [init]
@@ -277,9 +278,11 @@ class Expander:
             args = kind.resolve(value)
         except ArgError as err:
             raise self.fail(where if err.key is None else (*where, err.key), err.message) from None
-        if self.width != 1 and kind.widens is not None and not _real(args):
+        real = self.real_counts and _real(args)
+        if self.width != 1 and kind.widens is not None and not real:
             args = kind.widens(args, self.width)
-        args = {k: _plain(v) for k, v in args.items()}
+        if self.real_counts:
+            args = {k: _plain(v) for k, v in args.items()}
         inputs = input if isinstance(input, list) else [input]
         return self.emit(
             Spec(
@@ -513,14 +516,17 @@ class Expander:
         may use ``$in_channels`` and the arguments before it), plus ``in_channels``."""
         values: dict[str, Any] = {}
         if self.reads_in_channels(block):
-            values[IN_CHANNELS] = Real(self.in_channels(block, path, input))
+            values[IN_CHANNELS] = Real(self.in_channels(block, input))
+            self.real_counts = True
         args_path = (*block.path[:-1], "args")
         for key, default in block.args.items():
             if key in given:
                 values[key] = given[key]
                 continue
             try:
-                values[key] = substitute(default, {**values, **given}, (*args_path, key))
+                values[key] = substitute(
+                    default, {**values, **given}, (*args_path, key), self.width
+                )
             except SubstitutionError as err:
                 raise self.fail(err.path, str(err)) from None
         return values
@@ -547,20 +553,21 @@ class Expander:
             )
         return self.uses_in_channels[block.name]
 
-    def in_channels(self, block: Block, path: Path, input: Ref) -> int:
+    def in_channels(self, block: Block, input: Ref) -> int:
         """The channel count (first axis) of the call's input, inferred from the layers
         emitted so far (memoised: a chain of such calls stays linear)."""
         try:
             shape = self.shapes.of(input)
         except NotYetKnown as err:
+            why = (
+                f"a cycle through {err.word!r}"
+                if err.cycle
+                else f"{err.word!r}, which is not defined before the call; move the call after it"
+            )
             raise self.fail(
-                err.path,
-                f"block {block.name!r} uses $in_channels, but its input depends on "
-                f"{err.word!r}, which is not defined before the call; move the call after it",
+                err.path, f"block {block.name!r} uses $in_channels, but its input depends on {why}"
             ) from None
-        if not shape:
-            raise self.fail(path, f"block {block.name!r} uses $in_channels of a scalar input")
-        return shape[0]
+        return shape[0]  # every shape has its channels first (the input's are checked)
 
     def call(
         self, block: Block, value: Any, path: Path, name: str, input: Ref, splice_at: int = -1
@@ -587,7 +594,7 @@ class Expander:
         try:
             values = self.arguments(block, given, path, input)
             try:
-                body = substitute(block.body, values)
+                body = substitute(block.body, values, width=self.width)
             except SubstitutionError as err:
                 raise self.fail((*block.path, *err.path), str(err)) from None
             scope = Scope(None, {INPUT: input})

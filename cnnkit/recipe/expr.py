@@ -100,9 +100,10 @@ class _Walker:
     """One evaluation: ``lookup`` gives a name's value (and raises ``ExprError`` when it
     has none)."""
 
-    def __init__(self, text: str, lookup: Callable[[str], Any]) -> None:
+    def __init__(self, text: str, lookup: Callable[[str], Any], real: frozenset[str]) -> None:
         self.text = text
         self.lookup = lookup
+        self.real = real
 
     def walk(self, node: ast.AST) -> Any:
         method = getattr(self, f"_{type(node).__name__}", None)
@@ -139,15 +140,30 @@ class _Walker:
         return _UNARY[type(node.op)](operand)
 
     def _Compare(self, node: ast.Compare) -> Any:
-        left = self.walk(node.left)
+        left_node, left = node.left, self.walk(node.left)
         for op, right_node in zip(node.ops, node.comparators):
             if type(op) not in _COMPARE:
                 raise ExprError(f"only {ALLOWED} are allowed in ${{...}}, got {self.text!r}")
             right = self.walk(right_node)
+            if self.real:
+                self._same_units(left_node, left, right_node, right)
             if not _COMPARE[type(op)](left, right):
                 return False
-            left = right
+            left_node, left = right_node, right
         return True
+
+    def _same_units(self, a: ast.AST, x: Any, b: ast.AST, y: Any) -> None:
+        """Refuse comparing a count computed from ``real`` names with a written one."""
+        reads = [
+            any(isinstance(n, ast.Name) and n.id in self.real for n in ast.walk(t)) for t in (a, b)
+        ]
+        ints = [isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)]
+        if reads[0] != reads[1] and all(ints):
+            raise ExprError(
+                f"{self.text!r} compares the input's real channel count (after model.width) "
+                "with a width as written (before it); scale this recipe through a width "
+                "argument of its own instead of model.width"
+            )
 
     def _BoolOp(self, node: ast.BoolOp) -> Any:
         value: Any = None
@@ -176,8 +192,10 @@ class _Walker:
         return FUNCTIONS[name](*args, **kwargs)
 
 
-def evaluate(text: str, lookup: Callable[[str], Any]) -> Any:
-    """The value of the expression ``text``; an integer-valued float comes back as an int."""
+def evaluate(text: str, lookup: Callable[[str], Any], real: frozenset[str] = frozenset()) -> Any:
+    """The value of the expression ``text``; an integer-valued float comes back as an int.
+    ``real``: names of counts already scaled by ``model.width``, never compared with
+    numbers that are not (only given when the width is not 1)."""
     if len(text) > limits.MAX_EXPR_CHARS:
         raise ExprError(f"an expression may have at most {limits.MAX_EXPR_CHARS} characters")
     try:
@@ -185,7 +203,7 @@ def evaluate(text: str, lookup: Callable[[str], Any]) -> Any:
     except SyntaxError:
         raise ExprError(f"cannot read the expression {text!r}") from None
     try:
-        result = _Walker(text, lookup).walk(tree)
+        result = _Walker(text, lookup, real).walk(tree)
     except (TypeError, ZeroDivisionError, OverflowError, ValueError, RecursionError) as err:
         if isinstance(err, ExprError):
             raise

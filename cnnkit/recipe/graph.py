@@ -179,9 +179,10 @@ def node_shape(spec: Spec, in_shapes: tuple[Shape, ...], source: Source) -> Shap
 class NotYetKnown(Exception):
     """A shape asked for during expansion that depends on a ``from:`` not resolvable yet."""
 
-    def __init__(self, word: str, path: Path) -> None:
+    def __init__(self, word: str, path: Path, cycle: bool = False) -> None:
         self.word = word
         self.path = path
+        self.cycle = cycle  # the layers before the call wait on each other
         super().__init__(word)
 
 
@@ -225,7 +226,7 @@ class Shapes:
                 if done[name] < len(ins):
                     missing = ins[done[name]]
                     if missing in on_path:
-                        raise NotYetKnown(missing, spec.from_path or spec.path)
+                        raise NotYetKnown(missing, spec.from_path or spec.path, cycle=True)
                     stack.append(missing)
                     on_path.add(missing)
                     continue

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Small recipes most of the time: a mutated DenseNet costs a second to analyse.
 WEIGHTS = {
     "lenet": 6, "lenet1998": 4, "deepconv": 4, "textcnn": 3, "alexnet": 2, "vgg16": 2,
-    "resnet18": 3, "googlenet": 1, "resnet50": 1, "densenet121": 1,
+    "resnet18": 3, "googlenet": 1, "resnet50": 1, "densenet121": 1, "mobilenet_v2": 2,
 }  # fmt: skip
 
 TINY = """\
@@ -50,7 +50,9 @@ ODD_VALUES: tuple[Any, ...] = (
     -1, 0, 1, 10**20, 10**30, -(2**63), 2**63, 1e20, 1e-30, float("nan"), float("inf"),
     float("-inf"), "", "x", "3x3", None, True, False, [], {}, [1, 2], {"a": 1}, "${1/0}",
     "$nope", "${", "${out*1e9}", 1.5, "\u202e", "relu", {"conv": 10**10}, [[[[[]]]]],
-    {"repeat": {"times": 10**9, "layers": ["relu"]}}, "1" * 70,
+    {"repeat": {"times": 10**9, "layers": ["relu"]}}, "1" * 70, "${'a' * 10**9}",
+    "${(1).__class__}", "$in_channels", "${in_channels * 10**9}", "${make_divisible(1e300, 1)}",
+    "${'identity' if True else 'none'}", "none", "${1 < 2 < 3}",
 )  # fmt: skip
 TAGS = (
     "!!python/object/apply:os.system ['touch pwned']", "!!python/name:os.system",

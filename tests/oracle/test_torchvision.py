@@ -30,6 +30,7 @@ COUNTERPARTS: dict[str, dict[str, object]] = {
     "shufflenet_v2_x1_0": {},
     "regnet_y_400mf": {},
     "convnext_tiny": {},
+    "mobilenet_v2": {},
 }
 # Training-only heads a recipe leaves out although torchvision's published num_params counts
 # them: recipe -> the head's attribute on get_model(name, weights=None), where it is built.
@@ -103,3 +104,32 @@ def test_outputs_match_torchvision_under_its_weights(pair):
     recipe, ours, theirs, _ = pair
     ours.load_state_dict(theirs.state_dict(), strict=True)
     parity.assert_same_outputs(ours, theirs, recipe.graph.input_shape)
+
+
+def test_make_divisible_is_torchvisions(torchvision):
+    import random
+
+    from torchvision.models._utils import _make_divisible
+
+    from cnnkit.recipe.expr import make_divisible
+
+    rng = random.Random(0)
+    values = [rng.uniform(0, 3000) for _ in range(3000)] + [c * w for c in range(1, 400)
+        for w in (0.25, 0.35, 0.5, 0.75, 1.0, 1.3, 1.4)]  # fmt: skip
+    for v in values:
+        for divisor in (1, 2, 4, 8, 16):
+            for least in (None, 1, 16):
+                assert make_divisible(v, divisor, least) == _make_divisible(v, divisor, least)
+
+
+@pytest.mark.parametrize("width_mult", [0.35, 0.75, 1.4])
+def test_mobilenet_v2_width_mult_is_torchvisions(torchvision, width_mult):
+    """The recipe's one width argument reproduces torchvision's ``width_mult`` exactly."""
+    recipe = cnnkit.load_recipe(
+        "mobilenet_v2", [f"model.blocks.mobilenet_v2.args.width_mult={width_mult}"]
+    )
+    theirs = parity.randomise(torchvision.models.mobilenet_v2(width_mult=width_mult))
+    ours = cnnkit.build(recipe)
+    assert parity.layout(ours) == parity.layout(theirs)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    parity.assert_same_outputs(ours, theirs, (3, 64, 64))
