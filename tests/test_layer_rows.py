@@ -64,7 +64,11 @@ WIDE += "    - linear: 10\n"
 def test_model_width_scales_exactly_the_kinds_whose_row_says_so(monkeypatch):
     recipe = recipe_from_text(WIDE, "x.yaml")
     assert [n.args["out"] for n in recipe.graph.nodes if "out" in n.args] == [4, 10]
-    assert {n for n, k in LAYERS.items() if k.widens} == {"conv", "convtranspose"}
+    assert {n for n, k in LAYERS.items() if k.widens} == {"conv", "convtranspose", "linear"}
+    # linear's rule widens only the channels form (ConvNeXt's pointwise layers), not a classifier
+    channels = WIDE.replace("- flatten\n    - linear: 10", "- {linear: {out: 10, over: channels}}")
+    recipe = recipe_from_text(channels, "x.yaml")
+    assert [n.args["out"] for n in recipe.graph.nodes if "out" in n.args] == [4, 5]
 
     def halve(args, width):
         return {**args, "out": max(1, round(args["out"] * width))}
