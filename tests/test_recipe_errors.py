@@ -258,6 +258,19 @@ def test_arguments_beside_the_kind_say_where_they_go(item, message):
     assert message in str(info.value), str(info.value)
 
 
+def test_the_short_form_of_a_block_whose_arguments_all_have_defaults():
+    text = (
+        "input: [1, 8, 8]\nmodel:\n  blocks:\n    b:\n      args: {out: 4, k: 3}\n"
+        "      layers:\n        - conv: {out: $out, k: $k}\n  layers:\n    - b: 8\n"
+    )
+    with pytest.raises(RecipeError) as info:
+        recipe_from_text(text, "recipes/x.yaml")
+    assert str(info.value).startswith(
+        "recipes/x.yaml:9: model.layers[0].b: block 'b' has arguments out and k (all optional); "
+        "the short form fills one argument: write {b: {out: 8}}"
+    ), str(info.value)
+
+
 @pytest.mark.parametrize(
     ("item", "where", "word"),
     [

@@ -63,7 +63,7 @@ def test_verify_and_erf(tmp_path):
     png = tmp_path / "erf.png"
     doc = rf_json("lenet", "--verify", "--erf", str(png))
     v = doc["verify"]
-    assert v["ok"] is True and v["conclusive"] is True
+    assert v["ok"] is True and v["conclusive"] is True and v["status"] == "match"
     assert all(axis["match"] == "exact" for axis in v["axes"])
     # More than the centre: a corner (clipped by the border) and a unit whose field lies
     # inside the input, which must match exactly.
@@ -149,6 +149,7 @@ def test_verify_exits_1_on_a_mismatch(monkeypatch):
         assert "MISMATCH" in r.out and "--verify" in r.err and "Traceback" not in r.err
         assert len(r.err.strip().splitlines()) == 1
     assert json.loads(r.out)["verify"]["ok"] is False
+    assert json.loads(r.out)["verify"]["status"] == "mismatch"
 
 
 def test_verify_says_when_every_field_covers_the_whole_input():

@@ -685,8 +685,8 @@ def _short_form_message(block: Block, value: Any) -> str:
     names = required or list(block.args)
     if not names:
         return f"block {block.name!r} takes no arguments, got {value!r}"
-    example = _flow({names[0]: value, **{k: "..." for k in names[1:]}})
-    need = f"needs {_and(names)}" if required else f"has arguments {_and(names)}"
+    example = _flow({names[0]: value, **{k: "..." for k in required[1:]}})
+    need = f"needs {_and(names)}" if required else f"has arguments {_and(names)} (all optional)"
     return (
         f"block {block.name!r} {need}; the short form fills one argument: "
         f"write {{{block.name}: {example}}}"
