@@ -132,6 +132,63 @@ CASES = {
         "recipes/x.yaml:1: missing section 'model'",
         "model",
     ),
+    # Messages that lead to the fix (what a user writing from docs/recipes.md alone hit):
+    "model key at the top level": (
+        "input: [1, 8, 8]\nmodel:\n  layers: [relu]\nblocks:\n  b: {layers: [relu]}\n",
+        RecipeError,
+        "recipes/x.yaml:4: blocks: unknown section 'blocks': it goes under model: (model.blocks)",
+        "the sections are input, model, data, train",
+    ),
+    "short form of a block with two required arguments": (
+        "input: [1, 8, 8]\nmodel:\n  blocks:\n    b:\n      args: {out: ~, k: ~}\n"
+        "      layers:\n        - conv: {out: $out, k: $k}\n  layers:\n    - b: 8\n",
+        RecipeError,
+        "recipes/x.yaml:9: model.layers[0].b: block 'b' needs out and k; the short form fills "
+        "one argument: write {b: {out: 8, k: ...}}",
+        "{b: {out: 8, k: ...}}",
+    ),
+    "identity shortcut on a shape change": (
+        HEAD + "    - residual:\n        layers: [{conv: {out: 16, k: 3, p: 1}}]\n"
+        "        shortcut: identity\n",
+        ShapeError,
+        "recipes/x.yaml:4: model.layers[0].residual: residual 0 (shortcut: identity): the "
+        "residual body gives 16x8x8 but its input is 1x8x8; use shortcut: auto or projection",
+        "use shortcut: auto or projection",
+    ),
+    "kind argument beside the kind": (
+        HEAD + "    - {conv: 8, stride: 2}\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].stride: stride is an argument of conv, not a meta "
+        "key: write {conv: {out: 8, stride: 2}}",
+        "{conv: {out: 8, stride: 2}}",
+    ),
+    "block argument outside a block": (
+        HEAD + "    - conv: $out\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].conv: $out is a block argument: usable only inside "
+        "a block's layers (model.blocks)",
+        "(model.blocks)",
+    ),
+    "dotted name": (
+        HEAD + "    - {conv: 4, id: a.b}\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].id: expected a name of letters, digits, _ and -, "
+        "not starting with _ or -, got 'a.b'",
+        "'.' separates levels (cnnkit adds it: layer3.1.conv2)",
+    ),
+    "nested list": (
+        HEAD + "    - [relu, relu]\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0]: expected a layer (a kind name or a mapping), got "
+        "['relu', 'relu']",
+        "(a list of items goes in sequence: [...])",
+    ),
+    "repeat names without a counter": (
+        HEAD + "    - repeat: {times: 2, names: x, layers: [relu]}\n",
+        RecipeError,
+        "recipes/x.yaml:4: model.layers[0].repeat.names: 'x' names every copy alike",
+        "a names: template needs {i} or {n} to tell the copies apart",
+    ),
 }
 
 
@@ -159,6 +216,82 @@ def test_cli_reports_one_line_and_exit_code_2(case, tmp_path, capsys, monkeypatc
     assert captured.err == f"error: {captured.err[7:]}"
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert captured.err.startswith(f"error: {prefix}") and part in captured.err
+
+
+@pytest.mark.parametrize("key", ["layers", "init", "seed", "depth", "width"])
+def test_a_model_key_at_the_top_level_says_it_goes_under_model(key, tmp_path):
+    from tests.clitools import run_cli
+
+    path = tmp_path / "x.yaml"
+    path.write_text(f"input: [1, 8, 8]\nmodel:\n  layers: [relu]\n{key}: 1\n")
+    r = run_cli("recipes", str(path))
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
+    assert f"{path}:4: {key}: unknown section '{key}': it goes under model: (model.{key})" in r.err
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        # an alias, two arguments, a mapping already, a block's own argument
+        (
+            "{conv: 8, s: 2}",
+            "s is an argument of conv, not a meta key: write {conv: {out: 8, s: 2}}",
+        ),
+        (
+            "{conv: {out: 8}, k: 3, p: 1}",
+            "k and p are arguments of conv, not meta keys: write {conv: {out: 8, k: 3, p: 1}}",
+        ),
+        (
+            "{cb: 4, k: 5}",
+            "k is an argument of block 'cb', not a meta key: write {cb: {out: 4, k: 5}}",
+        ),
+        ("{conv: 8, relu: ~}", "expected exactly one layer kind or structure per item, found: "),
+    ],
+)
+def test_arguments_beside_the_kind_say_where_they_go(item, message):
+    text = (
+        "input: [1, 8, 8]\nmodel:\n  blocks:\n    cb:\n      args: {out: ~, k: 3}\n"
+        f"      layers:\n        - conv: {{out: $out, k: $k}}\n  layers:\n    - {item}\n"
+    )
+    with pytest.raises(RecipeError) as info:
+        recipe_from_text(text, "recipes/x.yaml")
+    assert message in str(info.value), str(info.value)
+
+
+def test_the_short_form_of_a_block_whose_arguments_all_have_defaults():
+    text = (
+        "input: [1, 8, 8]\nmodel:\n  blocks:\n    b:\n      args: {out: 4, k: 3}\n"
+        "      layers:\n        - conv: {out: $out, k: $k}\n  layers:\n    - b: 8\n"
+    )
+    with pytest.raises(RecipeError) as info:
+        recipe_from_text(text, "recipes/x.yaml")
+    assert str(info.value).startswith(
+        "recipes/x.yaml:9: model.layers[0].b: block 'b' has arguments out and k (all optional); "
+        "the short form fills one argument: write {b: {out: 8}}"
+    ), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("item", "where", "word"),
+    [
+        ("conv: {out: 4, k: '${k * 2}'}", "model.layers[0].conv.k", "$k"),
+        ("repeat: {times: $n, layers: relu}", "model.layers[0].repeat.times", "$n"),
+        ("conv: {out: $in_channels}", "model.layers[0].conv.out", "$in_channels"),
+    ],
+)
+def test_block_arguments_outside_a_block_name_the_value(item, where, word):
+    with pytest.raises(RecipeError) as info:
+        recipe_from_text(HEAD + f"    - {item}\n", "recipes/x.yaml")
+    assert f"{where}: {word} is a block argument: usable only inside" in str(info.value)
+
+
+def test_repeat_names_that_count_are_still_fine_and_one_copy_needs_no_counter():
+    recipe = recipe_from_text(
+        HEAD + "    - repeat: {times: 1, names: x, layers: relu}\n"
+        "    - repeat: {times: 2, names: 'r{n}', layers: relu}\n",
+        "recipes/x.yaml",
+    )
+    assert [n.name for n in recipe.graph.nodes] == ["x", "r1", "r2"]
 
 
 VALID = HEAD + "    - {conv: {out: 4, k: 3}, name: c1}\n    - relu\n"

@@ -198,7 +198,7 @@ def test_dollar_in_names_is_an_error(names):
 def test_names_that_torch_cannot_use_are_an_error():
     from cnnkit.errors import RecipeError
 
-    with pytest.raises(RecipeError, match=r"letters, digits, _ and - \(not first\), got 'a.1'"):
+    with pytest.raises(RecipeError, match=r"not starting with _ or -, got 'a.1'"):
         load("    - repeat: {times: 2, names: 'a.{n}', layers: relu}\n")
 
 

@@ -63,7 +63,7 @@ def test_verify_and_erf(tmp_path):
     png = tmp_path / "erf.png"
     doc = rf_json("lenet", "--verify", "--erf", str(png))
     v = doc["verify"]
-    assert v["ok"] is True and v["conclusive"] is True
+    assert v["ok"] is True and v["conclusive"] is True and v["status"] == "match"
     assert all(axis["match"] == "exact" for axis in v["axes"])
     # More than the centre: a corner (clipped by the border) and a unit whose field lies
     # inside the input, which must match exactly.
@@ -149,6 +149,7 @@ def test_verify_exits_1_on_a_mismatch(monkeypatch):
         assert "MISMATCH" in r.out and "--verify" in r.err and "Traceback" not in r.err
         assert len(r.err.strip().splitlines()) == 1
     assert json.loads(r.out)["verify"]["ok"] is False
+    assert json.loads(r.out)["verify"]["status"] == "mismatch"
 
 
 def test_verify_says_when_every_field_covers_the_whole_input():
@@ -246,3 +247,61 @@ def test_rf_imports_no_heavy_modules():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in done.stdout
+
+
+# Saturating activations (ReLU6, hard sigmoid/swish, GELU after LayerNorm): the probe once
+# measured no gradient at all on mobilenet_v2 and called `measured None` a pass at the border.
+SATURATING = [
+    ("mobilenet_v2", None),  # the output: every unit clipped, the old probe measured nothing
+    ("mobilenet_v2", "features.5.add"),
+    ("mobilenet_v3_small", None),
+    ("efficientnet_b0", None),
+    ("convnext_tiny", "features.1.1.add"),
+]
+
+
+@pytest.mark.parametrize(("name", "at"), SATURATING)
+def test_verify_measures_through_saturating_activations(name, at):
+    extra = ["--at", at] if at else []
+    doc = rf_json(name, "--set", "input=[3,64,64]", "--verify", *extra)
+    v = doc["verify"]
+    assert v["status"] == "match" and v["ok"] is True, v
+    for u in v["units"]:
+        for axis in u["axes"]:
+            assert axis["measured"] is not None, u
+            if u["field_inside"]:
+                assert axis["match"] == "exact", u
+    if at:
+        assert v["conclusive"] is True and any(u["field_inside"] for u in v["units"])
+
+
+def test_verify_that_measures_nothing_is_inconclusive_and_exits_1(monkeypatch):
+    import cnnkit.measure.gradient_probe as probe
+
+    real = probe.measure_extents
+
+    def saturated(recipe, node, units, seed=0):
+        extents, notes = real(recipe, node, units, seed)
+        dims = len(extents[0].first)
+        return [probe.Extent(e.unit, (-1,) * dims, (-1,) * dims) for e in extents], notes
+
+    monkeypatch.setattr(probe, "measure_extents", saturated)
+    r = run_cli("rf", "lenet", "--verify", "--json")
+    assert r.code == 1, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "inconclusive" in r.err
+    v = json.loads(r.out)["verify"]
+    assert v["status"] == "inconclusive" and v["ok"] is False and v["conclusive"] is False
+    assert all(a["match"] == "nothing" for u in v["units"] for a in u["axes"])
+    r = run_cli("rf", "lenet", "--verify")
+    assert r.code == 1 and "nothing measured" in r.out and "Traceback" not in r.err
+
+
+def test_a_border_unit_reading_only_padding_is_not_inconclusive():
+    from cnnkit.analysis.rf_verify import Probe, verdict
+
+    # conv k=3 p=1, then conv k=1 p=1 on 8 positions: unit 0 reads only padding, although its
+    # clipped field [0, 0] is not empty; the centre unit measures its field.
+    probes = [Probe("corner", (0,), ((-2, 0),)), Probe("centre", (5,), ((3, 5),))]
+    assert verdict(probes, [((-1, -1),), ((3, 5),)], (8,))["status"] == "match"
+    nothing = verdict(probes, [((-1, -1),), ((-1, -1),)], (8,))
+    assert nothing["status"] == "inconclusive" and nothing["ok"] is False

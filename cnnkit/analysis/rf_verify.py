@@ -88,6 +88,8 @@ def verdict(
     lenient: bool = False,
 ) -> dict[str, Any]:
     """Compare each probe's computed field with its measured extent ((-1, -1): nothing).
+    ``status``: ``match``, ``mismatch`` or ``inconclusive`` (no unit measured any gradient);
+    ``ok`` only for ``match``.
 
     ``lenient``: a layer whose gradient reaches only part of its window was kept (dilated max
     pooling), so a measured extent inside the computed one is accepted anywhere."""
@@ -111,13 +113,31 @@ def verdict(
     whole = all(
         a["computed_in_input"] == [0, n - 1] for u in units for a, n in zip(u["axes"], spatial)
     )
+    nothing = _measured_nothing(units)
     centre = next((u for u in units if u["role"] == "centre"), units[0])
+    status = "inconclusive" if nothing else "match" if all(u["ok"] for u in units) else "mismatch"
     return {
-        "ok": all(u["ok"] for u in units),
-        "conclusive": not whole,
+        "ok": status == "match",
+        "status": status,
+        "conclusive": not (whole or nothing),
         "axes": centre["axes"],
         "units": units,
     }
+
+
+def _measured_nothing(units: list[dict[str, Any]]) -> bool:
+    """No gradient reached the input for any unit, though the algebra says some unit reads
+    input positions: the probe saw nothing, which must never pass as a match. (One border unit
+    that measures nothing is possible: its every path may read only padding.) Its axes say
+    ``nothing`` and its units are not ok."""
+    if any(a["measured"] is not None for u in units for a in u["axes"]):
+        return False
+    reads = [u for u in units if all(a["computed_in_input"] is not None for a in u["axes"])]
+    for u in reads:
+        u["ok"] = False
+        for a in u["axes"]:
+            a["match"] = "nothing"
+    return bool(reads)
 
 
 def _clip(bounds: tuple[int, int], n: int) -> list[int] | None:

@@ -56,7 +56,7 @@ VerifyOpt = Annotated[
     typer.Option(
         "--verify",
         help="Measure the field of a few units by back-propagation in PyTorch; exit 1 on a "
-        "mismatch.",
+        "mismatch or when nothing was measured.",
     ),
 ]
 ErfOpt = Annotated[
@@ -87,7 +87,8 @@ def rf_command(
 
     Araujo et al. (Distill, 2019); multi-path networks report the union of the paths'
     fields. Unit i sees input positions [i*stride - padding, i*stride - padding + field - 1]
-    (marked *: it depends on i's place in a period). --verify exits 1 on a mismatch.
+    (marked *: it depends on i's place in a period). --verify exits 1 on a mismatch
+    or when it measures nothing.
     """
     from cnnkit.reports.rf import check_verified, rf_report
     from cnnkit.targets import RECIPES, layers_recipe, resolve
@@ -112,10 +113,14 @@ def rf_command(
 
 
 def _render_verify(out: Any, v: dict[str, Any], names: list[str]) -> None:
-    status = "[green]matches[/]" if v["ok"] else "[red]does NOT match[/]"
+    status = {
+        "match": "[green]matches[/] the algebra",
+        "mismatch": "[red]does NOT match[/] the algebra",
+        "inconclusive": "[red]is empty[/]: inconclusive, nothing measured",
+    }[v["status"]]
     out.print(
-        f"verify ({v['node']}, {len(v['units'])} units): the back-propagated extent {status} "
-        "the algebra" + ("" if v["conclusive"] else " [yellow](inconclusive)[/]")
+        f"verify ({v['node']}, {len(v['units'])} units): the back-propagated extent {status}"
+        + ("" if v["conclusive"] or not v["ok"] else " [yellow](inconclusive)[/]")
     )
     for unit in v["units"]:
         place = "field inside the input" if unit["field_inside"] else "field clipped by the border"

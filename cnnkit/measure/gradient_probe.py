@@ -5,7 +5,13 @@ and the effective receptive field behind ``--erf`` (Luo et al., NeurIPS 2016).
 cancel or vanish: weights are set positive (uniform in [0.5, 1.5] / fan-in, which keeps
 activations O(1) through deep nets), inputs are positive, the model runs in eval mode in
 float64, and max pooling (whose gradient reaches one position per window) is swapped for
-average pooling of the same geometry. ``--erf`` keeps the network as initialised and averages
+average pooling of the same geometry. Elementwise activations cannot widen or narrow a field,
+but the saturating ones (ReLU6, hard sigmoid, sigmoid in float64 ...) have an exactly zero
+gradient once positive activations grow past their knee, which measured nothing at all on
+MobileNet: the probe runs them as identities, and the bounded gates (sigmoid, hard sigmoid,
+multiplied into a squeeze-excitation product) as a soft gate 0.5 + 0.5 * x / (1 + |x|),
+bounded like a sigmoid so products do not overflow, with a gradient that never vanishes.
+``--erf`` keeps the network as initialised and averages
 the gradient magnitude over a few random inputs, as Luo et al. do.
 """
 
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnkit.model.modules import ScaledTanh
 from cnnkit.recipe import Recipe
 
 MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
@@ -25,6 +32,21 @@ ADAPTIVE = {
     nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d,
 }
+
+
+# Elementwise activations: the same support as the identity (or the soft gate), not saturating.
+PASS_THROUGH = (
+    nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.SiLU, nn.GELU, nn.Mish, nn.ELU, nn.CELU,
+    nn.SELU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.Tanh, nn.Softplus, nn.Softsign, ScaledTanh,
+)  # fmt: skip
+GATES = (nn.Sigmoid, nn.Hardsigmoid)
+
+
+class SoftGate(nn.Module):
+    """A sigmoid-like gate in (0, 1) whose gradient stays non-zero in float64."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 + 0.5 * x / (1 + x.abs())
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,16 @@ def _swap_max_pools(model: nn.Module) -> list[str]:
             elif type(child) in ADAPTIVE:
                 setattr(parent, name, ADAPTIVE[type(child)](child.output_size))
     return kept
+
+
+def _linear_activations(model: nn.Module) -> None:
+    """Identities and soft gates for the activations that saturate (see the module doc)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, PASS_THROUGH):
+                setattr(parent, name, nn.Identity())
+            elif isinstance(child, GATES):
+                setattr(parent, name, SoftGate())
 
 
 def _positive_weights(model: nn.Module) -> None:
@@ -145,6 +177,7 @@ def measure_extents(
     torch.manual_seed(seed)
     model = build(recipe, seed=seed).double().eval()
     kept = _swap_max_pools(model)
+    _linear_activations(model)
     _positive_weights(model)
     out, probe = _forward(model, recipe, node, torch.float64)
     extents = []

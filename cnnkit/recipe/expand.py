@@ -120,10 +120,12 @@ class Expander:
         if isinstance(raw, str):
             return raw, None, {}
         if not isinstance(raw, dict):
-            raise self.fail(path, f"expected a layer (a kind name or a mapping), got {raw!r}")
+            hint = " (a list of items goes in sequence: [...])" if isinstance(raw, list) else ""
+            raise self.fail(path, f"expected a layer (a kind name or a mapping), got {raw!r}{hint}")
         meta = {k: v for k, v in raw.items() if k in META}
         heads = [k for k in raw if k not in META]
         if len(heads) != 1:
+            self.misplaced_arguments(raw, heads, path)
             found = ", ".join(map(str, heads)) or "none"
             raise self.fail(
                 path, f"expected exactly one layer kind or structure per item, found: {found}"
@@ -131,6 +133,30 @@ class Expander:
         if "name" in meta and "id" in meta:
             raise self.fail((*path, "id"), "give either name or id (they mean the same)")
         return str(heads[0]), raw[heads[0]], meta
+
+    def misplaced_arguments(self, raw: dict[Any, Any], heads: list[Any], path: Path) -> None:
+        """``{conv: 8, stride: 2}``: the extra keys are the kind's (or block's) arguments,
+        written beside it instead of in its mapping; say where they go."""
+        for head in heads:
+            kind = lookup(str(head))
+            block = self.blocks.get(str(head))
+            accepted = kind.keys if kind is not None else block.args if block else {}
+            short = kind.short if kind is not None else _short_argument(block)
+            extra = [k for k in heads if k != head]
+            if not extra or not all(isinstance(k, str) and k in accepted for k in extra):
+                continue
+            value = raw[head]
+            given = dict(value) if isinstance(value, dict) else {}
+            if value is not None and not isinstance(value, dict):
+                given = {short or "...": value}
+            given.update({k: raw[k] for k in extra})
+            what = f"block {head!r}" if kind is None else str(head)
+            are = "are arguments" if len(extra) > 1 else "is an argument"
+            keys = "meta keys" if len(extra) > 1 else "a meta key"
+            raise self.fail(
+                (*path, extra[0]),
+                f"{_and(extra)} {are} of {what}, not {keys}: write {{{head}: {_flow(given)}}}",
+            )
 
     def included(self, meta: dict[str, Any], path: Path) -> bool:
         """An item's ``if:`` (default true), which must be a boolean once substituted."""
@@ -151,8 +177,15 @@ class Expander:
     def checked_name(self, name: Any, path: Path) -> str:
         """``name`` if it can be a torch submodule name (letters, digits, _, -; not reserved)."""
         if not isinstance(name, str | int) or not _NAME.match(str(name)):
+            dots = (
+                "; '.' separates levels (cnnkit adds it: layer3.1.conv2)"
+                if isinstance(name, str) and "." in name
+                else ""
+            )
             raise self.fail(
-                path, f"expected a name of letters, digits, _ and - (not first), got {name!r}"
+                path,
+                "expected a name of letters, digits, _ and -, not starting with _ or -, "
+                f"got {name!r}{dots}",
             )
         if len(str(name)) > limits.MAX_NAME_CHARS:
             raise self.fail(path, f"a name may have at most {limits.MAX_NAME_CHARS} characters")
@@ -274,6 +307,7 @@ class Expander:
         if kind is None:
             words = [*self.structures, *self.blocks]
             raise self.fail(path, f"unknown layer kind{suggest(head, words, ALIASES)}")
+        self.outside_block(value, where)
         try:
             args = kind.resolve(value)
         except ArgError as err:
@@ -296,6 +330,18 @@ class Expander:
                 (*path, "from") if isinstance(input, list | Lookup) else None,
             ),
         )
+
+    def outside_block(self, value: Any, path: Path) -> None:
+        """A ``$arg`` left in a value outside any block call: nothing will fill it in."""
+        if self.calls:
+            return
+        found = _dollar(value, path)
+        if found is not None:
+            where, word = found
+            raise self.fail(
+                where,
+                f"{word} is a block argument: usable only inside a block's layers (model.blocks)",
+            )
 
     def single(self, input: Any, path: Path) -> Ref:
         if isinstance(input, list):
@@ -344,6 +390,7 @@ class Expander:
         """Names of a repeat's (``least`` 0: none is allowed) or a dense block's copies."""
         spec = self.mapping(value, path, {"times": True, "layers": True, "names": False})
         times = spec["times"]
+        self.outside_block(times, (*path, "times"))
         if isinstance(times, bool) or not isinstance(times, int) or times < least:
             want = "a positive integer" if least else "a whole number, 0 or more"
             raise self.fail((*path, "times"), f"expected {want}, got {times!r}")
@@ -373,6 +420,12 @@ class Expander:
             names = [pattern.format(i=t, n=t + 1) for t in range(times)]
         except (KeyError, IndexError, ValueError):
             raise self.fail(where, f"use {{i}} (from 0) or {{n}} (from 1) in {pattern!r}") from None
+        if len(set(names)) < len(names):
+            raise self.fail(
+                where,
+                f"{pattern!r} names every copy alike: a names: template needs {{i}} or {{n}} "
+                "to tell the copies apart",
+            )
         return [self.checked_name(name, where) for name in names]
 
     def _sequence_item(self, value: Any, path: Path, name: str, input: Ref, scope) -> Ref:
@@ -432,11 +485,11 @@ class Expander:
                 (*path, "shortcut"),
                 f"expected identity, auto, projection, none or a list of layers, got {shortcut!r}",
             )
-        out = self.emit(
-            Spec(
-                join(name, "add"), "add", {}, [body_out, short], path, self.inits[-1], self.context
-            )
+        add = Spec(
+            join(name, "add"), "add", {}, [body_out, short], path, self.inits[-1], self.context
         )
+        add.identity_residual = shortcut == "identity"
+        out = self.emit(add)
         return self._after(spec, path, name, out, scope, after_at)
 
     def _after(self, spec: dict, path: Path, name: str, out: Ref, scope, at: int) -> Ref:
@@ -580,15 +633,11 @@ class Expander:
             given: dict[str, Any] = {}
         elif isinstance(value, dict):
             given = value
-        elif (
-            len(required := [k for k, v in block.args.items() if v is None] or list(block.args))
-            == 1
-        ):
-            given = {required[0]: value}  # short form: the one required (or only) argument
+        elif (short := _short_argument(block)) is not None:
+            given = {short: value}  # short form: the one required (or only) argument
         else:
-            raise self.fail(
-                path, f"block {block.name!r} takes named arguments: {', '.join(block.args)}"
-            )
+            raise self.fail(path, _short_form_message(block, value))
+        self.outside_block(given, path)
         self.check_given(block, given, path)
         self.calls.append(Call(block.name, path))
         try:
@@ -603,6 +652,63 @@ class Expander:
             return self.body(body, block.path, name, input, scope)
         finally:
             self.calls.pop()
+
+
+_DOLLAR = re.compile(r"\$\{?\s*([A-Za-z_]\w*)")
+
+
+def _dollar(value: Any, path: Path) -> tuple[Path, str] | None:
+    """The key path and ``$name`` of the first ``$`` argument in ``value``, if any."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str) and (match := _DOLLAR.search(item)):
+            return where, f"${match.group(1)}"
+        if isinstance(item, dict):
+            stack.extend((v, (*where, k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, (*where, i)) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
+def _short_argument(block: Block | None) -> str | None:
+    """The argument a block call's short form (``- b: 8``) fills: the one required argument,
+    or the only one."""
+    if block is None:
+        return None
+    required = [k for k, v in block.args.items() if v is None] or list(block.args)
+    return required[0] if len(required) == 1 else None
+
+
+def _short_form_message(block: Block, value: Any) -> str:
+    required = [k for k, v in block.args.items() if v is None]
+    names = required or list(block.args)
+    if not names:
+        return f"block {block.name!r} takes no arguments, got {value!r}"
+    example = _flow({names[0]: value, **{k: "..." for k in required[1:]}})
+    need = f"needs {_and(names)}" if required else f"has arguments {_and(names)} (all optional)"
+    return (
+        f"block {block.name!r} {need}; the short form fills one argument: "
+        f"write {{{block.name}: {example}}}"
+    )
+
+
+def _and(words: list[str]) -> str:
+    words = [str(w) for w in words]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _flow(value: Any) -> str:
+    """``value`` in YAML flow style, for an example in a message: ``{out: 8, k: ...}``."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if value is None:
+        return "~"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _check_template(pattern: str, fail: Callable[[str], Exception]) -> None:

@@ -112,6 +112,7 @@ class Spec:
     from_path: Path | None = None
     force: bool = False
     trainable: bool = True
+    identity_residual: bool = False  # the add of a residual with ``shortcut: identity``
 
 
 def assemble(specs: list[Spec], output: Ref, input_shape: Shape, source: Source) -> Graph:
@@ -171,9 +172,15 @@ def node_shape(spec: Spec, in_shapes: tuple[Shape, ...], source: Source) -> Shap
         return kind.shape(spec.args, in_shapes)
     except ShapeError as err:
         where = f"{source.locate(spec.path)}: {fmt_path(spec.path)}"
-        raise ShapeError(
-            f"layer {spec.name} ({spec.kind}): {err.message}{spec.context}", where=where
-        ) from None
+        message = f"layer {spec.name} ({spec.kind}): {err.message}"
+        if spec.identity_residual:
+            body, given = ("x".join(map(str, s)) for s in in_shapes)
+            residual = spec.name.rpartition(".")[0] or spec.name
+            message = (
+                f"residual {residual} (shortcut: identity): the residual body gives {body} but "
+                f"its input is {given}; use shortcut: auto or projection"
+            )
+        raise ShapeError(message + spec.context, where=where) from None
 
 
 class NotYetKnown(Exception):

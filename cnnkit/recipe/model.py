@@ -108,6 +108,12 @@ def validate(data: Any, source: Source, description: str = "", path=None) -> Rec
     if not isinstance(data, dict):
         raise source.error((), f"expected a mapping with sections {', '.join(SECTIONS)}")
     for key in data:
+        if key in MODEL_KEYS:
+            raise source.error(
+                (key,),
+                f"unknown section {key!r}: it goes under model: (model.{key}); "
+                f"the sections are {', '.join(SECTIONS)}",
+            )
         if key not in SECTIONS:
             raise source.error((key,), f"unknown section{suggest(str(key), SECTIONS)}")
     for key in ("input", "model"):

@@ -47,6 +47,11 @@ def check_verified(report: dict[str, Any]) -> None:
         return
     from cnnkit.measure.verify import VerificationFailed
 
+    if report["verify"]["status"] == "inconclusive":
+        raise VerificationFailed(
+            f"--verify: inconclusive: no gradient of {report['verify']['node']} reached the "
+            "input, so nothing was measured (not a pass)"
+        )
     bad = next(u for u in report["verify"]["units"] if not u["ok"])
     raise VerificationFailed(
         f"--verify: the measured field of {report['verify']['node']} unit {bad['unit']} "
@@ -98,7 +103,12 @@ def _verify(recipe: Recipe, report: dict[str, Any]) -> dict[str, Any]:
     measured = [tuple(zip(e.first, e.last)) for e in extents]
     result = rf_verify.verdict(probes, measured, spatial, lenient=bool(measure_notes))
     notes = [*notes, *measure_notes]
-    if not result["conclusive"]:
+    if result["status"] == "inconclusive":
+        notes.append(
+            "the probe measured no gradient at all, so it cannot confirm the field: try "
+            "an earlier --at or a smaller --input"
+        )
+    elif not result["conclusive"]:
         notes.append(
             "every measured unit's field covers the whole input, so this check cannot tell a "
             "right field from a wrong one: use a larger --input or an earlier --at"
