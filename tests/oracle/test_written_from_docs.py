@@ -22,11 +22,14 @@ HERE = Path(__file__).parent / "written_from_docs"
 # File stem -> torchvision.models.get_model kwargs. GoogLeNet without the training-only
 # auxiliary classifiers; init_weights=False skips its slow init (the weights are replaced).
 NETS: dict[str, dict[str, object]] = {
+    "convnext_small": {},
     "densenet169": {},
     "efficientnet_b1": {},
     "googlenet": {"aux_logits": False, "init_weights": False},
     "mnasnet0_5": {},
+    "mnasnet1_0": {},
     "regnet_x_400mf": {},
+    "regnet_y_800mf": {},
     "resnet34": {},
     "shufflenet_v2_x0_5": {},
     "vgg11_bn": {},
