@@ -235,6 +235,25 @@ def test_splice_writes_flat_torchvision_keys():
     m.load_state_dict(Features().state_dict(), strict=True)
 
 
+def test_spliced_names_are_names_of_the_enclosing_sequence_at_any_depth():
+    # from: in a nested sequence sees a spliced block's numbered layers (and a splice in a
+    # splice), as it sees any other item of that sequence.
+    r = load(
+        "    - sequence:\n"
+        "        - maxpool: 1\n"
+        "        - {cb: 4, splice: true}\n"
+        "        - {add, from: [1, 2]}\n"
+        "        - {sequence: [{cb: 4, splice: true}], splice: true}\n"
+        "        - {concat, from: [3, 4, 5]}\n"
+        "      name: s\n",
+        "  blocks:\n    cb:\n      args: {out: ~}\n"
+        "      layers: [{conv: {out: $out, p: 1}}, relu]\n",
+    )
+    nodes = {n.name: n.inputs for n in r.graph.nodes}
+    assert nodes["s.3"] == ("s.1", "s.2")
+    assert nodes["s.6"] == ("s.3", "s.4", "s.5")
+
+
 @pytest.mark.parametrize(
     ("item", "message"),
     [

@@ -92,6 +92,7 @@ class Expander:
         self.trainable: list[bool] = [True]  # the nearest ``trainable:`` around a node wins
         self.edges = 0  # layer inputs so far: a dense block's grow with its times squared
         self.next_index = 0  # the position after the last sequence expanded
+        self.exports: list[dict[str, Ref]] = []  # scopes a spliced sequence also names into
         self.copies = 1  # how many times the enclosing repeats and dense blocks copy this point
         self.structures: dict[str, Callable[..., Ref]] = {
             "sequence": self._sequence_item,
@@ -200,6 +201,8 @@ class Expander:
         if not isinstance(items, list) or not items:
             raise self.fail(path, f"expected a non-empty list of layers, got {items!r}")
         scope = Scope(outer, {INPUT: input})
+        # A spliced sequence's names belong to the enclosing sequences too (``from: [1, 2]``).
+        exports, self.exports = [scope.names, *self.exports], []
         current, index = input, start
         for i, raw in enumerate(items):
             item_path = (*path, i)
@@ -219,6 +222,7 @@ class Expander:
                 continue
             if meta.get("splice", False) is not False:
                 source = self.inputs(meta, item_path, scope, current)
+                self.exports = exports
                 with self.init_of(meta, item_path):
                     current = self.splice(head, value, meta, item_path, prefix, source, index)
                 index = self.next_index
@@ -228,7 +232,8 @@ class Expander:
             source = self.inputs(meta, item_path, scope, current)
             with self.init_of(meta, item_path):
                 current = self.dispatch(head, value, item_path, join(prefix, local), source, scope)
-            scope.names[local] = current
+            for names in exports:
+                names[local] = current
         self.next_index = index  # where a spliced sequence left the enclosing positions
         return current
 
