@@ -274,15 +274,35 @@ def test_the_short_form_of_a_block_whose_arguments_all_have_defaults():
 @pytest.mark.parametrize(
     ("item", "where", "word"),
     [
-        ("conv: {out: 4, k: '${k * 2}'}", "model.layers[0].conv.k", "$k"),
+        ("conv: {out: 4, k: '${k * 2}'}", "model.layers[0].conv.k", "${k * 2}"),
         ("repeat: {times: $n, layers: relu}", "model.layers[0].repeat.times", "$n"),
         ("conv: {out: $in_channels}", "model.layers[0].conv.out", "$in_channels"),
+        ("conv: '${4 * 2}'", "model.layers[0].conv", "${4 * 2}"),
+        (
+            "residual: {layers: [conv: 3], shortcut: \"${'none'}\"}",
+            "model.layers[0].residual.shortcut",
+            "${'none'}",
+        ),
+        (
+            "parallel: {branches: [relu, relu], merge: '${m}'}",
+            "model.layers[0].parallel.merge",
+            "${m}",
+        ),
     ],
 )
 def test_block_arguments_outside_a_block_name_the_value(item, where, word):
     with pytest.raises(RecipeError) as info:
         recipe_from_text(HEAD + f"    - {item}\n", "recipes/x.yaml")
-    assert f"{where}: {word} is a block argument: usable only inside" in str(info.value)
+    what = "a block expression" if word.startswith("${") else "a block argument"
+    assert f"{where}: {word} is {what}: usable only inside" in str(info.value)
+
+
+def test_a_layer_taking_one_or_two_inputs_says_so():
+    with pytest.raises(RecipeError, match=r"\(upsample\) takes 1 to 2 input\(s\), got 3"):
+        recipe_from_text(
+            HEAD + "    - {conv: 4, name: a}\n    - {upsample: {scale: 2}, from: [a, a, a]}\n",
+            "recipes/x.yaml",
+        )
 
 
 def test_repeat_names_that_count_are_still_fine_and_one_copy_needs_no_counter():

@@ -343,9 +343,9 @@ class Expander:
         found = _dollar(value, path)
         if found is not None:
             where, word = found
+            what = "a block expression" if word.startswith("${") else "a block argument"
             raise self.fail(
-                where,
-                f"{word} is a block argument: usable only inside a block's layers (model.blocks)",
+                where, f"{word} is {what}: usable only inside a block's layers (model.blocks)"
             )
 
     def single(self, input: Any, path: Path) -> Ref:
@@ -464,6 +464,8 @@ class Expander:
         body_out = self.sequence(as_list(spec["layers"]), (*path, "layers"), name, input, scope)
         after_at = self.next_index  # ``after`` numbers on from the body's last position
         shortcut = spec.get("shortcut", "auto")
+        if isinstance(shortcut, str):
+            self.outside_block(shortcut, (*path, "shortcut"))
         short_local = spec.get("shortcut_name", "downsample")
         short_name = join(name, self.checked_name(short_local, (*path, "shortcut_name")))
         if shortcut == "none":
@@ -516,6 +518,7 @@ class Expander:
                 (*path, "branches"), "expected two or more branches (a list or a mapping)"
             )
         merge = spec.get("merge", "concat")
+        self.outside_block(merge, (*path, "merge"))
         if merge not in ("concat", "add"):
             raise self.fail((*path, "merge"), f"expected concat or add, got {merge!r}")
         outs: list[Ref] = []
@@ -660,6 +663,7 @@ class Expander:
 
 
 _DOLLAR = re.compile(r"\$\{?\s*([A-Za-z_]\w*)")
+_EXPRESSION = re.compile(r"\$\{[^}]*\}")
 
 
 def _dollar(value: Any, path: Path) -> tuple[Path, str] | None:
@@ -667,6 +671,8 @@ def _dollar(value: Any, path: Path) -> tuple[Path, str] | None:
     stack = [(value, path)]
     while stack:
         item, where = stack.pop()
+        if isinstance(item, str) and (match := _EXPRESSION.search(item)):
+            return where, match.group(0)
         if isinstance(item, str) and (match := _DOLLAR.search(item)):
             return where, f"${match.group(1)}"
         if isinstance(item, dict):

@@ -161,7 +161,7 @@ def node_shape(spec: Spec, in_shapes: tuple[Shape, ...], source: Source) -> Shap
     kind = LAYERS[spec.kind]
     lo, hi = kind.arity
     if len(in_shapes) < lo or (hi is not None and len(in_shapes) > hi):
-        want = f"at least {lo}" if hi is None else str(lo)
+        want = f"at least {lo}" if hi is None else str(lo) if lo == hi else f"{lo} to {hi}"
         raise source.error(
             spec.from_path or spec.path,
             f"layer {spec.name} ({spec.kind}) takes {want} input(s), got {len(in_shapes)}"
