@@ -67,3 +67,19 @@ def test_the_gradient_probe_agrees_on_small_recipes(name):
     for unit in checked["units"]:
         for axis in unit["axes"]:
             assert axis["match"] in ("exact", "inside"), (unit["unit"], axis)
+
+
+def test_the_commands_leave_the_garbage_collector_as_they_found_it():
+    """`rf` and `params` pause Python's cyclic collector while they analyse (the bench's
+    superlinear full collections); it must be back on afterwards, also after an error."""
+    import gc
+
+    assert gc.isenabled()
+    assert run_cli("rf", "lenet", "--json").code == 0 and gc.isenabled()
+    assert run_cli("params", "lenet", "--json").code == 0 and gc.isenabled()
+    assert run_cli("rf", "lenet", "--at", "no-such-layer").code == 2 and gc.isenabled()
+    gc.disable()
+    try:
+        assert run_cli("rf", "lenet", "--json").code == 0 and not gc.isenabled()
+    finally:
+        gc.enable()

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperCommand
 
 from cnnkit.cli.options import DebugOption, JsonOption, SetOption
-from cnnkit.cli.output import print_table
+from cnnkit.cli.output import paused_gc, print_table
 from cnnkit.errors import InputError
 
 _COLUMNS = (  # table header -> how a row shows it
@@ -152,13 +152,16 @@ def params_command(
         "max_memory": None if max_memory is None else parse_bytes("--max-memory", max_memory),
     }
     _check_stdout(as_json, csv, markdown)
-    loaded = resolve(recipe, accept=MODELS, overrides=set_ or (), input_text=input_).recipe
-    assert loaded is not None
-    doc = reports.params_report(loaded, batch=size, dtype=dtype, optimizer=optimizer, verify=verify)
-    warning = reports.memory_warning(loaded, doc)
-    if warning:
-        sys.stderr.write(f"warning: {warning}\n")
-    _show(doc, levels, csv, markdown, as_json)
+    with paused_gc():  # a graph of many live objects: see paused_gc
+        loaded = resolve(recipe, accept=MODELS, overrides=set_ or (), input_text=input_).recipe
+        assert loaded is not None
+        doc = reports.params_report(
+            loaded, batch=size, dtype=dtype, optimizer=optimizer, verify=verify
+        )
+        warning = reports.memory_warning(loaded, doc)
+        if warning:
+            sys.stderr.write(f"warning: {warning}\n")
+        _show(doc, levels, csv, markdown, as_json)
     reports.check_budgets(doc, **budgets, memory_text=max_memory)
     reports.check_verified(doc)
 
