@@ -6,7 +6,8 @@ nodes grow as D, the edges as about D^2, since inside a dense block every layer 
 earlier one) and the largest shipped recipes (most nodes, most parameters). For each:
 
 - core: ``params_report`` and ``rf_report`` on the loaded recipe, in this process (the recipe
-  load is its own column);
+  load is its own column), as a library call makes them and again with the cyclic garbage
+  collector paused, as the CLI runs them (``cnnkit.cli.output.paused_gc``);
 - CLI: ``python -m cnnkit params|rf TARGET [--json]``, a fresh process each, table and JSON
   (start-up, imports, load, analysis and rendering: what a user or a CI script pays);
 - fvcore: ``FlopCountAnalysis(model, x).total()`` on the built module (built on the meta device,
@@ -36,12 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnkit.cli.output import paused_gc
 from cnnkit.recipe import Recipe, builtin_recipes, load_recipe
 from cnnkit.reports.params import params_report
 from cnnkit.reports.rf import rf_report
 
 CLI = [sys.executable, "-m", "cnnkit"]
 COLUMNS = ("params", "rf", "params_cli_json", "params_cli_table", "rf_cli_json", "rf_cli_table")
+SCALING = ("load", "params", "params_gc_paused", "rf", "rf_gc_paused", *COLUMNS[2:], "fvcore")
 
 
 @dataclass
@@ -127,6 +130,9 @@ def measure(case: Case, repeat: int, fvcore_repeat: int) -> None:
     doc: dict = {}
     case.times["params"] = best(repeat, lambda: doc.update(params_report(recipe)))
     case.times["rf"] = best(repeat, lambda: rf_report(recipe))
+    with paused_gc():  # what the CLI does: the analysis alone, without full collections
+        case.times["params_gc_paused"] = best(repeat, lambda: params_report(recipe))
+        case.times["rf_gc_paused"] = best(repeat, lambda: rf_report(recipe))
     for command in ("params", "rf"):
         for form, extra in (("json", ["--json"]), ("table", [])):
             case.times[f"{command}_cli_{form}"] = best(
@@ -185,7 +191,7 @@ def show_scaling(all_cases: list[Case]) -> None:
         small, large = chains[0], chains[-1]
         ratio = large.nodes / small.nodes
         print(f"\nChain {large.nodes:,} / {small.nodes:,} nodes ({ratio:.1f}x): time ratio")
-        for key in ("load", *COLUMNS, "fvcore"):
+        for key in SCALING:
             print(f"- {key}: {large.times[key] / small.times[key]:.2f}x")
     dense = [c for c in all_cases if c.label.startswith("densenet121 depth=")]
     if len(dense) < 2:
@@ -201,7 +207,7 @@ def show_scaling(all_cases: list[Case]) -> None:
         )
     nodes, edges = [c.nodes for c in dense], [c.edges for c in dense]
     print(f"\nedges grow as nodes^{slope(nodes, edges):.2f}")
-    for key in ("load", *COLUMNS, "fvcore"):
+    for key in SCALING:
         times = [c.times[key] for c in dense]
         print(f"- {key}: time ~ nodes^{slope(nodes, times):.2f}, edges^{slope(edges, times):.2f}")
 

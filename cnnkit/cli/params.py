@@ -241,10 +241,7 @@ def _render(doc: dict[str, Any], rows) -> None:
     table.add_section()
     table.add_row(*(show(totals) for _, show in _COLUMNS), style="bold")
     out = console()
-    if not out.is_terminal:  # a pipe or file gets whole rows, not columns squeezed to 80
-        wide = out.options.update_width(10_000)
-        out.width = max(out.width, out.measure(table, options=wide).maximum)
-    print_table(out, table)
+    print_table(out, table)  # off a terminal it sizes the table itself: whole rows
     m = doc["memory"]
     out.print(
         f"\ntraining memory, batch {doc['batch']}, {m['dtype']}, {m['optimizer']}: "
