@@ -44,7 +44,11 @@ from cnnkit.reports.rf import rf_report
 
 CLI = [sys.executable, "-m", "cnnkit"]
 COLUMNS = ("params", "rf", "params_cli_json", "params_cli_table", "rf_cli_json", "rf_cli_table")
-SCALING = ("load", "params", "params_gc_paused", "rf", "rf_gc_paused", *COLUMNS[2:], "fvcore")
+SCALING = (
+    *("load", "load_gc_paused", "params", "params_gc_paused", "rf", "rf_gc_paused"),
+    *COLUMNS[2:],
+    "fvcore",
+)
 
 
 @dataclass
@@ -131,6 +135,7 @@ def measure(case: Case, repeat: int, fvcore_repeat: int) -> None:
     case.times["params"] = best(repeat, lambda: doc.update(params_report(recipe)))
     case.times["rf"] = best(repeat, lambda: rf_report(recipe))
     with paused_gc():  # what the CLI does: the analysis alone, without full collections
+        case.times["load_gc_paused"] = best(repeat, lambda: load_recipe(case.target, case.sets))
         case.times["params_gc_paused"] = best(repeat, lambda: params_report(recipe))
         case.times["rf_gc_paused"] = best(repeat, lambda: rf_report(recipe))
     for command in ("params", "rf"):
