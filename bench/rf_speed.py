@@ -9,6 +9,9 @@ apart. The exponent is the least-squares slope of log(time) against log(size). R
 run, so the machine's speed cancels out; no absolute time is asserted anywhere.
 
     python bench/rf_speed.py [--depths 1,2,4,8] [--repeat 3]
+
+``bench/analysis_scaling.py`` runs this together with ``cnnkit params``, the CLI paths and fvcore
+(bench/RESULTS.md, issue 13).
 """
 
 from __future__ import annotations

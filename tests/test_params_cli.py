@@ -256,7 +256,7 @@ def test_verify_exits_1_on_an_unexplained_difference(monkeypatch):
     assert r.code == 1
     assert "UNEXPLAINED: output (rbf)" in r.out
     assert r.err.strip().splitlines() == [
-        "error: --verify: 1 unexplained difference(s), first: output macs 840 vs 0"
+        "error: --verify: 1 unexplained difference(s), first: output macs 840 vs 0 (fvcore)"
     ]
 
 

@@ -7,15 +7,36 @@ table never cuts a number (narrow terminals fold text and drop columns, never di
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import gc
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 _DIGIT = re.compile(r"[0-9]")
 _NO_VALUE = frozenset({"n/a", "na", "nan", "inf", "-inf", "none", "null"})
 TEXT_FLOOR = 8  # a text column is folded down to this width, not below, before columns go
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a command loads and analyses a recipe.
+
+    A graph is many small objects that all stay alive, and every full collection walks all of
+    them again; with the analysis's temporaries surviving long enough to trigger several, a
+    20,000-node chain spent a third of ``cnnkit rf``'s time in them and the time grew faster
+    than the graph (bench/analysis_scaling.py, bench/RESULTS.md). Reference counting still
+    frees everything the analysis drops; the collector's previous state is restored."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def emit_json(document: Any) -> None:

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperCommand
 
 from cnnkit.cli.options import DebugOption, JsonOption, SetOption
-from cnnkit.cli.output import print_table
+from cnnkit.cli.output import paused_gc, print_table
 from cnnkit.errors import InputError
 
 _COLUMNS = (  # table header -> how a row shows it
@@ -81,7 +81,9 @@ DepthOpt = Annotated[
 ]
 VerifyOpt = Annotated[
     bool,
-    typer.Option("--verify", help="Check against the built module and fvcore (needs torch)."),
+    typer.Option(
+        "--verify", help="Check against the built module, fvcore and torch's FlopCounterMode."
+    ),
 ]
 MaxParamsOpt = Annotated[
     str | None,
@@ -150,13 +152,16 @@ def params_command(
         "max_memory": None if max_memory is None else parse_bytes("--max-memory", max_memory),
     }
     _check_stdout(as_json, csv, markdown)
-    loaded = resolve(recipe, accept=MODELS, overrides=set_ or (), input_text=input_).recipe
-    assert loaded is not None
-    doc = reports.params_report(loaded, batch=size, dtype=dtype, optimizer=optimizer, verify=verify)
-    warning = reports.memory_warning(loaded, doc)
-    if warning:
-        sys.stderr.write(f"warning: {warning}\n")
-    _show(doc, levels, csv, markdown, as_json)
+    with paused_gc():  # a graph of many live objects: see paused_gc
+        loaded = resolve(recipe, accept=MODELS, overrides=set_ or (), input_text=input_).recipe
+        assert loaded is not None
+        doc = reports.params_report(
+            loaded, batch=size, dtype=dtype, optimizer=optimizer, verify=verify
+        )
+        warning = reports.memory_warning(loaded, doc)
+        if warning:
+            sys.stderr.write(f"warning: {warning}\n")
+        _show(doc, levels, csv, markdown, as_json)
     reports.check_budgets(doc, **budgets, memory_text=max_memory)
     reports.check_verified(doc)
 
@@ -236,10 +241,7 @@ def _render(doc: dict[str, Any], rows) -> None:
     table.add_section()
     table.add_row(*(show(totals) for _, show in _COLUMNS), style="bold")
     out = console()
-    if not out.is_terminal:  # a pipe or file gets whole rows, not columns squeezed to 80
-        wide = out.options.update_width(10_000)
-        out.width = max(out.width, out.measure(table, options=wide).maximum)
-    print_table(out, table)
+    print_table(out, table)  # off a terminal it sizes the table itself: whole rows
     m = doc["memory"]
     out.print(
         f"\ntraining memory, batch {doc['batch']}, {m['dtype']}, {m['optimizer']}: "
@@ -263,42 +265,70 @@ def _render(doc: dict[str, Any], rows) -> None:
     )
 
 
+_ORACLE_LABEL = {"module": "module", "fvcore": "fvcore", "flop_counter": "FlopCounterMode"}
+
+
 def _render_verification(checked: dict[str, Any], to_stderr: bool) -> None:
-    """Every difference with its reason, what matched, and what fvcore could not count."""
+    """Totals against each oracle, every difference with its reason, and what fvcore and
+    FlopCounterMode count or could not count."""
     from cnnkit.cli.output import console
 
     out = console(stderr=to_stderr)
     v = checked["versions"]
     say = lambda text: out.print(text, markup=False, soft_wrap=True)  # noqa: E731
-    say(f"\nverify: against the built module (torch {v['torch']}) and fvcore {v['fvcore']}")
+    fvcore = f"fvcore {v['fvcore']}" if v["fvcore"] else "fvcore (not installed: skipped)"
+    say(
+        f"\nverify: against the built module (torch {v['torch']}), {fvcore} and torch's "
+        "FlopCounterMode"
+    )
     for label, key, ref in (
         ("parameters", "params", "module"),
         ("buffers", "buffers", "module"),
         ("conv/linear MACs", "macs", "fvcore"),
+        ("conv/linear MACs", "macs", "flop_counter"),
     ):
         ours, theirs = checked[key]["analysis"], checked[key][ref]
+        if theirs is None:
+            continue
         verdict = "match" if ours == theirs else "differ (see below)"
-        say(f"  {label:17} analysis {ours:>15,}   {ref} {theirs:>15,}   {verdict}")
-    differences = checked["differences"]
-    bad_macs = sum(1 for d in differences if d["quantity"] == "macs")
-    say(
-        f"  per node: {checked['nodes']} nodes; params and buffers compared on every node, "
-        f"conv/linear MACs on the {checked['mac_nodes']} nodes that have any: "
-        f"{checked['mac_nodes'] - bad_macs} match fvcore exactly"
-    )
-    for d in differences:
-        tag = "explained" if d["explained"] else "UNEXPLAINED"
-        say(
-            f"  {tag}: {d['name']} ({d['kind']}) {d['quantity']}: analysis {d['analysis']:,}, "
-            f"reference {d['reference']:,}: {d['reason']}"
-        )
+        name = _ORACLE_LABEL[ref]
+        say(f"  {label:17} analysis {ours:>15,}   {name} {theirs:>15,}   {verdict}")
+    _render_per_node(checked, say)
     if checked["fvcore_other_ops"]:
         other = ", ".join(f"{k} {n:,}" for k, n in sorted(checked["fvcore_other_ops"].items()))
         say(f"  fvcore also counts (not MACs here; in the ops column by cnnkit's rules): {other}")
     if checked["fvcore_unsupported_ops"]:
         ops = ", ".join(f"{k} x{n}" for k, n in sorted(checked["fvcore_unsupported_ops"].items()))
         say(f"  fvcore has no handle for (logs and counts 0): {ops}")
+    flops = ", ".join(f"{k} {n:,}" for k, n in sorted(checked["flop_counter_flops"].items()))
+    say(f"  FlopCounterMode FLOPs by op: {flops or 'none'}; it counts {ORACLE_COUNTS}")
     say("  verify: " + ("OK" if checked["ok"] else "FAILED: unexplained differences above"))
+
+
+ORACLE_COUNTS = "convolutions and matrix products only, 2 FLOPs per MAC, bias ignored"
+
+
+def _render_per_node(checked: dict[str, Any], say) -> None:
+    """How many nodes match each MAC oracle exactly, then every difference with its reason."""
+    differences = checked["differences"]
+    oracles = ["fvcore", "flop_counter"] if checked["versions"]["fvcore"] else ["flop_counter"]
+    node_macs = [d for d in differences if d["quantity"] == "macs" and d["kind"] != "-"]
+    matched = ", ".join(
+        f"{checked['mac_nodes'] - sum(d['oracle'] == o for d in node_macs)} match "
+        f"{_ORACLE_LABEL[o]} exactly"
+        for o in oracles
+    )
+    say(
+        f"  per node: {checked['nodes']} nodes; params and buffers compared on every node, "
+        f"conv/linear MACs on the {checked['mac_nodes']} nodes that have any: {matched}"
+    )
+    for d in differences:
+        tag = "explained" if d["explained"] else "UNEXPLAINED"
+        name = _ORACLE_LABEL[d["oracle"]]
+        say(
+            f"  {tag}: {d['name']} ({d['kind']}) {d['quantity']}: analysis {d['analysis']:,}, "
+            f"{name} {d['reference']:,}: {d['reason']}"
+        )
 
 
 def _export(rows, target: str, kind: str) -> None:

@@ -90,25 +90,28 @@ def rf_command(
     (marked *: it depends on i's place in a period). --verify exits 1 on a mismatch
     or when it measures nothing.
     """
+    from cnnkit.cli.output import paused_gc
     from cnnkit.reports.rf import check_verified, rf_report
     from cnnkit.targets import RECIPES, layers_recipe, resolve
 
     if (recipe is None) == (layers is None):
         raise InputError("give a recipe (cnnkit rf RECIPE) or --layers, not both or neither")
-    if recipe is not None:
-        loaded = resolve(recipe, accept=RECIPES, overrides=set_ or [], input_text=input).recipe
-    elif set_:
+    if set_ and recipe is None:
         raise InputError("--set applies to recipes; with --layers, edit the layer list")
-    else:
-        loaded = layers_recipe(layers or "", input)
-    assert loaded is not None
-    report = rf_report(loaded, at=at, all_layers=all_layers, verify=verify, erf=erf)
-    if as_json:
-        from cnnkit.cli.output import emit_json
+    with paused_gc():  # a graph of many live objects: see paused_gc
+        if recipe is not None:
+            target = resolve(recipe, accept=RECIPES, overrides=set_ or [], input_text=input)
+            loaded = target.recipe
+        else:
+            loaded = layers_recipe(layers or "", input)
+        assert loaded is not None
+        report = rf_report(loaded, at=at, all_layers=all_layers, verify=verify, erf=erf)
+        if as_json:
+            from cnnkit.cli.output import emit_json
 
-        emit_json(report)
-    else:
-        _render(report)
+            emit_json(report)
+        else:
+            _render(report)
     check_verified(report)
 
 

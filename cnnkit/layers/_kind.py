@@ -233,7 +233,8 @@ class LayerKind:
     it, and ``builder``, the ``"module:function"`` that builds its ``nn.Module`` (resolved by
     the torch side only). ``widens``: how ``model.width`` changes its arguments (None: it
     does not). ``verify_note``: why fvcore counts its MACs differently by design (None: it
-    counts them exactly as the analysis does).
+    counts them exactly as the analysis does); ``flop_counter_note``: the same for torch's
+    FlopCounterMode, the second oracle of ``params --verify``.
     """
 
     name: str
@@ -251,6 +252,7 @@ class LayerKind:
     builder: str = field(kw_only=True)
     widens: WidthRule | None = field(default=None, kw_only=True)
     verify_note: str | None = field(default=None, kw_only=True)
+    flop_counter_note: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.ops, str) or not self.ops.strip():

@@ -74,6 +74,11 @@ SUBSAMPLE = LayerKind(
         "fvcore does not count the elementwise multiply by the coefficient (aten::mul has no "
         "handle); cnnkit counts one multiply-accumulate per output"
     ),
+    flop_counter_note=(
+        "FlopCounterMode counts only convolutions and matrix products: the average pooling "
+        "and the multiply by the coefficient count 0; cnnkit counts one multiply-accumulate "
+        "per output"
+    ),
 )
 
 
@@ -139,6 +144,11 @@ PARTIAL_CONV = LayerKind(
         "fvcore counts the dense convolution the module runs (weights outside the "
         "connection table are zeros but are multiplied); cnnkit counts the table's connections"
     ),
+    flop_counter_note=(
+        "FlopCounterMode counts the dense aten.convolution the module runs (all out x in "
+        "kernels, zeros outside the connection table included); cnnkit counts the table's "
+        "connections"
+    ),
 )
 
 
@@ -180,6 +190,11 @@ RBF = LayerKind(
     verify_note=(
         "fvcore has no handle for the squared differences (aten::sub/pow/sum, counted 0); "
         "cnnkit counts one multiply-accumulate per prototype entry"
+    ),
+    flop_counter_note=(
+        "FlopCounterMode counts only convolutions and matrix products: the squared "
+        "differences (elementwise sub/pow/sum) count 0; cnnkit counts one multiply-accumulate "
+        "per prototype entry"
     ),
 )
 

@@ -1,5 +1,6 @@
 """The torch side of ``cnnkit params``: counts of torchvision/timm models, and ``--verify``,
-which checks the pure analysis against the built module and fvcore's FlopCountAnalysis.
+which checks the pure analysis against the built module, fvcore's FlopCountAnalysis and
+torch's FlopCounterMode (``cnnkit.measure.flop_counter``, which says what that one counts).
 
 fvcore's conventions, read from ``fvcore/nn/jit_handles.py`` (0.1.5): "we count one fused
 multiply-add as one flop"; convolution = batch * prod(weight shape) * prod(output spatial),
@@ -24,17 +25,37 @@ from cnnkit.analysis.costs import LayerCost
 from cnnkit.analysis.memory import DTYPE_BYTES
 from cnnkit.errors import CnnkitError
 from cnnkit.layers import LAYERS
+from cnnkit.measure.flop_counter import COUNTS, as_macs, flop_counts
 from cnnkit.model.build import build, build_external, example_input
 from cnnkit.recipe import Recipe
 
 # fvcore operator names whose count is a multiply-accumulate count (fvcore's "flop").
 MAC_OPERATORS = frozenset({"conv", "linear", "addmm", "mm", "matmul", "bmm", "einsum"})
 
-# Why fvcore's conv/linear count differs from the analysis for these kinds (by design): each
-# kind's ``verify_note`` in its registry row, gathered here.
+# Why an oracle's MAC count differs from the analysis for these kinds (by design): each kind's
+# ``verify_note`` (fvcore) and ``flop_counter_note`` (FlopCounterMode) in its registry row.
 EXPLAINED: dict[str, str] = {
     name: kind.verify_note for name, kind in LAYERS.items() if kind.verify_note is not None
 }
+FLOP_COUNTER_EXPLAINED: dict[str, str] = {
+    name: kind.flop_counter_note
+    for name, kind in LAYERS.items()
+    if kind.flop_counter_note is not None
+}
+NOTES = {"fvcore": EXPLAINED, "flop_counter": FLOP_COUNTER_EXPLAINED}
+
+# What each reference counts (in the --json document, so a script can tell them apart).
+ORACLES = {
+    "module": "parameters and buffers: numel() of each node's module in the built network",
+    "fvcore": (
+        "fvcore FlopCountAnalysis (a jit trace): its conv, linear, addmm, mm, matmul, bmm and "
+        "einsum counts, one multiply-add = one flop, bias ignored, transposed conv per input "
+        "pixel; its other handles (batch_norm, adaptive pooling, upsample) are listed in "
+        "fvcore_other_ops, not MACs; ops without a handle count 0 (fvcore_unsupported_ops)"
+    ),
+    "flop_counter": f"torch.utils.flop_counter.FlopCounterMode: {COUNTS}",
+}
+OUTSIDE = "(outside the nodes)"  # the name of a difference in the totals no node accounts for
 
 
 class VerificationFailed(CnnkitError):
@@ -45,15 +66,17 @@ class VerificationFailed(CnnkitError):
 
 @dataclass(frozen=True)
 class Difference:
-    """One node where the analysis and the reference disagree."""
+    """One node where the analysis and a reference (``oracle``: module, fvcore or
+    flop_counter) disagree."""
 
     name: str
     kind: str
     quantity: str  # "params", "buffers" or "macs"
     analysis: int
-    reference: int
+    reference: int | float
     reason: str
     explained: bool
+    oracle: str
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -61,18 +84,21 @@ class Difference:
 
 @dataclass(frozen=True)
 class Verification:
-    """The outcome of ``--verify``: totals on both sides, per-node differences, and what
-    fvcore counted outside conv/linear or could not count at all."""
+    """The outcome of ``--verify``: totals on every side, per-node differences, what fvcore
+    counted outside conv/linear or could not count at all, and FlopCounterMode's FLOPs by op.
+    ``macs[1]`` is None when fvcore is not installed (FlopCounterMode still checks)."""
 
-    versions: dict[str, str]
+    versions: dict[str, str | None]
     params: tuple[int, int]
     buffers: tuple[int, int]
-    macs: tuple[int, int]
+    macs: tuple[int, int | None]
+    flop_counter_macs: int | float
     nodes: int
     mac_nodes: int
     differences: list[Difference] = field(default_factory=list)
     unsupported: dict[str, int] = field(default_factory=dict)
     other_fvcore: dict[str, int] = field(default_factory=dict)
+    flop_counter_ops: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -81,14 +107,20 @@ class Verification:
     def as_dict(self) -> dict[str, object]:
         return {
             "versions": self.versions,
+            "oracles": ORACLES,
             "params": {"analysis": self.params[0], "module": self.params[1]},
             "buffers": {"analysis": self.buffers[0], "module": self.buffers[1]},
-            "macs": {"analysis": self.macs[0], "fvcore": self.macs[1]},
+            "macs": {
+                "analysis": self.macs[0],
+                "fvcore": self.macs[1],
+                "flop_counter": self.flop_counter_macs,
+            },
             "nodes": self.nodes,
             "mac_nodes": self.mac_nodes,
             "differences": [d.as_dict() for d in self.differences],
             "fvcore_unsupported_ops": self.unsupported,
             "fvcore_other_ops": self.other_fvcore,
+            "flop_counter_flops": self.flop_counter_ops,
             "ok": self.ok,
         }
 
@@ -127,51 +159,112 @@ def mac_count(counter: Counter) -> int:
     return int(sum(v for k, v in counter.items() if k in MAC_OPERATORS))
 
 
+def fvcore_version() -> str | None:
+    """fvcore's version, None when it cannot be imported (then FlopCounterMode checks alone)."""
+    try:
+        import fvcore.nn  # noqa: F401
+    except ImportError:
+        return None
+    return importlib.metadata.version("fvcore")
+
+
+class _Fvcore:
+    """fvcore's counts of one forward, by module path ('' is the whole forward)."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+        self.analysis = flop_analysis(model, x)
+        self.per_module = self.analysis.by_module_and_operator()
+
+    def macs(self, name: str) -> int:
+        return mac_count(self.per_module.get(name, Counter()))
+
+    def skipped(self, name: str) -> Counter:
+        return self.analysis.unsupported_ops(name)
+
+
 def verify(recipe: Recipe, rows: list[LayerCost]) -> Verification:
     """Compare params and buffers per node with the built module, and conv/linear MACs per
-    node with fvcore at batch 1 (``rows`` must come from ``graph_costs`` at batch 1)."""
+    node and in total with fvcore (when installed) and with FlopCounterMode at batch 1
+    (``rows`` must come from ``graph_costs`` at batch 1)."""
     assert recipe.graph is not None
     model = counting_module(recipe)
-    analysis = flop_analysis(model, example_input(recipe, 1))
-    per_module = analysis.by_module_and_operator()
+    x = example_input(recipe, 1)
+    version = fvcore_version()
+    fv = _Fvcore(model, x) if version else None
+    counted = flop_counts(model, x)
     differences: list[Difference] = []
     mac_nodes = 0
     for row in rows:
-        module = model.get_submodule(row.name)
-        measured = {
-            "params": sum(p.numel() for p in module.parameters()),
-            "buffers": sum(b.numel() for b in module.buffers()),
-            "macs": mac_count(per_module.get(row.name, Counter())),
-        }
-        mac_nodes += bool(row.macs or measured["macs"])
-        ours = {"params": row.params, "buffers": row.buffers, "macs": row.macs or 0}
-        for quantity, theirs in measured.items():
-            if ours[quantity] != theirs:
-                skipped = analysis.unsupported_ops(row.name) if quantity == "macs" else {}
-                differences.append(_difference(row, quantity, ours[quantity], theirs, skipped))
-    root = per_module.get("", Counter())
+        differences += _module_differences(row, model.get_submodule(row.name))
+        theirs = {"fvcore": fv.macs(row.name)} if fv is not None else {}
+        theirs["flop_counter"] = as_macs(counted.flops(row.name))
+        mac_nodes += bool(row.macs or any(theirs.values()))
+        for oracle, macs in theirs.items():
+            if (row.macs or 0) != macs:
+                skipped = fv.skipped(row.name) if fv is not None and oracle == "fvcore" else {}
+                differences.append(_difference(row, "macs", macs, oracle, skipped))
+    # FLOPs of the whole forward against the sum over the nodes' modules
+    totals = {"fvcore": (2 * fv.macs(""), 2 * sum(fv.macs(r.name) for r in rows))} if fv else {}
+    totals["flop_counter"] = (counted.total_flops, sum(counted.flops(r.name) for r in rows))
+    differences += _outside_nodes(totals)
+    root = fv.per_module.get("", Counter()) if fv is not None else Counter()
     return Verification(
-        versions={"torch": torch.__version__, "fvcore": importlib.metadata.version("fvcore")},
+        versions={"torch": torch.__version__, "fvcore": version},
         params=(sum(r.params for r in rows), sum(p.numel() for p in model.parameters())),
         buffers=(sum(r.buffers for r in rows), sum(b.numel() for b in model.buffers())),
-        macs=(sum(r.macs or 0 for r in rows), mac_count(root)),
+        macs=(sum(r.macs or 0 for r in rows), fv.macs("") if fv is not None else None),
+        flop_counter_macs=as_macs(counted.total_flops),
         nodes=len(rows),
         mac_nodes=mac_nodes,
         differences=differences,
-        unsupported=dict(analysis.unsupported_ops()),
+        unsupported=dict(fv.skipped("")) if fv is not None else {},
         other_fvcore={k: int(v) for k, v in root.items() if k not in MAC_OPERATORS},
+        flop_counter_ops=dict(counted.total),
     )
 
 
+def _module_differences(row: LayerCost, module: nn.Module) -> list[Difference]:
+    """Parameters and buffers of the node against its module's ``numel()``."""
+    measured = {
+        "params": sum(p.numel() for p in module.parameters()),
+        "buffers": sum(b.numel() for b in module.buffers()),
+    }
+    return [
+        _difference(row, quantity, theirs, "module", Counter())
+        for quantity, theirs in measured.items()
+        if getattr(row, quantity) != theirs
+    ]
+
+
 def _difference(
-    row: LayerCost, quantity: str, ours: int, theirs: int, skipped: Counter
+    row: LayerCost, quantity: str, theirs: int | float, oracle: str, skipped: Counter
 ) -> Difference:
-    known = EXPLAINED.get(row.kind) if quantity == "macs" else None
+    ours = {"params": row.params, "buffers": row.buffers, "macs": row.macs or 0}[quantity]
+    known = NOTES[oracle].get(row.kind) if oracle in NOTES else None
     reason = known or "not explained: the analysis and the built module disagree (a bug)"
     if skipped:  # say which of this node's ops fvcore logged as unsupported and counted as 0
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(skipped.items()))
         reason = f"{reason}; fvcore unsupported here: {ops}"
-    return Difference(row.name, row.kind, quantity, ours, theirs, reason, known is not None)
+    return Difference(row.name, row.kind, quantity, ours, theirs, reason, known is not None, oracle)
+
+
+def _outside_nodes(totals: dict[str, tuple[int, int]]) -> list[Difference]:
+    """A total that the nodes do not add up to (FLOPs, whole forward vs summed over the nodes'
+    modules): MACs an oracle counted outside every node, which no kind's note can explain."""
+    return [
+        Difference(
+            OUTSIDE,
+            "-",
+            "macs",
+            0,
+            as_macs(whole - nodes),
+            f"not explained: {oracle} counts {as_macs(whole - nodes):,} MACs in no node's module",
+            False,
+            oracle,
+        )  # fmt: skip
+        for oracle, (whole, nodes) in totals.items()
+        if whole != nodes
+    ]
 
 
 def external_costs(recipe: Recipe, batch: int, dtype: str) -> list[LayerCost]:

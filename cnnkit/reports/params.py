@@ -260,7 +260,8 @@ def check_verified(doc: dict[str, Any]) -> None:
     from cnnkit.measure.verify import VerificationFailed
 
     bad = [d for d in checked["differences"] if not d["explained"]]
+    first = bad[0]
     raise VerificationFailed(
-        f"--verify: {len(bad)} unexplained difference(s), first: {bad[0]['name']} "
-        f"{bad[0]['quantity']} {bad[0]['analysis']:,} vs {bad[0]['reference']:,}"
+        f"--verify: {len(bad)} unexplained difference(s), first: {first['name']} "
+        f"{first['quantity']} {first['analysis']:,} vs {first['reference']:,} ({first['oracle']})"
     )
