@@ -85,7 +85,7 @@ class Loop:
     scaler: torch.amp.GradScaler | None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     autocast: Callable[[], Any]
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+    augment: Callable[..., Any] | None  # (x, g) -> x; segment: (x, y, g) -> (x, y)
     config: TrainConfig
     task: str
     world: World
@@ -119,7 +119,9 @@ def train_one_epoch(
     for step, start in enumerate(starts):
         index = order[start : start + per_rank]
         x, y = split.x[index], split.y[index]
-        if loop.augment is not None:
+        if loop.augment is not None and loop.task == "segment":
+            x, y = loop.augment(x, y, g)  # masks move with their images
+        elif loop.augment is not None:
             x = loop.augment(x, g)
         if loop.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -202,7 +204,7 @@ def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
 
 
 def _loss_fn(task: str, c: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if task == "classify":
+    if task in ("classify", "segment"):  # segment: per pixel, IGNORE pixels skipped
         return partial(_cross_entropy, smoothing=c.label_smoothing)
     return lambda out, y: F.mse_loss(out.float(), y)
 
@@ -286,13 +288,22 @@ def prepare(
         scaler=scaler,
         loss_fn=_loss_fn(data.task, c),
         autocast=_autocast(c, device),
-        augment=make_augment(data.augment, tuple(data.input_shape[1:])),
+        augment=_augment(data),
         config=c,
         task=data.task,
         world=world,
         channels_last=channels_last,
     )
     return loop, state, steps
+
+
+def _augment(data: DataBundle) -> Callable[..., Any] | None:
+    size = tuple(data.input_shape[1:])
+    if data.task == "segment":
+        from cnnkit.train.data.segment_augment import make_pair_augment
+
+        return make_pair_augment(data.augment, size)
+    return make_augment(data.augment, size)
 
 
 def checkpoint(loop: Loop, state: TrainState) -> dict[str, Any]:
