@@ -245,6 +245,10 @@ def test_docs_unet_trains_on_shapes_to_the_stated_miou(tmp_path, one_thread):
     )
     text = run_cli("eval", str(tmp_path / "run"))
     assert "mIoU" in text.out and "pixel confusion" in text.out
+    table = run_cli("eval", str(tmp_path / "run"), "--csv")
+    assert table.out.startswith("class,iou,dice,support,predicted,pred_background,")
+    gate = run_cli("eval", str(tmp_path / "run"), "--min-accuracy", "0.999")
+    assert gate.code == 1 and "below --min-accuracy" in gate.err
 
 
 def test_wrong_output_shape_is_one_line(tmp_path):
@@ -282,3 +286,27 @@ def test_resume_is_exact(tmp_path, one_thread):
     a, b = (load_checkpoint(tmp_path / f"{n}/last.pt")["model"] for n in ("full", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides"),
+    [
+        ("unet.yaml", ["input=[3,32,32]", "data.classes=2"]),
+        ("fcn_resnet50.yaml", ["input=[3,32,32]", "data.classes=4"]),
+    ],
+)
+def test_builtin_segmentation_recipes_fit_task_segment(recipe, overrides, one_thread):
+    """Their outputs are [classes, H, W] tensors: a wrong class count is found before training."""
+    from cnnkit.train.experiment import check_outputs
+    from cnnkit.train.plan import load_with_overrides, plan_from_recipe
+
+    base = ["data.name=shapes", "data.task=segment", "data.samples=4", *overrides]
+    root = Path(__file__).parent.parent / "recipes" / recipe
+    plan = plan_from_recipe(load_with_overrides(root, base), "t")
+    bundle = load_data(plan.data, plan.input_shape)
+    model = plan.build()
+    if recipe == "unet.yaml":
+        check_outputs(model, bundle, recipe)
+    else:  # 21 VOC classes against shapes' 4
+        with pytest.raises(DataError, match=r"outputs \[21, 32, 32\].*needs \[4, 32, 32\]"):
+            check_outputs(model, bundle, recipe)
