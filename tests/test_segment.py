@@ -310,3 +310,18 @@ def test_builtin_segmentation_recipes_fit_task_segment(recipe, overrides, one_th
     else:  # 21 VOC classes against shapes' 4
         with pytest.raises(DataError, match=r"outputs \[21, 32, 32\].*needs \[4, 32, 32\]"):
             check_outputs(model, bundle, recipe)
+
+
+def test_sweep_rows_show_test_miou(tmp_path, one_thread):
+    recipe = tmp_path / "u.yaml"
+    small = docs_recipe().replace("samples: 500", "samples: 24").replace("epochs: 12", "epochs: 1")
+    recipe.write_text(small)
+    r = run_cli(
+        "train", str(recipe), "--runs", str(tmp_path), "--sweep", "train.lr=0.01,0.001", "--json"
+    )
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)["runs"]
+    assert len(rows) == 2
+    for row in rows:
+        test = summary(Path(row["run_dir"]))["test"]
+        assert row["test_miou"] == test["miou"] and row["test_accuracy"] == test["pixel_accuracy"]
