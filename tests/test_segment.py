@@ -85,6 +85,17 @@ def test_report_loss_is_cross_entropy_over_scored_pixels():
     assert report["samples"] == 5 and report["task"] == "segment"
 
 
+def test_training_loss_is_the_mean_over_scored_pixels_and_zero_when_none_are():
+    from cnnkit.train.loop import _pixel_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    out, y = torch.randn(2, 3, 4, 4, generator=g), torch.randint(0, 3, (2, 4, 4), generator=g)
+    y[0] = IGNORE
+    want = torch.nn.functional.cross_entropy(out, y, label_smoothing=0.1)
+    assert _pixel_cross_entropy(out, y, 0.1).item() == pytest.approx(want.item())
+    assert _pixel_cross_entropy(out, torch.full_like(y, IGNORE), 0.0).item() == 0.0
+
+
 # ---- the shapes set ----------------------------------------------------------------------
 
 
@@ -245,6 +256,14 @@ def test_docs_unet_trains_on_shapes_to_the_stated_miou(tmp_path, one_thread):
     )
     text = run_cli("eval", str(tmp_path / "run"))
     assert "mIoU" in text.out and "pixel confusion" in text.out
+    other = write_pairs(tmp_path / "other", n=3, classes=4)
+    o = run_cli("eval", str(tmp_path / "run"), "--data", f"folder:{other}", "--json")
+    assert o.code == 0, o.err
+    scored = json.loads(o.out)
+    masks = [Image.open(f).resize((32, 32), Image.NEAREST) for f in other.glob("masks/*")]
+    ignored = sum(int((np.asarray(m) == 255).sum()) for m in masks)  # nearest to the input
+    assert scored["split"] == "all" and scored["samples"] == 3 and scored["ignored"] == ignored
+    assert scored["pixels"] == 3 * 32 * 32 - ignored > 0
     table = run_cli("eval", str(tmp_path / "run"), "--csv")
     assert table.out.startswith("class,iou,dice,support,predicted,pred_background,")
     gate = run_cli("eval", str(tmp_path / "run"), "--min-accuracy", "0.999")

@@ -204,13 +204,23 @@ def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
 
 
 def _loss_fn(task: str, c: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if task in ("classify", "segment"):  # segment: per pixel, IGNORE pixels skipped
+    if task == "segment":
+        return partial(_pixel_cross_entropy, smoothing=c.label_smoothing)
+    if task == "classify":
         return partial(_cross_entropy, smoothing=c.label_smoothing)
     return lambda out, y: F.mse_loss(out.float(), y)
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
     return F.cross_entropy(out.float(), y, label_smoothing=smoothing)
+
+
+def _pixel_cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """The mean over scored pixels (mask != IGNORE, torch's default ignore_index); a batch
+    whose pixels are all ignored scores 0, where torch's mean would be 0/0 = NaN (a
+    false "diverged")."""
+    total = F.cross_entropy(out.float(), y, label_smoothing=smoothing, reduction="sum")
+    return total / (y != -100).sum().clamp_min(1)
 
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
