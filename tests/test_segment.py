@@ -155,18 +155,22 @@ def test_csv_pairs(tmp_path):
 
 
 def test_bad_pairs_are_one_line_each_before_training(tmp_path):
-    root = write_pairs(tmp_path / "d", n=5)
+    root = write_pairs(tmp_path / "d", n=7)
     (root / "masks/s1.png").unlink()
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "masks/s2.png")
     Image.fromarray(np.full((10, 12), 7, np.uint8)).save(root / "masks/s3.png")
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(root / "masks/s4.png")
+    (root / "images/s5.jpg").write_bytes(b"not an image")
     with pytest.raises(DataError) as err:
         load_data(data(name="folder", path=str(root), classes=3), (3, 10, 12))
     lines = str(err.value).splitlines()
-    assert lines[0].endswith("3 of 5 image/mask pairs are bad:")
-    assert len(lines) == 4
+    assert lines[0].endswith("5 of 7 image/mask pairs are bad:")
+    assert len(lines) == 6
     assert "s1" in lines[1] and "no mask" in lines[1]
     assert "s2.png" in lines[2] and "4x4" in lines[2] and "12x10" in lines[2]
     assert "s3.png" in lines[3] and "class index 7" in lines[3]
+    assert "s4.png" in lines[4] and "one-channel" in lines[4] and "RGB" in lines[4]
+    assert "s5.jpg" in lines[5] and "cannot read image" in lines[5]
 
 
 @pytest.mark.parametrize(

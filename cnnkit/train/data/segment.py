@@ -17,7 +17,7 @@ import torch
 
 from cnnkit.errors import DataError
 from cnnkit.train.config import DataConfig
-from cnnkit.train.data import sources
+from cnnkit.train.data import checks, sources
 from cnnkit.train.data.sources import Raw, Want
 
 IGNORE = -100  # F.cross_entropy's default ignore_index
@@ -95,18 +95,33 @@ def _csv_pairs(file: Path) -> list[tuple[Path, Path | None]]:
     ]
 
 
+def _image_size(image: Path) -> tuple[int, int]:
+    """The image's (width, height) from its header, so a pair is checked before decoding."""
+    from PIL import Image
+
+    if not image.is_file():
+        raise DataError("no such image file", where=str(image))
+    try:
+        with Image.open(image) as img:
+            return img.size
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read image: {sources._one_line(err)}", where=str(image)) from None
+
+
 def _read_mask(image: Path, mask: Path | None, config: DataConfig, want: Want) -> torch.Tensor:
     """One mask as int64 ``[H, W]`` at ``want.size`` (nearest), ignored pixels as ``IGNORE``."""
     from PIL import Image
 
+    size = _image_size(image)
     if mask is None or not mask.is_file():
         raise DataError("no mask", where=str(mask or image))
     try:
-        with Image.open(image) as img, Image.open(mask) as m:
-            if img.size != m.size:
+        with Image.open(mask) as m:
+            checks.check_image_size(*m.size, str(mask))
+            if m.size != size:
                 raise DataError(
                     f"mask is {m.size[0]}x{m.size[1]} but its image {image.name} is "
-                    f"{img.size[0]}x{img.size[1]} (width x height)",
+                    f"{size[0]}x{size[1]} (width x height)",
                     where=str(mask),
                 )
             if m.mode not in MASK_MODES:
@@ -114,10 +129,10 @@ def _read_mask(image: Path, mask: Path | None, config: DataConfig, want: Want) -
                     f"a mask must be a one-channel class-index image (L, P or I), got {m.mode}",
                     where=str(mask),
                 )
-            m = m.resize((want.size[1], want.size[0]), Image.Resampling.NEAREST)
-            values = np.asarray(m).astype(np.int64)
+            values = np.asarray(m.resize((want.size[1], want.size[0]), Image.Resampling.NEAREST))
     except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read: {sources._one_line(err)}", where=str(mask)) from None
+        raise DataError(f"cannot read mask: {sources._one_line(err)}", where=str(mask)) from None
+    values = values.astype(np.int64)
     out_of_range = (values >= config.classes) & (values != config.ignore_index)
     if out_of_range.any():
         raise DataError(
