@@ -348,3 +348,13 @@ def test_sweep_rows_show_test_miou(tmp_path, one_thread):
     for row in rows:
         test = summary(Path(row["run_dir"]))["test"]
         assert row["test_miou"] == test["miou"] and row["test_accuracy"] == test["pixel_accuracy"]
+
+
+def test_a_geometric_kind_without_a_mask_rule_is_refused(monkeypatch):
+    """A crop added to AUGMENTS later, with no rule here, must not move images alone."""
+    from cnnkit.train import config
+
+    monkeypatch.setattr(config, "PAIRED_AUGMENTS", ("hflip",))
+    with pytest.raises(RecipeError, match="data.augment: random_crop cannot move the masks"):
+        parse_data({"task": "segment", "name": "shapes", "augment": ["random_crop"]}, NoLocation())
+    assert parse_data({"task": "segment", "name": "shapes", "augment": ["hflip"]}, NoLocation())

@@ -362,6 +362,9 @@ def _check_regress_augment(config: DataConfig, where: Locator) -> None:
 
 
 SEGMENT_SOURCES = ("shapes", "folder", "csv")
+# Geometric augmentations that move a mask with its image (cnnkit.train.data.segment_augment);
+# any other geometric kind is refused for task segment rather than moving the image alone.
+PAIRED_AUGMENTS = ("hflip", "random_crop", "random_resized_crop", "alexnet_crop")
 SHAPES_CLASSES = 4  # background, circle, square, triangle
 
 
@@ -372,6 +375,11 @@ def _check_segment(config: DataConfig, raw: Mapping[str, Any], where: Locator) -
         raise where.error(("data", "task"), "the shapes data set has masks: set data.task: segment")
     if config.task != "segment":
         return config
+    unpaired = [a.kind for a in config.augment if a.kind in GEOMETRIC - set(PAIRED_AUGMENTS)]
+    if unpaired:
+        raise where.error(
+            ("data", "augment"), f"{unpaired[0]} cannot move the masks with the images yet"
+        )
     if config.name not in SEGMENT_SOURCES:
         raise where.error(
             ("data", "name"), f"task segment reads {', '.join(SEGMENT_SOURCES)}, not {config.name}"

@@ -75,6 +75,8 @@ def _step(kind: str, args: Mapping[str, Any], size: Size) -> PairFn:
         return lambda x, y, g: _pair_crop(x, y, {"padding": 0}, size, g, flip=True)
     if kind == "random_resized_crop":
         return lambda x, y, g: _pair_resized_crop(x, y, args, size, g)
+    if kind in GEOMETRIC:  # parse_data refuses these for task segment
+        raise ValueError(f"{kind} moves pixels but has no mask rule")
     fn = single.AUGMENTS[kind]  # photometric: the image only
     return lambda x, y, g: (fn(x, args, size, g), y)
 
@@ -84,7 +86,6 @@ def make_pair_augment(augments: Sequence[Augment], size: Size) -> PairFn | None:
     if not augments:
         return None
     steps = [_step(a.kind, a.args, size) for a in augments]
-    assert all(a.kind in GEOMETRIC or a.kind in single.AUGMENTS for a in augments)
 
     def apply(x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
         for step in steps:
