@@ -163,14 +163,29 @@ def test_bad_pairs_are_one_line_each_before_training(tmp_path):
     (root / "images/s5.jpg").write_bytes(b"not an image")
     with pytest.raises(DataError) as err:
         load_data(data(name="folder", path=str(root), classes=3), (3, 10, 12))
-    lines = str(err.value).splitlines()
-    assert lines[0].endswith("5 of 7 image/mask pairs are bad:")
+    assert "5 of 7 image/mask pairs are bad" in str(err.value) and "\n" not in str(err.value)
+    lines = ["", *err.value.details]
     assert len(lines) == 6
     assert "s1" in lines[1] and "no mask" in lines[1]
     assert "s2.png" in lines[2] and "4x4" in lines[2] and "12x10" in lines[2]
     assert "s3.png" in lines[3] and "class index 7" in lines[3]
     assert "s4.png" in lines[4] and "one-channel" in lines[4] and "RGB" in lines[4]
     assert "s5.jpg" in lines[5] and "cannot read image" in lines[5]
+
+
+def test_the_cli_prints_the_error_then_one_line_per_bad_pair(tmp_path):
+    root = write_pairs(tmp_path / "d", n=3)
+    (root / "masks/s0.png").unlink()
+    (root / "masks/s2.png").unlink()
+    recipe = tmp_path / "r.yaml"
+    text = docs_recipe().replace("name: shapes", f"name: folder\n  path: {root}\n  classes: 4")
+    recipe.write_text(text)
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "run"))
+    lines = r.err.splitlines()
+    assert r.code == 2 and len(lines) == 3, r.err
+    assert lines[0].startswith("error: ") and "2 of 3 image/mask pairs are bad" in lines[0]
+    assert "s0" in lines[1] and "s2" in lines[2] and "no mask" in lines[2]
+    assert not (tmp_path / "run").exists() or not (tmp_path / "run/last.pt").exists()
 
 
 @pytest.mark.parametrize(

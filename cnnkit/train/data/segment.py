@@ -51,12 +51,15 @@ def read_segment(config: DataConfig, path: str | None, want: Want) -> Raw:
 
 
 def _bad_pairs(bad: list[str], where: str, total: int) -> DataError:
-    lines = bad[:MAX_LISTED]
-    more = f"\n... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-    return DataError(
-        f"{len(bad)} of {total} image/mask pairs are bad:\n" + "\n".join(lines) + more,
+    """One error for every bad pair: its line names the first, ``details`` holds one line per
+    bad pair (the CLI prints them under the error line)."""
+    err = DataError(
+        f"{len(bad)} of {total} image/mask pairs are bad (each listed below); first: {bad[0]}",
         where=where,
     )
+    more = [f"... and {len(bad) - MAX_LISTED} more"] if len(bad) > MAX_LISTED else []
+    err.details = tuple(bad[:MAX_LISTED] + more)  # type: ignore[attr-defined]
+    return err
 
 
 def _folder_pairs(root: Path) -> list[tuple[Path, Path | None]]:
