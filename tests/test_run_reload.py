@@ -33,6 +33,7 @@ SOURCES = {
     "csv": {"name": "csv", "path": "{files}/pixels.csv"},
     "npz": {"name": "npz", "path": "{files}/all.npz"},
     "idx": {"name": "idx", "path": "{files}/idx"},
+    "shapes": {"name": "shapes", "task": "segment", "samples": 40, "classes": 3},
 }
 
 # One non-default value per data: key (a mapping of keys when the value needs company).
@@ -56,7 +57,25 @@ DATA = {
         "augment": ["hflip"],
         "augment_keeps_targets": True,
     },
+    "ignore_index": {
+        "name": "folder",
+        "path": "{files}/pairs",
+        "task": "segment",
+        "classes": 3,
+        "ignore_index": 9,
+        "augment": [{"random_crop": {"padding": 1}}],
+    },
 }
+
+# task: segment scores every pixel: a conv with one output channel per class, no flatten.
+SEGMENT_MODEL = """\
+input: [1, 8, 8]
+model:
+  layers:
+    - {conv: {out: 4, k: 3, p: 1}, name: c1}
+    - relu
+    - {conv: {out: CLASSES, k: 1}, name: out}
+"""
 
 TRAIN = {
     "epochs": {"epochs": 3},
@@ -132,6 +151,12 @@ def files(tmp_path_factory) -> Path:
         Image.fromarray(image).save(root / "folder" / str(label) / f"{i}.png")
         listed.append(f"folder/{label}/{i}.png,{label}")
     (root / "files.csv").write_text("file,label\n" + "\n".join(listed) + "\n")
+    (root / "pairs/images").mkdir(parents=True)
+    (root / "pairs/masks").mkdir()
+    for i, image in enumerate(x[:20]):  # masks: 0-2 by brightness, the brightest pixels ignored
+        Image.fromarray(image).save(root / f"pairs/images/{i}.png")
+        mask = np.where(image > 240, 9, image // 86).astype(np.uint8)
+        Image.fromarray(mask).save(root / f"pairs/masks/{i}.png")
     return root
 
 
@@ -160,6 +185,8 @@ def _recipe(folder: Path, section: str, sample: dict, files: Path) -> Path:
         train.setdefault("monitor", "val_loss")
     outputs = 1 if regress else data["classes"] if data["name"] == "synthetic" else 10
     model = TINY_MODEL.replace("{linear: 10, name: fc}", f"{{linear: {outputs}, name: fc}}")
+    if data.get("task") == "segment":
+        model = SEGMENT_MODEL.replace("CLASSES", str(data.get("classes", 4)))
     path = folder / "case.yaml"
     path.write_text(model + yaml.safe_dump({"data": data, "train": train}, sort_keys=False))
     return path
@@ -186,5 +213,6 @@ def test_every_option_round_trips_train_resume_eval(tmp_path, files, monkeypatch
     assert evaluated.code == 0, evaluated.err
     report, recorded = json.loads(evaluated.out), summary["test"]
     assert report["samples"] == recorded["samples"]
-    for key in ("accuracy", "loss") if report["task"] == "classify" else ("mse", "mae"):
+    keys = {"classify": ("accuracy", "loss"), "segment": ("accuracy", "loss", "miou")}
+    for key in keys.get(report["task"], ("mse", "mae")):
         assert report[key] == pytest.approx(recorded[key], rel=1e-5, abs=1e-7), key

@@ -333,6 +333,8 @@ def _main(argv: list[str] | None) -> None:
         if debug:
             raise
         sys.stderr.write(f"error: {one_line(str(err))}\n")
+        for line in getattr(err, "details", ()):  # e.g. one line per bad file of a data set
+            sys.stderr.write(f"  {one_line(line)}\n")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

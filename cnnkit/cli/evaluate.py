@@ -154,6 +154,10 @@ def _output(report: dict[str, Any], as_json: bool, as_csv: bool) -> None:
 def _csv(report: dict[str, Any]) -> str:
     import pandas as pd
 
+    if report["task"] == "segment":
+        from cnnkit.cli.segment_view import segment_csv
+
+        return segment_csv(report)
     if report["task"] != "classify":
         keys = ("samples", "mse", "mae", "r2", "r2_multioutput", "r2_variance_weighted")
         return pd.DataFrame([{k: report[k] for k in keys if k in report}]).to_csv(index=False)
@@ -174,6 +178,11 @@ def _render(report: dict[str, Any]) -> None:
         f"{report['split']}: {report['samples']} samples"
     )
     out.print(head, markup=False)
+    if report["task"] == "segment":
+        from cnnkit.cli.segment_view import render_segment
+
+        render_segment(out, report)
+        return
     if report["task"] != "classify":
         out.print(regression_line(report), markup=False)
         return

@@ -278,6 +278,10 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
             f"{test['top_k_accuracy']:.2%}, loss {test['loss']:.4f}) on {test['samples']} "
             f"images with {summary['test_weights']}"
         )
+    elif test and test["task"] == "segment":
+        from cnnkit.cli.segment_view import segment_line
+
+        lines.append(f"test {segment_line(test)} on {test['samples']} images")
     elif test:
         from cnnkit.cli.evaluate import regression_line
 

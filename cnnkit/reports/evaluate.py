@@ -34,8 +34,8 @@ def check_accuracy(report: dict[str, Any], minimum: float) -> None:
     naming what was scored on what."""
     from cnnkit.errors import BudgetExceeded
 
-    if report["task"] != "classify":
-        raise InputError("--min-accuracy applies to classification runs")
+    if report["task"] not in ("classify", "segment"):  # segment: pixel accuracy
+        raise InputError("--min-accuracy applies to classification and segmentation runs")
     if report["accuracy"] < minimum:
         raise BudgetExceeded(
             f"accuracy {report['accuracy']:.4f} is below --min-accuracy {minimum:.4f} "
@@ -118,7 +118,7 @@ def _eval_split(
     classes = tuple(checkpoint["classes"])
     if checkpoint["task"] == "classify" and bundle.classes != classes[: len(bundle.classes)]:
         chosen = _by_name(chosen, bundle.classes, classes, bundle.source)
-    if checkpoint["task"] == "classify" and int(chosen.y.max()) >= len(classes):
+    if checkpoint["task"] in ("classify", "segment") and int(chosen.y.max()) >= len(classes):
         raise DataError(
             f"labels go up to {int(chosen.y.max())} but the model knows {len(classes)} classes",
             where=bundle.source,

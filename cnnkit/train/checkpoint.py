@@ -148,7 +148,7 @@ FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     ),
     "recipe": ("the recipe's text", lambda v: isinstance(v, str)),
     "epoch": ("a whole number >= 0", lambda v: type(v) is int and v >= 0),
-    "task": ("classify or regress", lambda v: v in ("classify", "regress")),
+    "task": ("classify, regress or segment", lambda v: v in ("classify", "regress", "segment")),
     "classes": (
         "a list of class names",
         lambda v: isinstance(v, (list, tuple)) and all(isinstance(c, str) for c in v),

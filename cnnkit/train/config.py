@@ -9,7 +9,7 @@ Validation is table-driven: each field has one checker in ``_DATA_FIELDS``/``_TR
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from cnnkit.errors import RecipeError
@@ -49,8 +49,8 @@ class NoLocation:
 
 
 # The data sources cnnkit reads; ``torchvision:NAME`` is matched by prefix.
-DATA_SOURCES = ("digits", "synthetic", "folder", "csv", "npz", "idx")
-TASKS = ("classify", "regress")
+DATA_SOURCES = ("digits", "synthetic", "folder", "csv", "npz", "idx", "shapes")
+TASKS = ("classify", "regress", "segment")
 AUGMENTS = ("random_crop", "hflip", "random_resized_crop", "alexnet_crop")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "onecycle")
@@ -73,9 +73,9 @@ class Augment:
 class DataConfig:
     """Where the images come from and how they are split, normalised and augmented."""
 
-    name: str = "digits"  # source: digits | synthetic | folder | csv | npz | idx | torchvision:NAME
+    name: str = "digits"  # source: digits synthetic shapes folder csv npz idx torchvision:NAME
     path: str | Mapping[str, str] | None = None  # a file/folder, or {train:, val:, test:} splits
-    task: str = "classify"  # classify: cross-entropy on labels; regress: MSE on target columns
+    task: str = "classify"  # classify: cross-entropy on labels; regress: MSE; segment: per pixel
     val: float = 0.1  # fraction held out for validation (ignored for a given val split)
     test: float = 0.2  # fraction held out for test (ignored for a given test split)
     seed: int = 0  # the split's seed: independent of train.seed, so runs share one test set
@@ -85,11 +85,12 @@ class DataConfig:
     label_column: str = "label"  # csv: the label column (MNIST-CSV calls it "label")
     path_column: str = "path"  # csv: a column of image paths makes it a path,label table
     targets: tuple[str, ...] = ()  # regress from csv: the target columns
-    classes: int = 10  # synthetic: how many classes
-    samples: int = 1000  # synthetic: how many images
+    classes: int = 10  # synthetic: how many classes; segment: how many the masks index
+    samples: int = 1000  # synthetic, shapes: how many images
     limit: int | None = None  # use N samples, drawn with data.seed, stratified by class
     stratify: bool = False  # classify: val/test splits keep the class proportions of the data
     augment_keeps_targets: bool = False  # regress: flips/crops leave the targets true (opt-in)
+    ignore_index: int = 255  # segment: the mask value that marks pixels to leave unscored
 
     @property
     def path_text(self) -> str:
@@ -229,6 +230,7 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "limit": optional(integer(1)),
     "stratify": boolean,
     "augment_keeps_targets": boolean,
+    "ignore_index": integer(0, 65536),
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -340,6 +342,7 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
     if config.stratify and config.task != "classify":
         raise where.error(("data", "stratify"), "a stratified split needs class labels")
     _check_regress_augment(config, where)
+    config = _check_segment(config, raw if isinstance(raw, dict) else {}, where)
     if config.task == "regress" and config.name == "csv" and not config.targets:
         raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
     return config
@@ -356,6 +359,49 @@ def _check_regress_augment(config: DataConfig, where: Locator) -> None:
             "be wrong); remove it, or set data.augment_keeps_targets: true if the targets "
             "do not change when the image is flipped or cropped",
         )
+
+
+SEGMENT_SOURCES = ("shapes", "folder", "csv")
+# Geometric augmentations that move a mask with its image (cnnkit.train.data.segment_augment);
+# any other geometric kind is refused for task segment rather than moving the image alone.
+PAIRED_AUGMENTS = ("hflip", "random_crop", "random_resized_crop", "alexnet_crop")
+SHAPES_CLASSES = 4  # background, circle, square, triangle
+
+
+def _check_segment(config: DataConfig, raw: Mapping[str, Any], where: Locator) -> DataConfig:
+    """Masks index ``data.classes`` classes: stated for files (so an index past it is found per
+    file before training), background plus up to three shapes for ``shapes``."""
+    if config.name == "shapes" and config.task != "segment":
+        raise where.error(("data", "task"), "the shapes data set has masks: set data.task: segment")
+    if config.task != "segment":
+        return config
+    unpaired = [a.kind for a in config.augment if a.kind in GEOMETRIC - set(PAIRED_AUGMENTS)]
+    if unpaired:
+        raise where.error(
+            ("data", "augment"), f"{unpaired[0]} cannot move the masks with the images yet"
+        )
+    if config.name not in SEGMENT_SOURCES:
+        raise where.error(
+            ("data", "name"), f"task segment reads {', '.join(SEGMENT_SOURCES)}, not {config.name}"
+        )
+    if "classes" not in raw:
+        if config.name != "shapes":
+            raise where.error(
+                ("data", "classes"),
+                "task segment needs data.classes: how many classes the masks index, "
+                "background included",
+            )
+        return replace(config, classes=SHAPES_CLASSES)
+    if config.name == "shapes" and config.classes > SHAPES_CLASSES:
+        raise where.error(
+            ("data", "classes"), f"shapes has at most {SHAPES_CLASSES} classes (background + 3)"
+        )
+    if config.ignore_index < config.classes:
+        raise where.error(
+            ("data", "ignore_index"),
+            f"{config.ignore_index} is a class index (classes: {config.classes})",
+        )
+    return config
 
 
 def parse_train(raw: Any, where: Locator) -> TrainConfig:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from cnnkit.train.data import Split
 from cnnkit.train.runtime import World
+from cnnkit.train.segment_eval import segment_sums, segmentation_report
 
 
 def _sum_of_image_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,9 @@ def evaluate(
         x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
         with autocast():
             out = model(x)
+        if task == "segment":  # per scored pixel: loss and pixel accuracy
+            sums += segment_sums(out, y)
+            continue
         sums[0] += PLAIN_LOSS[task](out, y)
         if task == "classify":
             sums[1] += (out.argmax(1) == y).sum()
@@ -61,7 +65,7 @@ def evaluate(
     model.train(was_training)
     loss, correct, count = world.sum(sums).tolist()
     result = {"loss": loss / max(count, 1)}
-    if task == "classify":
+    if task in ("classify", "segment"):
         result["accuracy"] = correct / max(count, 1)
     return result
 
@@ -206,6 +210,8 @@ def full_report(
     top_k: int = 5,
 ) -> dict[str, Any]:
     """The report ``cnnkit eval`` prints and ``summary.json`` stores for the test split."""
+    if task == "segment":
+        return segmentation_report(model, split, classes, batch_size)
     out = predict(model, split, batch_size)
     if task == "classify":
         return classification_report(out, split.y, classes, top_k)

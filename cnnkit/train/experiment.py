@@ -48,11 +48,25 @@ def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None
         was = module.training
         out = module.eval()(x)
         module.train(was)
+    if data.task == "segment":
+        _check_segment_outputs(out, data, where)
+        return
     if out.dim() != 2 or out.shape[1] != data.outputs:
         what = "classes" if data.task == "classify" else "targets"
         raise DataError(
             f"the model outputs {list(out.shape[1:])} per image but the data has "
             f"{data.outputs} {what}; make the last layer produce {data.outputs}",
+            where=where,
+        )
+
+
+def _check_segment_outputs(out: torch.Tensor, data: DataBundle, where: str) -> None:
+    """A segmentation model scores every pixel: its output is ``[classes, H, W]``."""
+    want = [data.outputs, *data.input_shape[1:]]
+    if list(out.shape[1:]) != want:
+        raise DataError(
+            f"the model outputs {list(out.shape[1:])} per image but task segment needs "
+            f"{want} (one score per class and pixel, {data.outputs} classes)",
             where=where,
         )
 

@@ -85,7 +85,7 @@ class Loop:
     scaler: torch.amp.GradScaler | None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     autocast: Callable[[], Any]
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+    augment: Callable[..., Any] | None  # (x, g) -> x; segment: (x, y, g) -> (x, y)
     config: TrainConfig
     task: str
     world: World
@@ -119,7 +119,9 @@ def train_one_epoch(
     for step, start in enumerate(starts):
         index = order[start : start + per_rank]
         x, y = split.x[index], split.y[index]
-        if loop.augment is not None:
+        if loop.augment is not None and loop.task == "segment":
+            x, y = loop.augment(x, y, g)  # masks move with their images
+        elif loop.augment is not None:
             x = loop.augment(x, g)
         if loop.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -202,6 +204,8 @@ def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
 
 
 def _loss_fn(task: str, c: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if task == "segment":
+        return partial(_pixel_cross_entropy, smoothing=c.label_smoothing)
     if task == "classify":
         return partial(_cross_entropy, smoothing=c.label_smoothing)
     return lambda out, y: F.mse_loss(out.float(), y)
@@ -209,6 +213,14 @@ def _loss_fn(task: str, c: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor]
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
     return F.cross_entropy(out.float(), y, label_smoothing=smoothing)
+
+
+def _pixel_cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """The mean over scored pixels (mask != IGNORE, torch's default ignore_index); a batch
+    whose pixels are all ignored scores 0, where torch's mean would be 0/0 = NaN (a
+    false "diverged")."""
+    total = F.cross_entropy(out.float(), y, label_smoothing=smoothing, reduction="sum")
+    return total / (y != -100).sum().clamp_min(1)
 
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -286,13 +298,22 @@ def prepare(
         scaler=scaler,
         loss_fn=_loss_fn(data.task, c),
         autocast=_autocast(c, device),
-        augment=make_augment(data.augment, tuple(data.input_shape[1:])),
+        augment=_augment(data),
         config=c,
         task=data.task,
         world=world,
         channels_last=channels_last,
     )
     return loop, state, steps
+
+
+def _augment(data: DataBundle) -> Callable[..., Any] | None:
+    size = tuple(data.input_shape[1:])
+    if data.task == "segment":
+        from cnnkit.train.data.segment_augment import make_pair_augment
+
+        return make_pair_augment(data.augment, size)
+    return make_augment(data.augment, size)
 
 
 def checkpoint(loop: Loop, state: TrainState) -> dict[str, Any]:

@@ -80,6 +80,7 @@ def sweep_row(combo: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
             "final_val_accuracy": final.get("val_accuracy"),
             "test_accuracy": test.get("accuracy"),
             "test_mse": test.get("mse"),
+            "test_miou": test.get("miou"),  # segment
             "grad_first": _sig(grads.get("first", {}).get("grad_norm")),
             "grad_last": _sig(grads.get("last", {}).get("grad_norm")),
             "grad_ratio": _sig(grads.get("ratio")),

@@ -66,7 +66,9 @@ class DataBundle:
     @property
     def outputs(self) -> int:
         """How many values the model must produce per image."""
-        return len(self.classes) if self.task == "classify" else int(self.train.y.shape[1])
+        if self.task in ("classify", "segment"):
+            return len(self.classes)  # segment: per pixel
+        return int(self.train.y.shape[1])
 
     def channels_last(self) -> DataBundle:
         """The same data with 4-D images stored in NHWC order (for channels_last training)."""
@@ -285,7 +287,7 @@ def load_data(
     if config.task == "regress" and not raw.y.is_floating_point():
         raise DataError("task regress needs numeric targets", where=config.path_text)
     train, val, test = _split(raw, config)
-    classes = raw.classes if config.task == "classify" else ()
+    classes = raw.classes if config.task in ("classify", "segment") else ()
     if classes and train.y.numel() and int(train.y.max()) >= len(classes):
         classes = tuple(str(i) for i in range(int(train.y.max()) + 1))
 
@@ -297,9 +299,12 @@ def load_data(
         if split is None:
             return None
         x = (split.x - mean[None, :, None, None]) / std[None, :, None, None]
+        y = split.y
         if tuple(x.shape[2:]) != (height, width) and not (is_train and crops_in_training):
             x = _centre_crop(x, (height, width))
-        return Split(x.float().contiguous(), split.y)
+            if y.dim() == 3:  # segmentation masks follow their images
+                y = _centre_crop(y[:, None], (height, width))[:, 0]
+        return Split(x.float().contiguous(), y)
 
     prepared = prepare(train, True)
     assert prepared is not None

@@ -524,7 +524,12 @@ def read_source(config: DataConfig, path: str | None, want: Want) -> Raw:
     check what any reader returned: finite pixels and targets, images with pixels."""
     where = config.name if path is None else str(path)
     try:
-        raw = SOURCES[config.name.split(":", 1)[0]](config, path, want)
+        if config.task == "segment":
+            from cnnkit.train.data.segment import read_segment
+
+            raw = read_segment(config, path, want)
+        else:
+            raw = SOURCES[config.name.split(":", 1)[0]](config, path, want)
     except MemoryError:
         raise DataError(
             "the data does not fit in memory (as float32 images); use data.limit or a smaller "
