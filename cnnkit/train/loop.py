@@ -121,7 +121,7 @@ def train_one_epoch(
         x, y = split.x[index], split.y[index]
         if loop.augment is not None:
             x = loop.augment(x, g)
-        if loop.channels_last:
+        if loop.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with loop.autocast():
             out = model(x)
