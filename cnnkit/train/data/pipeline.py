@@ -291,14 +291,8 @@ def load_data(
     built on it: evaluation must encode new data exactly as the model saw its training data.
     ``embedding`` (the model's embedding rows) caps a vocabulary built here.
     """
-    if config.name in TEXT_SOURCES or len(input_shape) == 1:
-        from cnnkit.train.data.text import load_text
-
-        return load_text(config, input_shape, vocab or None, embedding)
-    if len(input_shape) == 2:
-        from cnnkit.train.data.signals import load_signals
-
-        return load_signals(config, input_shape, stats)
+    if config.name in TEXT_SOURCES or len(input_shape) in (1, 2):
+        return _sequences(config, input_shape, stats, vocab, embedding)
     want = _wanted(config, input_shape)
     channels, height, width = input_shape
     with _fits_memory(config):
@@ -340,6 +334,23 @@ def load_data(
         augment=config.augment,
         fingerprint=digest,
     )
+
+
+def _sequences(
+    config: DataConfig,
+    input_shape: tuple[int, ...],
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None,
+    vocab: tuple[str, ...] | None,
+    embedding: int | None,
+) -> DataBundle:
+    """Token ids for a text source or an input ``[L]``; 1-D signals for an input ``[C, L]``."""
+    if config.name in TEXT_SOURCES or len(input_shape) == 1:
+        from cnnkit.train.data.text import load_text
+
+        return load_text(config, input_shape, vocab or None, embedding)
+    from cnnkit.train.data.signals import load_signals
+
+    return load_signals(config, input_shape, stats)
 
 
 def _wanted(config: DataConfig, input_shape: tuple[int, ...]) -> Want:

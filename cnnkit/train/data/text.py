@@ -123,12 +123,13 @@ def read_text_csv(config: DataConfig, path: str) -> tuple[list[str], np.ndarray]
     return list(table[config.text_column]), values
 
 
-def _no_empty(flags: Any, what: str, where: str) -> None:
+def _no_empty(flags: Any, what: str, where: str, note: str = "") -> None:
+    """One line: how many rows are bad, the first one's data row and file line."""
     count, first = checks.count_true(np.asarray(flags, dtype=bool))
     if count:
         raise DataError(
             f"{count} row{'s have' if count > 1 else ' has'} {what} (first: "
-            f"{checks.row_of(first)}, line {first + 2} of the file)",
+            f"{checks.row_of(first)}, line {first + 2} of the file){note}",
             where=where,
         )
 
@@ -146,10 +147,8 @@ def read_sentences(config: DataConfig, path: str | None) -> tuple[list[list[str]
         texts, values = read_text_csv(config, path)
         y, classes = _labels(values, path, checks.row_of)
     words = [tokenize(t, config) for t in texts]
-    where = path or config.name
-    _no_empty(
-        [not w for w in words], f"no words (data.token_pattern {config.token_pattern!r})", where
-    )
+    note = f"; words are matches of data.token_pattern {config.token_pattern!r}"
+    _no_empty([not w for w in words], "no words", path or config.name, note)
     return words, Raw(torch.arange(len(words))[:, None], y, classes)
 
 
