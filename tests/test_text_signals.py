@@ -27,27 +27,15 @@ FAST_TEXTCNN = (
     "--set", "train.device=cpu", "--set", "train.lr=0.003",
 )  # fmt: skip
 
-SIGNAL_RECIPE = """\
-input: [2, 64]
-model:
-  layers:
-    - {conv: {out: 8, k: 5, padding: 2}, name: c1}
-    - relu
-    - maxpool: 2
-    - {conv: {out: 16, k: 5, padding: 2}, name: c2}
-    - relu
-    - global_avgpool
-    - {linear: 3, name: fc}
-data:
-  name: waves
-  samples: 600
-train:
-  epochs: 8
-  batch_size: 32
-  optimizer: adam
-  lr: 0.01
-  device: cpu
-"""
+
+def _docs_signal_recipe() -> str:
+    """The 1-D recipe of docs/reference/config.md ("Text and 1-D signals"), as printed."""
+    text = (Path(__file__).parent.parent / "docs/reference/config.md").read_text(encoding="utf-8")
+    section = text[text.index("### Text and 1-D signals") :]
+    return section[
+        section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))
+    ]
+
 
 TEXT_RECIPE = """\
 input: [12]
@@ -229,7 +217,7 @@ def test_vocabulary_and_recipe_mismatches_are_refused(tmp_path):
 
 def test_waves_train_a_conv1d_recipe_to_90_percent(tmp_path):
     recipe = tmp_path / "waves.yaml"
-    recipe.write_text(SIGNAL_RECIPE, encoding="utf-8")
+    recipe.write_text(_docs_signal_recipe(), encoding="utf-8")
     run = tmp_path / "run"
     r = run_cli("train", str(recipe), "--out", str(run))
     assert r.code == 0, r.err
