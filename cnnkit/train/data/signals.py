@@ -115,7 +115,7 @@ def _complete_rows(signals: torch.Tensor, where: str) -> None:
     if count:
         raise DataError(
             f"{count} row{'s have' if count > 1 else ' has'} missing, NaN or inf values, or "
-            f"too few (first: {checks.row_of(first)}, line {first + 2} of the file)",
+            f"too few (first: {checks.row_of(first)})",
             where=where,
         )
 

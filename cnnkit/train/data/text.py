@@ -124,12 +124,13 @@ def read_text_csv(config: DataConfig, path: str) -> tuple[list[str], np.ndarray]
 
 
 def _no_empty(flags: Any, what: str, where: str, note: str = "") -> None:
-    """One line: how many rows are bad, the first one's data row and file line."""
+    """One line: how many rows are bad and the first one's data row (from 1, after the header;
+    not a file line: pandas skips blank lines and a quoted cell may span lines)."""
     count, first = checks.count_true(np.asarray(flags, dtype=bool))
     if count:
         raise DataError(
             f"{count} row{'s have' if count > 1 else ' has'} {what} (first: "
-            f"{checks.row_of(first)}, line {first + 2} of the file){note}",
+            f"{checks.row_of(first)}){note}",
             where=where,
         )
 
