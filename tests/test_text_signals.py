@@ -192,6 +192,11 @@ def test_an_unknown_label_in_a_given_split_and_a_missing_column_are_one_line(tmp
     test = _text_csv(tmp_path / "test.csv", [("meh", "neutral")])
     with pytest.raises(DataError, match="classes the train split lacks: neutral"):
         load_data(_data(name="text", path={"train": str(train), "test": str(test)}), (8,))
+    huge = _text_csv(tmp_path / "h.csv", [("hi", "1"), ("bye", "9" * 30)])
+    with pytest.raises(DataError, match="at data row 2 is not a class index below 100,000"):
+        load_data(_data(name="text", path=str(huge)), (8,))
+    with pytest.raises(DataError, match="at most 1,000,000 sentences"):
+        load_data(_data(name="sentiment", samples=2_000_000), (8,))
     other = tmp_path / "o.csv"
     other.write_text("sentence,label\nhi,pos\n", encoding="utf-8")
     with pytest.raises(DataError, match="column 'text' is absent"):

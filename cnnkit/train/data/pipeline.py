@@ -350,7 +350,8 @@ def _sequences(
         return load_text(config, input_shape, vocab or None, embedding)
     from cnnkit.train.data.signals import load_signals
 
-    return load_signals(config, input_shape, stats)
+    with _fits_memory(config):
+        return load_signals(config, input_shape, stats)
 
 
 def _wanted(config: DataConfig, input_shape: tuple[int, ...]) -> Want:

@@ -53,6 +53,7 @@ _FILLER = _listed(
     "seemed,very"
 )
 SENTIMENT_CLASSES = ("negative", "positive")
+MAX_SENTENCES = 1_000_000  # generated in Python: a few seconds per 100,000
 
 
 def tokenize(text: str, config: DataConfig) -> list[str]:
@@ -84,6 +85,12 @@ def encode(sentences: Sequence[Sequence[str]], vocab: Sequence[str], length: int
 
 def generate_sentiment(config: DataConfig) -> tuple[list[str], np.ndarray]:
     """``data.samples`` seeded sentences with labels 0 (negative) and 1 (positive)."""
+    if config.samples > MAX_SENTENCES:
+        raise DataError(
+            f"the generated sentiment set is for tests and examples: at most "
+            f"{MAX_SENTENCES:,} sentences, not {config.samples:,}",
+            where="data.samples",
+        )
     rng = np.random.default_rng(config.seed)
     texts, labels = [], rng.integers(0, 2, config.samples)
     for label in labels:
@@ -119,7 +126,8 @@ def read_text_csv(config: DataConfig, path: str) -> tuple[list[str], np.ndarray]
     labels = table[config.label_column].str.strip()
     _no_empty(labels.to_numpy() == "", "empty label", path)
     numeric = labels.str.fullmatch(r"\d+").all()
-    values = labels.to_numpy(dtype=np.int64) if numeric else labels.to_numpy(dtype=str)
+    # As floats: a 30-digit "index" overflows int64; _labels refuses it past MAX_CLASSES.
+    values = labels.to_numpy(dtype=np.float64) if numeric else labels.to_numpy(dtype=str)
     return list(table[config.text_column]), values
 
 
