@@ -34,6 +34,9 @@ SOURCES = {
     "npz": {"name": "npz", "path": "{files}/all.npz"},
     "idx": {"name": "idx", "path": "{files}/idx"},
     "shapes": {"name": "shapes", "task": "segment", "samples": 40, "classes": 3},
+    "text": {"name": "text", "path": "{files}/text.csv"},
+    "sentiment": {"name": "sentiment", "samples": 80},
+    "waves": {"name": "waves", "samples": 80},
 }
 
 # One non-default value per data: key (a mapping of keys when the value needs company).
@@ -65,6 +68,11 @@ DATA = {
         "ignore_index": 9,
         "augment": [{"random_crop": {"padding": 1}}],
     },
+    "text_column": {"name": "text", "path": "{files}/sentence.csv", "text_column": "sentence"},
+    "vocab_size": {"name": "sentiment", "samples": 80, "vocab_size": 20},
+    "min_freq": {"name": "sentiment", "samples": 80, "min_freq": 3},
+    "lowercase": {"name": "text", "path": "{files}/text.csv", "lowercase": False},
+    "token_pattern": {"name": "sentiment", "samples": 80, "token_pattern": "[a-z]+"},
 }
 
 # task: segment scores every pixel: a conv with one output channel per class, no flatten.
@@ -75,6 +83,29 @@ model:
     - {conv: {out: 4, k: 3, p: 1}, name: c1}
     - relu
     - {conv: {out: CLASSES, k: 1}, name: out}
+"""
+
+# Text sources train an embedding recipe (input [L]), waves a conv1d one (input [C, L]).
+TEXT_MODEL = """\
+input: [10]
+model:
+  layers:
+    - {embedding: {vocab: 64, dim: 4, padding_idx: 0}, name: embedding}
+    - {conv: {out: 4, k: 3}, name: c1}
+    - relu
+    - global_maxpool
+    - {dropout: 0.1, name: drop}
+    - {linear: 2, name: fc}
+"""
+WAVES_MODEL = """\
+input: [1, 16]
+model:
+  layers:
+    - {conv: {out: 4, k: 3}, name: c1}
+    - relu
+    - global_maxpool
+    - {dropout: 0.1, name: drop}
+    - {linear: 3, name: fc}
 """
 
 TRAIN = {
@@ -157,6 +188,10 @@ def files(tmp_path_factory) -> Path:
         Image.fromarray(image).save(root / f"pairs/images/{i}.png")
         mask = np.where(image > 240, 9, image // 86).astype(np.uint8)
         Image.fromarray(mask).save(root / f"pairs/masks/{i}.png")
+    words = [f"{'Good' if label % 2 else 'bad'} film {i} ok" for i, label in enumerate(y)]
+    lines = [f"{w},{'pos' if label % 2 else 'neg'}" for w, label in zip(words, y)]
+    (root / "text.csv").write_text("text,label\n" + "\n".join(lines) + "\n")
+    (root / "sentence.csv").write_text("sentence,label\n" + "\n".join(lines) + "\n")
     return root
 
 
@@ -187,6 +222,9 @@ def _recipe(folder: Path, section: str, sample: dict, files: Path) -> Path:
     model = TINY_MODEL.replace("{linear: 10, name: fc}", f"{{linear: {outputs}, name: fc}}")
     if data.get("task") == "segment":
         model = SEGMENT_MODEL.replace("CLASSES", str(data.get("classes", 4)))
+    model = {"text": TEXT_MODEL, "sentiment": TEXT_MODEL, "waves": WAVES_MODEL}.get(
+        data["name"], model
+    )
     path = folder / "case.yaml"
     path.write_text(model + yaml.safe_dump({"data": data, "train": train}, sort_keys=False))
     return path

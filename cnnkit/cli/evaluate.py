@@ -23,7 +23,8 @@ DataOpt = Annotated[
         "--data",
         metavar="SOURCE",
         help="Other data, all of it: digits, synthetic, npz:FILE, csv:FILE, folder:DIR, "
-        "idx:DIR, torchvision:NAME:DIR.",
+        "idx:DIR, torchvision:NAME:DIR, text:FILE (encoded with the run's vocabulary), "
+        "sentiment, waves.",
     ),
 ]
 SplitOpt = Annotated[

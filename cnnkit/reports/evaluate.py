@@ -109,7 +109,8 @@ def _eval_split(
 
     config = dataclasses.replace(config, augment=())
     stats = (tuple(checkpoint["mean"]), tuple(checkpoint["std"]))
-    bundle = load_data(config, tuple(recipe.input_shape), stats=stats)
+    vocab = tuple(checkpoint.get("vocab", ()))  # text: encode with the training vocabulary
+    bundle = load_data(config, tuple(recipe.input_shape), stats=stats, vocab=vocab)
     chosen, shown = getattr(bundle, split), split
     if data_spec is not None and bundle.val is None and bundle.test is None and split != "val":
         chosen, shown = bundle.train, "all"  # other data without splits: score all of it

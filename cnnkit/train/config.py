@@ -49,7 +49,21 @@ class NoLocation:
 
 
 # The data sources cnnkit reads; ``torchvision:NAME`` is matched by prefix.
-DATA_SOURCES = ("digits", "synthetic", "folder", "csv", "npz", "idx", "shapes")
+DATA_SOURCES = (
+    "digits",
+    "synthetic",
+    "folder",
+    "csv",
+    "npz",
+    "idx",
+    "shapes",
+    "text",
+    "sentiment",
+    "waves",
+)
+# Sources of token-id sequences (a recipe input [L]) and of 1-D signals (an input [C, L]).
+TEXT_SOURCES = ("text", "sentiment")
+TOKEN_PATTERN = r"\w+(?:'\w+)?"  # a word: letters/digits/_ with one inner apostrophe (don't)
 TASKS = ("classify", "regress", "segment")
 AUGMENTS = ("random_crop", "hflip", "random_resized_crop", "alexnet_crop")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -73,7 +87,7 @@ class Augment:
 class DataConfig:
     """Where the images come from and how they are split, normalised and augmented."""
 
-    name: str = "digits"  # source: digits synthetic shapes folder csv npz idx torchvision:NAME
+    name: str = "digits"  # source: images, shapes, text (text, sentiment), signals (waves, npz)
     path: str | Mapping[str, str] | None = None  # a file/folder, or {train:, val:, test:} splits
     task: str = "classify"  # classify: cross-entropy on labels; regress: MSE; segment: per pixel
     val: float = 0.1  # fraction held out for validation (ignored for a given val split)
@@ -91,6 +105,11 @@ class DataConfig:
     stratify: bool = False  # classify: val/test splits keep the class proportions of the data
     augment_keeps_targets: bool = False  # regress: flips/crops leave the targets true (opt-in)
     ignore_index: int = 255  # segment: the mask value that marks pixels to leave unscored
+    text_column: str = "text"  # text: the CSV column of sentences (labels: label_column)
+    vocab_size: int | None = None  # text: words kept, <pad> and <unk> included; None: embedding's
+    min_freq: int = 1  # text: a word seen fewer times in the train split becomes <unk>
+    lowercase: bool = True  # text: lower-case before splitting into words
+    token_pattern: str = TOKEN_PATTERN  # text: the regex (re.findall) a word matches
 
     @property
     def path_text(self) -> str:
@@ -212,6 +231,20 @@ def _pair_positive(value: Any) -> tuple[float, float]:
     raise _fail("two positive numbers [low, high]", value)
 
 
+def _pattern(value: Any) -> str:
+    """A regular expression that compiles and cannot match the empty string (re.findall
+    would yield an empty word between every two characters)."""
+    import re
+
+    if isinstance(value, str) and value:
+        try:
+            if re.compile(value).fullmatch("") is None:
+                return value
+        except re.error:
+            pass
+    raise _fail("a regular expression that matches at least one character", value)
+
+
 _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": word(DATA_SOURCES, prefix="torchvision:"),
     "path": optional(_path),
@@ -231,6 +264,11 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "stratify": boolean,
     "augment_keeps_targets": boolean,
     "ignore_index": integer(0, 65536),
+    "text_column": text,
+    "vocab_size": optional(integer(3)),
+    "min_freq": integer(1),
+    "lowercase": boolean,
+    "token_pattern": _pattern,
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -334,7 +372,7 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
     clean = _section(raw, _DATA_FIELDS, "data", where)
     clean["augment"] = _augments(clean.get("augment"), where)
     config = DataConfig(**clean)
-    needs_path = config.name in ("folder", "csv", "npz", "idx")
+    needs_path = config.name in ("folder", "csv", "npz", "idx", "text")
     if needs_path and config.path is None:
         raise where.error(("data", "name"), f"data source {config.name!r} needs data.path")
     if config.val + config.test >= 1:

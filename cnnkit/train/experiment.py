@@ -22,6 +22,7 @@ from cnnkit.train import runs
 from cnnkit.train.checkpoint import check_resumable, load_checkpoint, load_weights, save_atomic
 from cnnkit.train.config import DataConfig, TrainConfig
 from cnnkit.train.data import DataBundle, Split, load_data
+from cnnkit.train.data.text import embedding_rows, write_vocab
 from cnnkit.train.evaluate import full_report
 from cnnkit.train.loop import Diverged, Reporter, TrainState, fit
 from cnnkit.train.runtime import World, end_world, pick_device, start_world
@@ -42,8 +43,10 @@ class Plan:
 
 def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None:
     """Fail before training when the model's output does not fit the data's targets."""
-    h, w = data.input_shape[1:]
-    x = data.train.x[:2, :, :h, :w]  # train images may be stored larger for crop augmentation
+    x = data.train.x[:2]
+    if x.dim() == 4:  # train images may be stored larger for crop augmentation
+        h, w = data.input_shape[1:]
+        x = x[:, :, :h, :w]
     with torch.no_grad():
         was = module.training
         out = module.eval()(x)
@@ -81,6 +84,7 @@ def _metadata(plan: Plan, data: DataBundle) -> dict[str, Any]:
         "std": list(data.std),
         "input_shape": list(plan.input_shape),
         "data_fingerprint": data.fingerprint,
+        **({"vocab": list(data.vocab)} if data.vocab else {}),
     }
 
 
@@ -139,7 +143,7 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
     device = pick_device(plan.train.device, world)  # fail on an unavailable device up front
     torch.manual_seed(plan.train.seed)  # recipe builds seed themselves; custom builders may not
     module = plan.build()
-    data = load_data(plan.data, plan.input_shape)
+    data = load_data(plan.data, plan.input_shape, embedding=embedding_rows(module, plan.data))
     check_outputs(module, data, plan.source or plan.name)
     params = sum(p.numel() for p in module.parameters())
 
@@ -232,6 +236,8 @@ def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) ->
     finished = resume is not None and resume["state"]["status"] in runs.FINISHED
     if world.main:
         write_text(run / runs.RECIPE, plan.recipe_text)
+        if data.vocab:
+            write_vocab(run, data.vocab)
         if hooks.on_start is not None and not finished:
             hooks.on_start(run, data, job.params)
     save = _saver(world, run, job, _metadata(plan, data))

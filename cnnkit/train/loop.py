@@ -123,7 +123,7 @@ def train_one_epoch(
             x, y = loop.augment(x, y, g)  # masks move with their images
         elif loop.augment is not None:
             x = loop.augment(x, g)
-        if loop.channels_last:
+        if loop.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with loop.autocast():
             out = model(x)

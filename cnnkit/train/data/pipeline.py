@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import DataError
-from cnnkit.train.config import Augment, DataConfig
+from cnnkit.train.config import TEXT_SOURCES, Augment, DataConfig
 from cnnkit.train.data.augment import CROPPING
 from cnnkit.train.data.sources import Raw, Want, read_source
 
@@ -62,6 +62,7 @@ class DataBundle:
     source: str  # "digits", or "npz:data/x.npz": for tables and summaries
     augment: tuple[Augment, ...] = ()  # training-time augmentations (applied per batch)
     fingerprint: str = ""  # BLAKE2b of the loaded splits: a resume over changed data is refused
+    vocab: tuple[str, ...] = ()  # text: the words of the token ids, id = position (data/text.py)
 
     @property
     def outputs(self) -> int:
@@ -203,6 +204,17 @@ def _limit(raw: Raw, config: DataConfig) -> Raw:
     return Raw(raw.x[keep], raw.y[keep], raw.classes, raw.given)
 
 
+def split_raw(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | None]:
+    """Given splits relabelled into the train split's classes, then limit and split: the
+    steps text and signal sources share with images (data/text.py, data/signals.py)."""
+    if config.task == "classify":
+        raw.given = {
+            split: _to_vocabulary(given, raw.classes, split, _split_path(config, split))
+            for split, given in raw.given.items()
+        }
+    return _split(_limit(raw, config), config)
+
+
 def _split(raw: Raw, config: DataConfig) -> tuple[Split, Split | None, Split | None]:
     n = len(raw.y)
     if n == 0:
@@ -271,12 +283,18 @@ def load_data(
     config: DataConfig,
     input_shape: tuple[int, ...],
     stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    vocab: tuple[str, ...] | None = None,
+    embedding: int | None = None,
 ) -> DataBundle:
-    """Read, check and prepare the data for a recipe whose input is ``[C, H, W]``.
+    """Read, check and prepare the data for a recipe whose input is ``[C, H, W]`` (images),
+    ``[L]`` (text: token ids) or ``[C, L]`` (1-D signals).
 
-    ``stats`` (mean, std) replaces the train split's statistics: evaluation must normalise new
-    data exactly as the model saw its training data.
+    ``stats`` (mean, std) replaces the train split's statistics, ``vocab`` the vocabulary
+    built on it: evaluation must encode new data exactly as the model saw its training data.
+    ``embedding`` (the model's embedding rows) caps a vocabulary built here.
     """
+    if config.name in TEXT_SOURCES or len(input_shape) in (1, 2):
+        return _sequences(config, input_shape, stats, vocab, embedding)
     want = _wanted(config, input_shape)
     channels, height, width = input_shape
     with _fits_memory(config):
@@ -323,9 +341,33 @@ def load_data(
     )
 
 
+def _sequences(
+    config: DataConfig,
+    input_shape: tuple[int, ...],
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None,
+    vocab: tuple[str, ...] | None,
+    embedding: int | None,
+) -> DataBundle:
+    """Token ids for a text source or an input ``[L]``; 1-D signals for an input ``[C, L]``."""
+    if config.name in TEXT_SOURCES or len(input_shape) == 1:
+        from cnnkit.train.data.text import load_text
+
+        return load_text(config, input_shape, vocab or None, embedding)
+    from cnnkit.train.data.signals import load_signals
+
+    with _fits_memory(config):
+        return load_signals(config, input_shape, stats)
+
+
 def _wanted(config: DataConfig, input_shape: tuple[int, ...]) -> Want:
     """What to read for a recipe input ``[C, H, W]``: C channels at data.resize (default H x W),
     which may not be smaller than the input."""
+    if config.name == "waves":
+        raise DataError(
+            f"waves are 1-D signals: they need a recipe input [C, L], the recipe has "
+            f"{list(input_shape)}",
+            where=config.name,
+        )
     if len(input_shape) != 3:
         raise DataError(
             f"image data needs a recipe input [C, H, W], the recipe has {list(input_shape)}",
