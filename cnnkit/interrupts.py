@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_HELD: list[int] = []  # depth of ``deferred()`` blocks open now (one entry per block)
+_PENDING: list[int] = []  # signals that arrived inside one, raised when the outermost ends
 
 
 class Interrupted(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
@@ -41,7 +43,10 @@ def handled() -> Iterator[None]:
     fired: list[int] = []
 
     def _raise(signum: int, frame: FrameType | None) -> None:
-        if fired:  # the first one is already unwinding: let its cleanup finish
+        if fired or _PENDING:  # the first one is unwinding or waits: let it finish
+            return
+        if _HELD:  # a checkpoint is being saved: finish it, then stop (see ``deferred``)
+            _PENDING.append(signum)
             return
         fired.append(signum)
         raise Interrupted(signum)
@@ -54,3 +59,24 @@ def handled() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a SIGINT/SIGTERM that arrives while the block runs and raise it when the block
+    ends: a Ctrl-C while a checkpoint is written lets that checkpoint (and the files that go
+    with it) complete, so the run stops with the epoch it just finished saved. A second
+    signal meanwhile is ignored; an exception in the block wins over the held signal."""
+    _HELD.append(1)
+    try:
+        yield
+    except BaseException:
+        _HELD.pop()
+        if not _HELD:
+            _PENDING.clear()
+        raise
+    _HELD.pop()
+    if not _HELD and _PENDING:
+        signum = _PENDING.pop()
+        _PENDING.clear()
+        raise Interrupted(signum)

@@ -53,6 +53,14 @@ GradStatsOpt = Annotated[
     typer.Option("--grad-stats", help="Log per-layer gradient norms to grad_stats.csv."),
 ]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Sweep: print the table as CSV.")]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the resolved recipe (every data/train default, after --set) as YAML "
+        "(--json: JSON) and exit without training.",
+    ),
+]
 
 
 def train_command(
@@ -65,6 +73,7 @@ def train_command(
     sweep: SweepOpt = None,
     grad_stats: GradStatsOpt = False,
     as_csv: CsvOpt = False,
+    print_config: PrintConfigOpt = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -74,6 +83,9 @@ def train_command(
     best.pt. Under torchrun (torchrun --nproc-per-node N -m cnnkit train RECIPE) it trains
     with DDP and rank 0 alone writes.
     """
+    if print_config:
+        _print_config(recipe, list(set_ or []), resume_ is not None or bool(sweep), as_json)
+        return
     _train(recipe, set_, out_, overwrite, runs_root, resume_, sweep, grad_stats, as_csv, as_json)
 
 
@@ -105,6 +117,20 @@ def _train(
     )
 
 
+def _print_config(recipe: str | None, overrides: list[str], other: bool, as_json: bool) -> None:
+    """``--print-config``: the resolved recipe on stdout; nothing is trained or written."""
+    from cnnkit.train.resolved import resolved_config, resolved_document
+
+    if recipe is None or other:
+        raise InputError("--print-config takes a RECIPE (and --set), not --resume or --sweep")
+    if as_json:
+        from cnnkit.cli.output import emit_json
+
+        emit_json(resolved_document(recipe, overrides))
+    else:
+        typer.echo(resolved_config(recipe, overrides), nl=False)
+
+
 def _folder(option: str, value: str | None) -> Path | None:
     """A run folder from the command line; ``''`` is refused (as a Path it is ``.``, and the
     run would be written into the current folder)."""
@@ -124,7 +150,10 @@ def _run(
     show = is_main_rank() and not as_json and not quiet
     reporter = _reporter() if show else None
     try:
-        summary = train(*args, reporter=reporter, on_start=_announce if show else None, **kw)
+        note = _note if is_main_rank() and not quiet else None
+        summary = train(
+            *args, reporter=reporter, on_start=_announce if show else None, on_note=note, **kw
+        )
     finally:
         if reporter is not None:
             reporter.close()
@@ -135,6 +164,12 @@ def _run(
     else:
         _final_table(summary, reporter.rows if reporter else [])
     return summary
+
+
+def _note(line: str) -> None:
+    """A notice on stderr (also with --json: stdout keeps the one document)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _announce(run: Path, data: Any, params: int) -> None:

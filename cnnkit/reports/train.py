@@ -30,6 +30,7 @@ def train_summary(
     grad_stats: bool = False,
     reporter: Reporter | None = None,
     on_start: Callable[..., None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train a recipe (file or built-in name, with ``--set`` overrides) into a new run folder,
     or continue the run in ``resume``; returns its ``summary.json`` (what ``--json`` prints)."""
@@ -37,6 +38,7 @@ def train_summary(
     from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     hooks = {"reporter": reporter, "grad_stats": grad_stats, "on_start": on_start}
+    hooks["on_note"] = on_note
     if resume is not None:
         if recipe is not None or overrides:
             raise InputError(RESUME_ALONE)

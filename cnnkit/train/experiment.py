@@ -97,17 +97,20 @@ def train_run(
     reporter: Reporter | None = None,
     grad_stats: bool = False,
     on_start: Callable[[Path, DataBundle, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``plan`` into a run folder (or continue ``resume_dir``); returns ``summary.json``.
 
     ``overwrite`` lets ``out`` replace the run already there (see ``cnnkit.train.runs``); a
     ``resume_dir`` without ``last.pt`` starts ``plan`` again there from scratch. Under
     ``torchrun`` every rank calls this; rank 0 alone creates the folder and writes files.
+    ``on_note`` hears one-line notices (temporary files of a killed write removed).
     """
     world = start_world(plan.train.device)
     try:
         where = _Where(out, runs_root, resume_dir, overwrite)
-        return _train_run(plan, world, where, _Hooks(reporter, grad_stats, on_start))
+        hooks = _Hooks(reporter, grad_stats, on_start, on_note)
+        return _train_run(plan, world, where, hooks)
     finally:
         end_world(world)
 
@@ -136,6 +139,8 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
         run = Path(world.share(str(new) if new is not None else None))
     try:
         with runs.locked(run) if world.main else contextlib.nullcontext():
+            if world.main:
+                _remove_stale(run, hooks)
             resume, replacing = _open(run, where, data, world)
             job = _Run(data, module, device, params, started, resume, replacing)
             return _write_guarded(plan, world, run, job, hooks)
@@ -144,6 +149,14 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
             err.hint = f"nothing was written to {run} yet: run the same command again"
         err.hint = err.hint or f"resume with {runs.resume_command(run)}"
         raise
+
+
+def _remove_stale(run: Path, hooks: _Hooks) -> None:
+    """Temporary files a killed write left in the (locked) folder go, in one line."""
+    runs.recover(run)  # a half-done --overwrite first: its files are moved back, not removed
+    removed = runs.remove_stale_temps(run)
+    if removed and hooks.on_note is not None:
+        hooks.on_note(runs.stale_note(run, removed))
 
 
 def _open(
@@ -191,6 +204,7 @@ class _Hooks:
     reporter: Reporter | None
     grad_stats: bool
     on_start: Callable[[Path, DataBundle, int], None] | None
+    on_note: Callable[[str], None] | None = None  # one line for the user (stale files removed)
 
 
 def _write_guarded(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
