@@ -59,3 +59,73 @@ def test_a_signal_inside_deferred_waits_for_the_block_and_a_second_changes_nothi
         os.kill(os.getpid(), signal.SIGTERM)
         done.append("not reached")
     assert done == ["saved"]
+
+
+CONSTANT = """\
+data: {name: synthetic, samples: 200, classes: 10}
+train: {epochs: 3, batch_size: 20, lr: 0.05, device: cpu, scheduler: step, step_size: 1,
+        gamma: 0.5}
+"""
+
+
+def _weights(run):
+    import torch
+
+    from cnnkit.train.checkpoint import load_checkpoint
+
+    a = load_checkpoint(run / "last.pt")
+    return a["epoch"], {k: v.clone() for k, v in a["model"].items()}, torch
+
+
+def test_an_extended_run_is_the_run_trained_that_long_at_once(tmp_path):
+    recipe = tiny_recipe(tmp_path, CONSTANT)
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run_cli("train", str(recipe), "--out", str(whole), "--json").code == 0
+    one = ("--set", "train.epochs=1")
+    assert run_cli("train", str(recipe), *one, "--out", str(part), "--json").code == 0
+    r = run_cli("train", "--resume", str(part), "--set", "train.epochs=3")
+    assert r.code == 0, r.err
+    assert "extended from 1 to 3 epochs" in r.out
+    epoch, mine, torch = _weights(part)
+    ref_epoch, ref, _ = _weights(whole)
+    assert epoch == ref_epoch == 3 and all(torch.equal(mine[k], ref[k]) for k in ref)
+    done = json.loads((part / "summary.json").read_text())
+    assert done["extended"] == {"from": 1, "to": 3} and done["epochs_planned"] == 3
+    assert done["status"] == "completed"
+    strip = ("time_s", "images_per_s")
+    rows = [
+        {
+            k: v
+            for k, v in json.loads((run / "summary.json").read_text())["final"].items()
+            if k not in strip
+        }
+        for run in (part, whole)
+    ]
+    assert rows[0] == rows[1]
+    again = run_cli("train", "--resume", str(part), "--json")  # a plain resume: as it is
+    assert again.code == 0 and json.loads(again.out)["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("train", "sets", "said"),
+    [
+        ("scheduler: cosine", ("train.epochs=4",), "train.scheduler cosine spreads"),
+        ("scheduler: constant", ("train.epochs=1",), "trained 2 epochs already"),
+        ("scheduler: constant", ("train.epochs=4", "train.lr=0.3"), "--set train.lr:"),
+        ("scheduler: constant", ("train.batch_size=10",), "the data order"),
+        ("scheduler: constant", ("model.layers[0].conv.out=5",), "--set model.layers[0]"),
+        ("scheduler: constant", ("data.samples=100",), "--set data.samples:"),
+    ],
+)
+def test_an_extension_that_breaks_exactness_is_refused_with_the_key(tmp_path, train, sets, said):
+    extra = (
+        "data: {name: synthetic, samples: 200, classes: 10}\n"
+        f"train: {{epochs: 2, batch_size: 40, device: cpu, {train}}}\n"
+    )
+    recipe, run = tiny_recipe(tmp_path, extra), tmp_path / "run"
+    assert run_cli("train", str(recipe), "--out", str(run), "--json").code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    args = [a for s in sets for a in ("--set", s)]
+    r = run_cli("train", "--resume", str(run), *args)
+    assert r.code == 2 and said in r.err and r.err.count("\n") == 1, r.err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

@@ -106,7 +106,7 @@ def _train(
 
     overrides = list(set_ or [])
     out, resume = _folder("--out", out_), _folder("--resume", resume_)
-    if resume is not None and (recipe is not None or overrides or sweep):
+    if resume is not None and (recipe is not None or sweep):
         raise InputError(RESUME_ALONE)
     if sweep and recipe is not None:
         _sweep(recipe, overrides, sweep, runs_root, grad_stats, as_csv, as_json)
@@ -317,6 +317,9 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         from cnnkit.cli.evaluate import regression_line
 
         lines.append(f"test {regression_line(test)}")
+    extended = summary.get("extended")
+    if extended and rows:
+        lines.insert(0, f"extended from {extended['from']} to {extended['to']} epochs")
     if not rows:  # a resumed run that had already finished: nothing was trained now
         lines.insert(0, f"already {summary['status']} after {summary['epochs']} epochs")
     grads = summary.get("grad_stats")

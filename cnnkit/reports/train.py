@@ -16,7 +16,10 @@ from cnnkit.errors import InputError
 if TYPE_CHECKING:
     from cnnkit.train.loop import Reporter
 
-RESUME_ALONE = "--resume continues a run exactly as it was: give no recipe, --set or --sweep"
+RESUME_ALONE = (
+    "--resume continues a run exactly as it was: give no recipe or --sweep "
+    "(--set train.epochs=N extends it)"
+)
 
 
 def train_summary(
@@ -40,9 +43,9 @@ def train_summary(
     hooks = {"reporter": reporter, "grad_stats": grad_stats, "on_start": on_start}
     hooks["on_note"] = on_note
     if resume is not None:
-        if recipe is not None or overrides:
+        if recipe is not None:
             raise InputError(RESUME_ALONE)
-        return _resume(Path(resume), hooks)
+        return _resume(Path(resume), hooks, overrides)
     if recipe is None:
         raise InputError("give a RECIPE to train (or --resume RUN_DIR)")
     out = None if out is None else Path(out)
@@ -63,10 +66,11 @@ def _refuse_to_replace(out: Path) -> None:
         runs.check_free(out)
 
 
-def _resume(run_dir: Path, hooks: dict[str, Any]) -> dict[str, Any]:
+def _resume(run_dir: Path, hooks: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Continue from ``last.pt``; without one (killed before its first checkpoint) start the
     run again from its ``recipe.yaml``. The folder is locked before it is read, so a half-done
-    ``--overwrite`` is settled first (``runs.recover``) and no other run can change it."""
+    ``--overwrite`` is settled first (``runs.recover``) and no other run can change it.
+    ``overrides`` may extend the run (``cnnkit.train.extend``)."""
     import contextlib
 
     from cnnkit.targets import RUN, resolve
@@ -80,7 +84,16 @@ def _resume(run_dir: Path, hooks: dict[str, Any]) -> dict[str, Any]:
         if main:
             runs.recover(run_dir)
         runs.check_restartable(run_dir)
-        return train_run(plan_of_run(run_dir), resume_dir=run_dir, **hooks)
+        if overrides:
+            import dataclasses
+
+            from cnnkit.train.extend import extended_plan
+
+            plan, before = extended_plan(run_dir, overrides)
+            plan = dataclasses.replace(plan, extended_from=before)
+        else:
+            plan = plan_of_run(run_dir)
+        return train_run(plan, resume_dir=run_dir, **hooks)
 
 
 def is_main_rank() -> bool:

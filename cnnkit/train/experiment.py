@@ -23,6 +23,7 @@ from cnnkit.train.checkpoint import check_resumable, load_checkpoint, load_weigh
 from cnnkit.train.config import DataConfig, TrainConfig
 from cnnkit.train.data import DataBundle, Split, load_data
 from cnnkit.train.evaluate import full_report
+from cnnkit.train.extend import check_extension, reopen
 from cnnkit.train.loop import Diverged, Reporter, TrainState, fit
 from cnnkit.train.runtime import World, end_world, pick_device, start_world
 
@@ -38,6 +39,7 @@ class Plan:
     train: TrainConfig
     build: Callable[[], torch.nn.Module]  # a fresh, initialised model
     source: str = ""  # the recipe file, for messages
+    extended_from: int | None = None  # a resume with --set train.epochs: the epochs planned
 
 
 def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None:
@@ -141,7 +143,10 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
         with runs.locked(run) if world.main else contextlib.nullcontext():
             if world.main:
                 _remove_stale(run, hooks)
-            resume, replacing = _open(run, where, data, world)
+            resume, replacing = _open(run, where, data, world, plan.recipe_text)
+            if plan.extended_from is not None and resume is not None:
+                check_extension(resume["state"], plan.extended_from, plan.train)
+                resume = reopen(resume, plan.train.epochs)
             job = _Run(data, module, device, params, started, resume, replacing)
             return _write_guarded(plan, world, run, job, hooks)
     except Interrupted as err:
@@ -160,7 +165,7 @@ def _remove_stale(run: Path, hooks: _Hooks) -> None:
 
 
 def _open(
-    run: Path, where: _Where, data: DataBundle, world: World
+    run: Path, where: _Where, data: DataBundle, world: World, planned: str = ""
 ) -> tuple[dict[str, Any] | None, bool]:
     """Read the checkpoint to resume from (if any) and ready the locked folder for writing;
     returns it and whether an old run was moved aside for this one."""
@@ -170,7 +175,7 @@ def _open(
     if where.resume_dir is not None and (run / runs.LAST).is_file():
         resume = load_checkpoint(run / runs.LAST)
         check_resumable(resume, data.fingerprint, run / runs.LAST)
-        runs.check_recipe_unchanged(run, resume["recipe"])
+        runs.check_recipe_unchanged(run, resume["recipe"], planned)
     if not world.main:
         return resume, False
     if resume is not None:
@@ -330,7 +335,16 @@ def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, A
         "seed": plan.train.seed,
         "monitor": plan.train.monitor,
         "epochs_planned": plan.train.epochs,
+        **_extension(plan),
     }
+
+
+def _extension(plan: Plan) -> dict[str, Any]:
+    """``extended`` in the summary of a run a resume gave more epochs."""
+    before = plan.extended_from
+    if before is None or before == plan.train.epochs:
+        return {}
+    return {"extended": {"from": before, "to": plan.train.epochs}}
 
 
 def _test_report(run: Path, job: _Run, test: Split, batch_size: int) -> dict[str, Any]:

@@ -291,11 +291,14 @@ def kill_point(name: str) -> None:
             os.kill(os.getpid(), getattr(signal, sent, signal.SIGKILL))
 
 
-def check_recipe_unchanged(run: Path, started_with: str) -> None:
+def check_recipe_unchanged(run: Path, started_with: str, planned: str = "") -> None:
     """A resume continues the recipe the run started with (kept in its checkpoint); a hand-edited
-    ``recipe.yaml`` would be silently overwritten and the edit lost, so refuse instead."""
+    ``recipe.yaml`` would be silently overwritten and the edit lost, so refuse instead. An
+    extension (``planned``, the recipe with more epochs) killed before its first ``last.pt``
+    left that recipe: resuming it with the same ``--set`` goes on."""
     path = run / RECIPE
-    if path.is_file() and path.read_bytes() != started_with.encode("utf-8"):
+    known = {text.encode("utf-8") for text in (started_with, planned) if text}
+    if path.is_file() and path.read_bytes() not in known:
         raise InputError(
             f"{path} changed since the run started (edited by hand?); --resume continues the "
             f"recipe in last.pt: restore recipe.yaml, or train a new run with the edited recipe"
