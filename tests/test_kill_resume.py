@@ -161,6 +161,25 @@ def test_stopped_at_every_kind_of_moment_then_resumed_is_the_uninterrupted_run(t
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
+def test_an_extension_killed_mid_write_goes_on_to_the_uninterrupted_run(tmp_path, reference):
+    """``--resume RUN --set train.epochs=3`` of a 1-epoch run, SIGKILLed inside the write of its
+    first ``last.pt`` (recipe.yaml already holds 3 epochs), then SIGINT with the same command
+    after its second: the plain ``--resume`` finishes it as the 3-epoch run trained at once."""
+    recipe, ref = reference
+    run = tmp_path / "run"
+    first = cnnkit("train", str(recipe), "--out", str(run), "--set", "train.epochs=1")
+    assert first.wait(timeout=120) == 0, first.communicate()[1]
+    extend = ("train", "--resume", str(run), "--set", "train.epochs=3")
+    stopped_at("write:last.pt:1", *extend)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert "epochs: 3" in (run / "recipe.yaml").read_text() and temporaries(run)
+    stopped_at("saved:last.pt:1:SIGINT", "train", "--resume", str(run))  # the plain command
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    resume(run)
+    assert_same_run(run, ref)
+    assert summary(run)["extended"] == {"from": 1, "to": 3}
+
+
 def test_sigkill_at_random_moments_then_resume_is_the_uninterrupted_run(tmp_path, reference):
     recipe, ref = reference
     moments = random.Random(11)

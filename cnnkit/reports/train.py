@@ -92,8 +92,18 @@ def _resume(run_dir: Path, hooks: dict[str, Any], overrides: Sequence[str] = ())
             plan, before = extended_plan(run_dir, overrides)
             plan = dataclasses.replace(plan, extended_from=before)
         else:
-            plan = plan_of_run(run_dir)
+            plan = _unfinished_extension(run_dir, plan_of_run(run_dir))
         return train_run(plan, resume_dir=run_dir, **hooks)
+
+
+def _unfinished_extension(run_dir: Path, plan: Any) -> Any:
+    """The plan of an extension killed before its next ``last.pt``, else ``plan``."""
+    import dataclasses
+
+    from cnnkit.train.extend import unfinished
+
+    found = unfinished(run_dir, plan)
+    return plan if found is None else dataclasses.replace(found[0], extended_from=found[1])
 
 
 def is_main_rank() -> bool:

@@ -69,6 +69,7 @@ def _metadata(plan: Plan, data: DataBundle) -> dict[str, Any]:
         "std": list(data.std),
         "input_shape": list(plan.input_shape),
         "data_fingerprint": data.fingerprint,
+        **_extension(plan),  # kept in the checkpoints: a later plain --resume still says so
     }
 
 
@@ -335,8 +336,13 @@ def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, A
         "seed": plan.train.seed,
         "monitor": plan.train.monitor,
         "epochs_planned": plan.train.epochs,
-        **_extension(plan),
+        **(_extension(plan) or _kept_extension(job.resume)),
     }
+
+
+def _kept_extension(resume: dict[str, Any] | None) -> dict[str, Any]:
+    kept = (resume or {}).get("extended")
+    return {"extended": kept} if isinstance(kept, dict) else {}
 
 
 def _extension(plan: Plan) -> dict[str, Any]:

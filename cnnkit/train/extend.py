@@ -54,6 +54,27 @@ def extended_plan(run_dir: Path, overrides: Sequence[str]) -> tuple[Any, int]:
     return dataclasses.replace(plan, train=train, recipe_text=text), plan.train.epochs
 
 
+def unfinished(run_dir: Path, plan: Any) -> tuple[Any, int] | None:
+    """An extension killed before its next ``last.pt`` left its ``recipe.yaml`` (the new total)
+    beside the old checkpoint: its ``--set`` are on the recipe's first line, after the
+    checkpoint's own. The plan that goes on with it, when they rebuild that text exactly."""
+    import re
+
+    try:
+        disk = (run_dir / "recipe.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    mine, theirs = plan.recipe_text.split("\n", 1)[0], disk.split("\n", 1)[0]
+    if disk == plan.recipe_text or not theirs.startswith(mine + " --set "):
+        return None
+    sets = re.findall(r" --set (\S+)", theirs[len(mine) :])
+    try:
+        extended, before = extended_plan(run_dir, sets)
+    except InputError:
+        return None
+    return (extended, before) if extended.recipe_text == disk else None
+
+
 def _changes(old: dict, new: dict, before: tuple, after: tuple) -> list[str]:
     """Every key the overrides changed: ``model`` (or another top-level key) for the model,
     ``data.KEY``/``train.KEY`` compared with every default resolved."""
