@@ -129,3 +129,38 @@ def test_an_extension_that_breaks_exactness_is_refused_with_the_key(tmp_path, tr
     r = run_cli("train", "--resume", str(run), *args)
     assert r.code == 2 and said in r.err and r.err.count("\n") == 1, r.err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+@pytest.mark.skipif(_has_tensorboard(), reason="tensorboard is installed here")
+def test_tensorboard_without_the_package_is_one_line_before_training(tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("train", str(tiny_recipe(tmp_path)), "--out", str(run), "--tensorboard")
+    assert r.code == 2 and r.err.count("\n") == 1 and "pip install tensorboard" in r.err
+    assert not run.exists()
+
+
+@pytest.mark.skipif(not _has_tensorboard(), reason="needs the tensorboard package")
+def test_tensorboard_logs_each_metrics_row_once_across_a_resume(tmp_path):
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe, run = tiny_recipe(tmp_path, CONSTANT), tmp_path / "run"
+    one = ("--set", "train.epochs=1", "--tensorboard", "--json")
+    assert run_cli("train", str(recipe), "--out", str(run), *one).code == 0
+    again = ("--set", "train.epochs=3", "--tensorboard", "--json")
+    assert run_cli("train", "--resume", str(run), *again).code == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for key in ("train_loss", "val_accuracy", "lr"):
+        logged = [(s.step, s.value) for s in events.Scalars(key)]
+        assert [step for step, _ in logged] == [1, 2, 3]
+        assert [v for _, v in logged] == pytest.approx([float(r[key]) for r in rows], rel=1e-6)

@@ -53,6 +53,13 @@ GradStatsOpt = Annotated[
     typer.Option("--grad-stats", help="Log per-layer gradient norms to grad_stats.csv."),
 ]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Sweep: print the table as CSV.")]
+TensorBoardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard",
+        help="Also log each epoch's metrics to RUN/tensorboard/ (needs the tensorboard package).",
+    ),
+]
 PrintConfigOpt = Annotated[
     bool,
     typer.Option(
@@ -74,6 +81,7 @@ def train_command(
     grad_stats: GradStatsOpt = False,
     as_csv: CsvOpt = False,
     print_config: PrintConfigOpt = False,
+    tensorboard: TensorBoardOpt = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -86,7 +94,8 @@ def train_command(
     if print_config:
         _print_config(recipe, list(set_ or []), resume_ is not None or bool(sweep), as_json)
         return
-    _train(recipe, set_, out_, overwrite, runs_root, resume_, sweep, grad_stats, as_csv, as_json)
+    options = {"grad_stats": grad_stats, "tensorboard": tensorboard}
+    _train(recipe, set_, out_, overwrite, runs_root, resume_, sweep, options, as_csv, as_json)
 
 
 def _train(
@@ -97,7 +106,7 @@ def _train(
     runs_root: Path,
     resume_: str | None,
     sweep: list[str] | None,
-    grad_stats: bool,
+    options: dict[str, bool],
     as_csv: bool,
     as_json: bool,
 ) -> None:
@@ -109,12 +118,12 @@ def _train(
     if resume is not None and (recipe is not None or sweep):
         raise InputError(RESUME_ALONE)
     if sweep and recipe is not None:
-        _sweep(recipe, overrides, sweep, runs_root, grad_stats, as_csv, as_json)
+        if options["tensorboard"]:
+            raise InputError("--tensorboard logs one run: train without --sweep")
+        _sweep(recipe, overrides, sweep, runs_root, options["grad_stats"], as_csv, as_json)
         return
     place = {"out": out, "runs_root": runs_root, "overwrite": overwrite, "resume": resume}
-    _run(
-        train_summary, recipe, overrides=overrides, grad_stats=grad_stats, as_json=as_json, **place
-    )
+    _run(train_summary, recipe, overrides=overrides, as_json=as_json, **options, **place)
 
 
 def _print_config(recipe: str | None, overrides: list[str], other: bool, as_json: bool) -> None:

@@ -34,6 +34,7 @@ def train_summary(
     reporter: Reporter | None = None,
     on_start: Callable[..., None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train a recipe (file or built-in name, with ``--set`` overrides) into a new run folder,
     or continue the run in ``resume``; returns its ``summary.json`` (what ``--json`` prints)."""
@@ -41,7 +42,11 @@ def train_summary(
     from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     hooks = {"reporter": reporter, "grad_stats": grad_stats, "on_start": on_start}
-    hooks["on_note"] = on_note
+    hooks.update(on_note=on_note, tensorboard=tensorboard)
+    if tensorboard:
+        from cnnkit.train.tboard import check_available
+
+        check_available()
     if resume is not None:
         if recipe is not None:
             raise InputError(RESUME_ALONE)

@@ -101,6 +101,7 @@ def train_run(
     grad_stats: bool = False,
     on_start: Callable[[Path, DataBundle, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train ``plan`` into a run folder (or continue ``resume_dir``); returns ``summary.json``.
 
@@ -112,7 +113,7 @@ def train_run(
     world = start_world(plan.train.device)
     try:
         where = _Where(out, runs_root, resume_dir, overwrite)
-        hooks = _Hooks(reporter, grad_stats, on_start, on_note)
+        hooks = _Hooks(reporter, grad_stats, on_start, on_note, tensorboard)
         return _train_run(plan, world, where, hooks)
     finally:
         end_world(world)
@@ -211,6 +212,7 @@ class _Hooks:
     grad_stats: bool
     on_start: Callable[[Path, DataBundle, int], None] | None
     on_note: Callable[[str], None] | None = None  # one line for the user (stale files removed)
+    tensorboard: bool = False  # also log each epoch's row to RUN/tensorboard/
 
 
 def _write_guarded(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
@@ -234,13 +236,36 @@ def _write_guarded(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks
 def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
     """Train into the (locked) run folder and write its files; returns ``summary.json``.
     A resumed run that had finished trains nothing and keeps its summary (if it has one)."""
-    data, module, resume = job.data, job.module, job.resume
+    data, resume = job.data, job.resume
     finished = resume is not None and resume["state"]["status"] in runs.FINISHED
     if world.main:
         write_text(run / runs.RECIPE, plan.recipe_text)
         if hooks.on_start is not None and not finished:
             hooks.on_start(run, data, job.params)
     save = _saver(world, run, job, _metadata(plan, data))
+    close: Callable[[], None] | None = None
+    if hooks.tensorboard and world.main and not finished:
+        from cnnkit.train.tboard import logging_saver
+
+        save, close = logging_saver(save, run, resume["epoch"] if resume else 0)
+    try:
+        return _train_into(plan, world, run, job, hooks, save)
+    finally:
+        if close is not None:
+            close()
+
+
+def _train_into(
+    plan: Plan,
+    world: World,
+    run: Path,
+    job: _Run,
+    hooks: _Hooks,
+    save: Callable[[str, dict[str, Any]], None],
+) -> dict[str, Any]:
+    """``fit`` into the run folder with ``save``, then the test report and ``summary.json``."""
+    data, module, resume = job.data, job.module, job.resume
+    finished = resume is not None and resume["state"]["status"] in runs.FINISHED
     if job.resume is not None:  # weights that do not fit are named here, with the file
         load_weights(module, job.resume["model"], str(run / runs.LAST))
     weights = [name for name, p in module.named_parameters() if p.requires_grad and p.dim() > 1]
