@@ -54,11 +54,13 @@ def handled() -> Iterator[None]:
     # A signal the parent made us ignore (nohup, a background job of a script) stays ignored.
     wanted = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
     previous = {s: signal.signal(s, _raise) for s in wanted}
+    _PENDING.clear()
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        _PENDING.clear()
 
 
 @contextlib.contextmanager
@@ -70,13 +72,7 @@ def deferred() -> Iterator[None]:
     _HELD.append(1)
     try:
         yield
-    except BaseException:
+    finally:
         _HELD.pop()
-        if not _HELD:
-            _PENDING.clear()
-        raise
-    _HELD.pop()
-    if not _HELD and _PENDING:
-        signum = _PENDING.pop()
-        _PENDING.clear()
-        raise Interrupted(signum)
+    if not _HELD and _PENDING:  # kept until ``handled`` ends: later signals are ignored
+        raise Interrupted(_PENDING[0])

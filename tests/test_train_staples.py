@@ -55,10 +55,16 @@ def test_a_signal_inside_deferred_waits_for_the_block_and_a_second_changes_nothi
             done.append("saved")
         done.append("not reached")
     assert done == ["saved"] and stopped.value.exit_code == 130
+    with handled():  # once raised, a later signal is ignored while the first one unwinds
+        with pytest.raises(Interrupted), deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("cleanup ran")
+    assert done == ["saved", "cleanup ran"]
     with pytest.raises(Interrupted), handled():  # outside a deferred block: at once
         os.kill(os.getpid(), signal.SIGTERM)
         done.append("not reached")
-    assert done == ["saved"]
+    assert done == ["saved", "cleanup ran"]
 
 
 CONSTANT = """\
