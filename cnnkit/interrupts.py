@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_HELD: list[int] = []  # depth of ``deferred()`` blocks open now (one entry per block)
+_PENDING: list[int] = []  # signals that arrived inside one, raised when the outermost ends
 
 
 class Interrupted(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
@@ -41,7 +43,10 @@ def handled() -> Iterator[None]:
     fired: list[int] = []
 
     def _raise(signum: int, frame: FrameType | None) -> None:
-        if fired:  # the first one is already unwinding: let its cleanup finish
+        if fired or _PENDING:  # the first one is unwinding or waits: let it finish
+            return
+        if _HELD:  # a checkpoint is being saved: finish it, then stop (see ``deferred``)
+            _PENDING.append(signum)
             return
         fired.append(signum)
         raise Interrupted(signum)
@@ -49,8 +54,25 @@ def handled() -> Iterator[None]:
     # A signal the parent made us ignore (nohup, a background job of a script) stays ignored.
     wanted = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
     previous = {s: signal.signal(s, _raise) for s in wanted}
+    _PENDING.clear()
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        _PENDING.clear()
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a SIGINT/SIGTERM that arrives while the block runs and raise it when the block
+    ends: a Ctrl-C while a checkpoint is written lets that checkpoint (and the files that go
+    with it) complete, so the run stops with the epoch it just finished saved. A second
+    signal meanwhile is ignored; an exception in the block wins over the held signal."""
+    _HELD.append(1)
+    try:
+        yield
+    finally:
+        _HELD.pop()
+    if not _HELD and _PENDING:  # kept until ``handled`` ends: later signals are ignored
+        raise Interrupted(_PENDING[0])

@@ -69,7 +69,8 @@ def stopped_at(moment: str, *args: str) -> str:
     default) and return its stderr."""
     process = cnnkit(*args, kill_at=moment)
     _, err = process.communicate(timeout=120)
-    sent = getattr(signal, moment.split(":")[3]) if moment.count(":") == 3 else signal.SIGKILL
+    named = moment.split(":")[3].partition("*")[0] if moment.count(":") == 3 else "SIGKILL"
+    sent = getattr(signal, named)
     code = -signal.SIGKILL if sent == signal.SIGKILL else 128 + sent
     assert process.returncode == code, (moment, process.returncode, err)
     return err
@@ -114,7 +115,8 @@ def assert_same_run(run: Path, reference: Path) -> None:
 
 
 def test_stopped_at_every_kind_of_moment_then_resumed_is_the_uninterrupted_run(tmp_path, reference):
-    """One run stopped five times, each time resumed by the one documented command."""
+    """One run stopped five times, each time resumed by the one documented command; a signal
+    inside a checkpoint write lets the save complete first."""
     recipe, ref = reference
     run = tmp_path / "run"
     again = ("train", "--resume", str(run))
@@ -124,19 +126,30 @@ def test_stopped_at_every_kind_of_moment_then_resumed_is_the_uninterrupted_run(t
     stopped_at("write:best.pt:1", "train", str(recipe), "--out", str(run))
     left = temporaries(run)
     assert not (run / "last.pt").exists() and len(left) == 1 and left[0].startswith(".best.pt.")
-    # Ctrl-C with best.pt but still no last.pt (this resume started again from recipe.yaml)
-    assert stopped_at("saved:best.pt:1:SIGINT", *again).splitlines() == said
+    # SIGKILL with best.pt but still no last.pt (this resume started again from recipe.yaml);
+    # the stale temporary file of the first kill is removed first, in one line
+    err = stopped_at("saved:best.pt:1", *again)
+    note = f"removed 1 temporary file a killed write left in {run}: {left[0]}"
+    assert err.splitlines()[0] == note
     assert (run / "best.pt").exists() and not (run / "last.pt").exists()
-    assert temporaries(run) == [], "the stale temporary file of the first kill is removed"
+    assert temporaries(run) == []
+    # Ctrl-C twice inside the write of best.pt: the save completes (best.pt, last.pt and
+    # metrics.csv of epoch 1), the second Ctrl-C changes nothing, then one line, exit 130
+    assert stopped_at("write:best.pt:1:SIGINT*2", *again).splitlines() == said
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1 and len(metrics(run)) == 1
+    assert temporaries(run) == [] and not (run / ".lock").exists()
     # SIGKILL inside the write of epoch 2's last.pt (epoch 2's grad_stats rows are written)
-    stopped_at("write:last.pt:2", *again)
+    stopped_at("write:last.pt:1", *again)
     assert load_checkpoint(run / "last.pt")["epoch"] == 1 and temporaries(run)
-    # SIGTERM inside the write of epoch 2's last.pt again: cleaned up, one line
-    assert stopped_at("write:last.pt:1:SIGTERM", *again).splitlines() == said
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1 and temporaries(run) == []
+    # SIGTERM inside the write of epoch 2's last.pt again: the stale file goes (one line),
+    # the save completes, then one line; nothing is left behind
+    stale = temporaries(run)
+    note = f"removed 1 temporary file a killed write left in {run}: {stale[0]}"
+    assert stopped_at("write:last.pt:1:SIGTERM", *again).splitlines() == [note, *said]
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2 and temporaries(run) == []
     assert not (run / ".lock").exists()
     # SIGKILL between the final last.pt and the final metrics.csv row
-    stopped_at("saved:last.pt:2", *again)
+    stopped_at("saved:last.pt:1", *again)
     assert load_checkpoint(run / "last.pt")["state"]["status"] == "completed"
     assert len(metrics(run)) == 2 and not (run / "summary.json").exists()
 
@@ -146,6 +159,25 @@ def test_stopped_at_every_kind_of_moment_then_resumed_is_the_uninterrupted_run(t
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     resume(run)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_an_extension_killed_mid_write_goes_on_to_the_uninterrupted_run(tmp_path, reference):
+    """``--resume RUN --set train.epochs=3`` of a 1-epoch run, SIGKILLed inside the write of its
+    first ``last.pt`` (recipe.yaml already holds 3 epochs), then SIGINT with the same command
+    after its second: the plain ``--resume`` finishes it as the 3-epoch run trained at once."""
+    recipe, ref = reference
+    run = tmp_path / "run"
+    first = cnnkit("train", str(recipe), "--out", str(run), "--set", "train.epochs=1")
+    assert first.wait(timeout=120) == 0, first.communicate()[1]
+    extend = ("train", "--resume", str(run), "--set", "train.epochs=3")
+    stopped_at("write:last.pt:1", *extend)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert "epochs: 3" in (run / "recipe.yaml").read_text() and temporaries(run)
+    stopped_at("saved:last.pt:1:SIGINT", "train", "--resume", str(run))  # the plain command
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    resume(run)
+    assert_same_run(run, ref)
+    assert summary(run)["extended"] == {"from": 1, "to": 3}
 
 
 def test_sigkill_at_random_moments_then_resume_is_the_uninterrupted_run(tmp_path, reference):

@@ -127,6 +127,7 @@ COMMANDS: dict[str, CommandSpec] = {
             "cnnkit train recipes/lenet.yaml",
             "cnnkit train lenet --set train.epochs=3 --out runs/quick",
             "cnnkit train --resume runs/lenet-20250101-120000",
+            "cnnkit train lenet --set train.lr=0.01 --print-config",
             "cnnkit train lenet --sweep train.lr=0.1,0.01 --sweep train.batch_size=32,128 --csv",
             "torchrun --nproc-per-node 2 -m cnnkit train lenet",
         ),

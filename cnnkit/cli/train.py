@@ -53,6 +53,21 @@ GradStatsOpt = Annotated[
     typer.Option("--grad-stats", help="Log per-layer gradient norms to grad_stats.csv."),
 ]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Sweep: print the table as CSV.")]
+TensorBoardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard",
+        help="Also log each epoch's metrics to RUN/tensorboard/ (needs the tensorboard package).",
+    ),
+]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the resolved recipe (every data/train default, after --set) as YAML "
+        "(--json: JSON) and exit without training.",
+    ),
+]
 
 
 def train_command(
@@ -65,6 +80,8 @@ def train_command(
     sweep: SweepOpt = None,
     grad_stats: GradStatsOpt = False,
     as_csv: CsvOpt = False,
+    print_config: PrintConfigOpt = False,
+    tensorboard: TensorBoardOpt = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -74,7 +91,11 @@ def train_command(
     best.pt. Under torchrun (torchrun --nproc-per-node N -m cnnkit train RECIPE) it trains
     with DDP and rank 0 alone writes.
     """
-    _train(recipe, set_, out_, overwrite, runs_root, resume_, sweep, grad_stats, as_csv, as_json)
+    if print_config:
+        _print_config(recipe, list(set_ or []), resume_ is not None or bool(sweep), as_json)
+        return
+    options = {"grad_stats": grad_stats, "tensorboard": tensorboard}
+    _train(recipe, set_, out_, overwrite, runs_root, resume_, sweep, options, as_csv, as_json)
 
 
 def _train(
@@ -85,7 +106,7 @@ def _train(
     runs_root: Path,
     resume_: str | None,
     sweep: list[str] | None,
-    grad_stats: bool,
+    options: dict[str, bool],
     as_csv: bool,
     as_json: bool,
 ) -> None:
@@ -94,15 +115,29 @@ def _train(
 
     overrides = list(set_ or [])
     out, resume = _folder("--out", out_), _folder("--resume", resume_)
-    if resume is not None and (recipe is not None or overrides or sweep):
+    if resume is not None and (recipe is not None or sweep):
         raise InputError(RESUME_ALONE)
     if sweep and recipe is not None:
-        _sweep(recipe, overrides, sweep, runs_root, grad_stats, as_csv, as_json)
+        if options["tensorboard"]:
+            raise InputError("--tensorboard logs one run: train without --sweep")
+        _sweep(recipe, overrides, sweep, runs_root, options["grad_stats"], as_csv, as_json)
         return
     place = {"out": out, "runs_root": runs_root, "overwrite": overwrite, "resume": resume}
-    _run(
-        train_summary, recipe, overrides=overrides, grad_stats=grad_stats, as_json=as_json, **place
-    )
+    _run(train_summary, recipe, overrides=overrides, as_json=as_json, **options, **place)
+
+
+def _print_config(recipe: str | None, overrides: list[str], other: bool, as_json: bool) -> None:
+    """``--print-config``: the resolved recipe on stdout; nothing is trained or written."""
+    from cnnkit.train.resolved import resolved_config, resolved_document
+
+    if recipe is None or other:
+        raise InputError("--print-config takes a RECIPE (and --set), not --resume or --sweep")
+    if as_json:
+        from cnnkit.cli.output import emit_json
+
+        emit_json(resolved_document(recipe, overrides))
+    else:
+        typer.echo(resolved_config(recipe, overrides), nl=False)
 
 
 def _folder(option: str, value: str | None) -> Path | None:
@@ -124,7 +159,10 @@ def _run(
     show = is_main_rank() and not as_json and not quiet
     reporter = _reporter() if show else None
     try:
-        summary = train(*args, reporter=reporter, on_start=_announce if show else None, **kw)
+        note = _note if is_main_rank() and not quiet else None
+        summary = train(
+            *args, reporter=reporter, on_start=_announce if show else None, on_note=note, **kw
+        )
     finally:
         if reporter is not None:
             reporter.close()
@@ -135,6 +173,12 @@ def _run(
     else:
         _final_table(summary, reporter.rows if reporter else [])
     return summary
+
+
+def _note(line: str) -> None:
+    """A notice on stderr (also with --json: stdout keeps the one document)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _announce(run: Path, data: Any, params: int) -> None:
@@ -286,6 +330,9 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         from cnnkit.cli.evaluate import regression_line
 
         lines.append(f"test {regression_line(test)}")
+    extended = summary.get("extended")
+    if extended and rows:
+        lines.insert(0, f"extended from {extended['from']} to {extended['to']} epochs")
     if not rows:  # a resumed run that had already finished: nothing was trained now
         lines.insert(0, f"already {summary['status']} after {summary['epochs']} epochs")
     grads = summary.get("grad_stats")

@@ -16,7 +16,10 @@ from cnnkit.errors import InputError
 if TYPE_CHECKING:
     from cnnkit.train.loop import Reporter
 
-RESUME_ALONE = "--resume continues a run exactly as it was: give no recipe, --set or --sweep"
+RESUME_ALONE = (
+    "--resume continues a run exactly as it was: give no recipe or --sweep "
+    "(--set train.epochs=N extends it)"
+)
 
 
 def train_summary(
@@ -30,6 +33,8 @@ def train_summary(
     grad_stats: bool = False,
     reporter: Reporter | None = None,
     on_start: Callable[..., None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train a recipe (file or built-in name, with ``--set`` overrides) into a new run folder,
     or continue the run in ``resume``; returns its ``summary.json`` (what ``--json`` prints)."""
@@ -37,10 +42,15 @@ def train_summary(
     from cnnkit.train.plan import load_with_overrides, plan_from_recipe
 
     hooks = {"reporter": reporter, "grad_stats": grad_stats, "on_start": on_start}
+    hooks.update(on_note=on_note, tensorboard=tensorboard)
+    if tensorboard:
+        from cnnkit.train.tboard import check_available
+
+        check_available()
     if resume is not None:
-        if recipe is not None or overrides:
+        if recipe is not None:
             raise InputError(RESUME_ALONE)
-        return _resume(Path(resume), hooks)
+        return _resume(Path(resume), hooks, overrides)
     if recipe is None:
         raise InputError("give a RECIPE to train (or --resume RUN_DIR)")
     out = None if out is None else Path(out)
@@ -61,10 +71,11 @@ def _refuse_to_replace(out: Path) -> None:
         runs.check_free(out)
 
 
-def _resume(run_dir: Path, hooks: dict[str, Any]) -> dict[str, Any]:
+def _resume(run_dir: Path, hooks: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Continue from ``last.pt``; without one (killed before its first checkpoint) start the
     run again from its ``recipe.yaml``. The folder is locked before it is read, so a half-done
-    ``--overwrite`` is settled first (``runs.recover``) and no other run can change it."""
+    ``--overwrite`` is settled first (``runs.recover``) and no other run can change it.
+    ``overrides`` may extend the run (``cnnkit.train.extend``)."""
     import contextlib
 
     from cnnkit.targets import RUN, resolve
@@ -78,7 +89,26 @@ def _resume(run_dir: Path, hooks: dict[str, Any]) -> dict[str, Any]:
         if main:
             runs.recover(run_dir)
         runs.check_restartable(run_dir)
-        return train_run(plan_of_run(run_dir), resume_dir=run_dir, **hooks)
+        if overrides:
+            import dataclasses
+
+            from cnnkit.train.extend import extended_plan
+
+            plan, before = extended_plan(run_dir, overrides)
+            plan = dataclasses.replace(plan, extended_from=before)
+        else:
+            plan = _unfinished_extension(run_dir, plan_of_run(run_dir))
+        return train_run(plan, resume_dir=run_dir, **hooks)
+
+
+def _unfinished_extension(run_dir: Path, plan: Any) -> Any:
+    """The plan of an extension killed before its next ``last.pt``, else ``plan``."""
+    import dataclasses
+
+    from cnnkit.train.extend import unfinished
+
+    found = unfinished(run_dir, plan)
+    return plan if found is None else dataclasses.replace(found[0], extended_from=found[1])
 
 
 def is_main_rank() -> bool:

@@ -24,6 +24,7 @@ from cnnkit.train.config import DataConfig, TrainConfig
 from cnnkit.train.data import DataBundle, Split, load_data
 from cnnkit.train.data.text import embedding_rows, write_vocab
 from cnnkit.train.evaluate import full_report
+from cnnkit.train.extend import check_extension, reopen
 from cnnkit.train.loop import Diverged, Reporter, TrainState, fit
 from cnnkit.train.runtime import World, end_world, pick_device, start_world
 
@@ -39,6 +40,7 @@ class Plan:
     train: TrainConfig
     build: Callable[[], torch.nn.Module]  # a fresh, initialised model
     source: str = ""  # the recipe file, for messages
+    extended_from: int | None = None  # a resume with --set train.epochs: the epochs planned
 
 
 def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None:
@@ -85,6 +87,7 @@ def _metadata(plan: Plan, data: DataBundle) -> dict[str, Any]:
         "input_shape": list(plan.input_shape),
         "data_fingerprint": data.fingerprint,
         **({"vocab": list(data.vocab)} if data.vocab else {}),
+        **_extension(plan),  # kept in the checkpoints: a later plain --resume still says so
     }
 
 
@@ -115,17 +118,21 @@ def train_run(
     reporter: Reporter | None = None,
     grad_stats: bool = False,
     on_start: Callable[[Path, DataBundle, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train ``plan`` into a run folder (or continue ``resume_dir``); returns ``summary.json``.
 
     ``overwrite`` lets ``out`` replace the run already there (see ``cnnkit.train.runs``); a
     ``resume_dir`` without ``last.pt`` starts ``plan`` again there from scratch. Under
     ``torchrun`` every rank calls this; rank 0 alone creates the folder and writes files.
+    ``on_note`` hears one-line notices (temporary files of a killed write removed).
     """
     world = start_world(plan.train.device)
     try:
         where = _Where(out, runs_root, resume_dir, overwrite)
-        return _train_run(plan, world, where, _Hooks(reporter, grad_stats, on_start))
+        hooks = _Hooks(reporter, grad_stats, on_start, on_note, tensorboard)
+        return _train_run(plan, world, where, hooks)
     finally:
         end_world(world)
 
@@ -154,7 +161,12 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
         run = Path(world.share(str(new) if new is not None else None))
     try:
         with runs.locked(run) if world.main else contextlib.nullcontext():
-            resume, replacing = _open(run, where, data, world)
+            if world.main:
+                _remove_stale(run, hooks)
+            resume, replacing = _open(run, where, data, world, plan.recipe_text)
+            if plan.extended_from is not None and resume is not None:
+                check_extension(resume["state"], plan.extended_from, plan.train)
+                resume = reopen(resume, plan.train.epochs)
             job = _Run(data, module, device, params, started, resume, replacing)
             return _write_guarded(plan, world, run, job, hooks)
     except Interrupted as err:
@@ -164,8 +176,16 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
         raise
 
 
+def _remove_stale(run: Path, hooks: _Hooks) -> None:
+    """Temporary files a killed write left in the (locked) folder go, in one line."""
+    runs.recover(run)  # a half-done --overwrite first: its files are moved back, not removed
+    removed = runs.remove_stale_temps(run)
+    if removed and hooks.on_note is not None:
+        hooks.on_note(runs.stale_note(run, removed))
+
+
 def _open(
-    run: Path, where: _Where, data: DataBundle, world: World
+    run: Path, where: _Where, data: DataBundle, world: World, planned: str = ""
 ) -> tuple[dict[str, Any] | None, bool]:
     """Read the checkpoint to resume from (if any) and ready the locked folder for writing;
     returns it and whether an old run was moved aside for this one."""
@@ -175,7 +195,7 @@ def _open(
     if where.resume_dir is not None and (run / runs.LAST).is_file():
         resume = load_checkpoint(run / runs.LAST)
         check_resumable(resume, data.fingerprint, run / runs.LAST)
-        runs.check_recipe_unchanged(run, resume["recipe"])
+        runs.check_recipe_unchanged(run, resume["recipe"], planned)
     if not world.main:
         return resume, False
     if resume is not None:
@@ -209,6 +229,8 @@ class _Hooks:
     reporter: Reporter | None
     grad_stats: bool
     on_start: Callable[[Path, DataBundle, int], None] | None
+    on_note: Callable[[str], None] | None = None  # one line for the user (stale files removed)
+    tensorboard: bool = False  # also log each epoch's row to RUN/tensorboard/
 
 
 def _write_guarded(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
@@ -232,7 +254,7 @@ def _write_guarded(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks
 def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) -> dict[str, Any]:
     """Train into the (locked) run folder and write its files; returns ``summary.json``.
     A resumed run that had finished trains nothing and keeps its summary (if it has one)."""
-    data, module, resume = job.data, job.module, job.resume
+    data, resume = job.data, job.resume
     finished = resume is not None and resume["state"]["status"] in runs.FINISHED
     if world.main:
         write_text(run / runs.RECIPE, plan.recipe_text)
@@ -241,6 +263,29 @@ def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) ->
         if hooks.on_start is not None and not finished:
             hooks.on_start(run, data, job.params)
     save = _saver(world, run, job, _metadata(plan, data))
+    close: Callable[[], None] | None = None
+    if hooks.tensorboard and world.main and not finished:
+        from cnnkit.train.tboard import logging_saver
+
+        save, close = logging_saver(save, run, resume["epoch"] if resume else 0)
+    try:
+        return _train_into(plan, world, run, job, hooks, save)
+    finally:
+        if close is not None:
+            close()
+
+
+def _train_into(
+    plan: Plan,
+    world: World,
+    run: Path,
+    job: _Run,
+    hooks: _Hooks,
+    save: Callable[[str, dict[str, Any]], None],
+) -> dict[str, Any]:
+    """``fit`` into the run folder with ``save``, then the test report and ``summary.json``."""
+    data, module, resume = job.data, job.module, job.resume
+    finished = resume is not None and resume["state"]["status"] in runs.FINISHED
     if job.resume is not None:  # weights that do not fit are named here, with the file
         load_weights(module, job.resume["model"], str(run / runs.LAST))
     weights = [name for name, p in module.named_parameters() if p.requires_grad and p.dim() > 1]
@@ -336,7 +381,21 @@ def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, A
         "seed": plan.train.seed,
         "monitor": plan.train.monitor,
         "epochs_planned": plan.train.epochs,
+        **(_extension(plan) or _kept_extension(job.resume)),
     }
+
+
+def _kept_extension(resume: dict[str, Any] | None) -> dict[str, Any]:
+    kept = (resume or {}).get("extended")
+    return {"extended": kept} if isinstance(kept, dict) else {}
+
+
+def _extension(plan: Plan) -> dict[str, Any]:
+    """``extended`` in the summary of a run a resume gave more epochs."""
+    before = plan.extended_from
+    if before is None or before == plan.train.epochs:
+        return {}
+    return {"extended": {"from": before, "to": plan.train.epochs}}
 
 
 def _test_report(run: Path, job: _Run, test: Split, batch_size: int) -> dict[str, Any]:

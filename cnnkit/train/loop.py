@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import CheckpointError, CnnkitError, InputError
+from cnnkit.interrupts import deferred
 from cnnkit.train.checkpoint import load_weights
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.data import DataBundle, Split
@@ -396,9 +397,10 @@ def fit(
         if grad_stats is not None and loop.grad_norms is not None:
             grad_stats(epoch + 1, dict(zip(params, (loop.grad_norms / steps).tolist())))
         if save is not None:
-            if improved:
-                save("best", {"model": module.state_dict(), "epoch": state.epoch})
-            save("last", checkpoint(loop, state))
+            with deferred():  # Ctrl-C here: best.pt, last.pt, metrics.csv complete, then stop
+                if improved:
+                    save("best", {"model": module.state_dict(), "epoch": state.epoch})
+                save("last", checkpoint(loop, state))
         reporter.epoch_end(row)
         if stop:
             break

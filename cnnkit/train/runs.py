@@ -162,13 +162,26 @@ def check_free(run: Path) -> None:
     )
 
 
-def remove_stale_temps(run: Path) -> None:
-    """Temporary files of a write that was killed (``.NAME.*.tmp``, see ``cnnkit.atomic``):
-    no writer can be using them while this process holds the folder's lock."""
+def remove_stale_temps(run: Path) -> list[str]:
+    """Temporary files of a write that was killed (``.NAME.PID.tmp`` of the run's own files,
+    see ``cnnkit.atomic``; nothing else is touched): no writer can be using them while this
+    process holds the folder's lock. Returns the names removed."""
+    removed = []
     for name in RUN_FILES:
-        for stale in run.glob(f".{name}.*.tmp"):
+        for stale in sorted(run.glob(f".{name}.*.tmp")):
+            if not re.fullmatch(rf"\.{re.escape(name)}\.\d+\.tmp", stale.name):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+                removed.append(stale.name)
+    return removed
+
+
+def stale_note(run: Path, removed: list[str]) -> str:
+    """The one line that says what ``remove_stale_temps`` removed."""
+    files = "file" if len(removed) == 1 else "files"
+    listed = ", ".join(removed)
+    return f"removed {len(removed)} temporary {files} a killed write left in {run}: {listed}"
 
 
 def set_aside(run: Path) -> bool:
@@ -264,22 +277,28 @@ _REACHED: Counter[str] = Counter()
 
 
 def kill_point(name: str) -> None:
-    """Test-only: with ``CNNKIT_TEST_KILL_AT=NAME:N[:SIGNAL]`` the process sends itself SIGNAL
-    (default SIGKILL) the N-th time it reaches ``name``, so a test can stop a run at an exact
-    moment (inside a checkpoint write, between ``last.pt`` and ``metrics.csv``)."""
+    """Test-only: with ``CNNKIT_TEST_KILL_AT=NAME:N[:SIGNAL[*2]]`` the process sends itself
+    SIGNAL (default SIGKILL; ``*2``: twice, a second Ctrl-C) the N-th time it reaches ``name``,
+    so a test can stop a run at an exact moment (inside a checkpoint write, between
+    ``last.pt`` and ``metrics.csv``)."""
     spec = os.environ.get("CNNKIT_TEST_KILL_AT", "").split(":")
     if len(spec) < 3 or ":".join(spec[:2]) != name or not spec[2].isdigit():
         return
     _REACHED[name] += 1
     if _REACHED[name] == int(spec[2]):
-        os.kill(os.getpid(), getattr(signal, spec[3] if len(spec) > 3 else "", signal.SIGKILL))
+        sent, _, times = (spec[3] if len(spec) > 3 else "").partition("*")
+        for _ in range(int(times or 1)):
+            os.kill(os.getpid(), getattr(signal, sent, signal.SIGKILL))
 
 
-def check_recipe_unchanged(run: Path, started_with: str) -> None:
+def check_recipe_unchanged(run: Path, started_with: str, planned: str = "") -> None:
     """A resume continues the recipe the run started with (kept in its checkpoint); a hand-edited
-    ``recipe.yaml`` would be silently overwritten and the edit lost, so refuse instead."""
+    ``recipe.yaml`` would be silently overwritten and the edit lost, so refuse instead. An
+    extension (``planned``, the recipe with more epochs) killed before its first ``last.pt``
+    left that recipe: resuming it with the same ``--set`` goes on."""
     path = run / RECIPE
-    if path.is_file() and path.read_bytes() != started_with.encode("utf-8"):
+    known = {text.encode("utf-8") for text in (started_with, planned) if text}
+    if path.is_file() and path.read_bytes() not in known:
         raise InputError(
             f"{path} changed since the run started (edited by hand?); --resume continues the "
             f"recipe in last.pt: restore recipe.yaml, or train a new run with the edited recipe"

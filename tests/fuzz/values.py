@@ -133,6 +133,7 @@ FLAGS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "train": (
         ("--set", "set"), ("--out", "out"), ("--overwrite", None), ("--runs", "out"),
         ("--resume", "out"), ("--grad-stats", None), ("--json", None), ("--sweep", "sweep"),
+        ("--print-config", None), ("--tensorboard", None),
     ),
     "eval": (
         ("--data", "data"), ("--split", "split"), ("--set", "set"), ("--top-k", "int"),
