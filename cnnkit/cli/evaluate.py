@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cnnkit.cli.options import DebugOption, JsonOption
-from cnnkit.cli.output import print_table
+from cnnkit.cli.output import print_confusion, print_table
 from cnnkit.plots import needs_matplotlib
 
 TargetArg = Annotated[
@@ -211,13 +211,7 @@ def _render(report: dict[str, Any]) -> None:
             str(row["support"]),
         )
     print_table(out, per_class)
-    confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
-    confusion.add_column("")
-    for row in report["per_class"]:
-        confusion.add_column(row["class"], justify="right")
-    for row, counts in zip(report["per_class"], report["confusion"]):
-        confusion.add_row(row["class"], *(str(c) if c else "." for c in counts))
-    print_table(out, confusion)
+    print_confusion(out, report, "confusion")
 
 
 def regression_line(report: dict[str, Any]) -> str:

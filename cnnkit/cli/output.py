@@ -178,6 +178,20 @@ def print_table(out: Any, table: Any) -> None:
         )
 
 
+def print_confusion(out: Any, report: dict[str, Any], title: str) -> None:
+    """A report's confusion matrix (rows: true, columns: predicted; zeros as dots) as a table,
+    the classes named by the report's ``per_class`` rows."""
+    from rich.table import Table
+
+    confusion = Table(title=f"{title} (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    for row in report["per_class"]:
+        confusion.add_column(row["class"], justify="right")
+    for row, counts in zip(report["per_class"], report["confusion"]):
+        confusion.add_row(row["class"], *(str(c) if c else "." for c in counts))
+    print_table(out, confusion)
+
+
 def write_atomic(path: str, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (see ``cnnkit.atomic``)."""
     from cnnkit.atomic import write_text

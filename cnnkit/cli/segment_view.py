@@ -20,7 +20,7 @@ def render_segment(out: Any, report: dict[str, Any]) -> None:
     """The line, then per-class IoU/Dice and the pixel confusion matrix as tables."""
     from rich.table import Table
 
-    from cnnkit.cli.output import print_table
+    from cnnkit.cli.output import print_confusion, print_table
 
     out.print(segment_line(report), markup=False)
     per_class = Table(title="per class", title_justify="left")
@@ -35,15 +35,7 @@ def render_segment(out: Any, report: dict[str, Any]) -> None:
             str(row["predicted"]),
         )
     print_table(out, per_class)
-    confusion = Table(
-        title="pixel confusion (rows: true, columns: predicted)", title_justify="left"
-    )
-    confusion.add_column("")
-    for row in report["per_class"]:
-        confusion.add_column(row["class"], justify="right")
-    for row, counts in zip(report["per_class"], report["confusion"]):
-        confusion.add_row(row["class"], *(str(c) if c else "." for c in counts))
-    print_table(out, confusion)
+    print_confusion(out, report, "pixel confusion")
 
 
 def segment_csv(report: dict[str, Any]) -> str:
