@@ -132,6 +132,13 @@ TRAIN = {
     "amp": {"amp": "bf16"},
     "channels_last": {"channels_last": True},
     "compile": {"compile": True},
+    "mixup": {"mixup": 0.4},
+    "cutmix": {"cutmix": 1.0},
+    "mix_prob": {"mixup": 0.4, "mix_prob": 0.5},
+    "mix_switch_prob": {"mixup": 0.4, "cutmix": 1.0, "mix_switch_prob": 0.8},
+    "class_weights": {"class_weights": [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]},
+    "sampler": {"sampler": "balanced"},
+    "sync_bn": {"sync_bn": True},
 }
 
 CASES = (

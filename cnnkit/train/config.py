@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from cnnkit.errors import RecipeError
 from cnnkit.validation import (
+    NUMBER_LIMIT,
     SEED_LIMIT,
     boolean,
     did_you_mean,
@@ -71,6 +72,7 @@ SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+SAMPLERS = ("shuffle", "balanced")
 # Augmentations that move pixels: regression targets such as coordinates do not follow them.
 GEOMETRIC = frozenset(AUGMENTS)
 
@@ -146,6 +148,13 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16 autocast (fp16: CUDA only, with a GradScaler)
     channels_last: bool = False  # NHWC memory format on CUDA (faster convs with tensor cores)
     compile: bool = False  # torch.compile the model (opt-in: compiling costs start-up time)
+    mixup: float = 0.0  # classify: mixup's Beta(alpha, alpha) (Zhang et al. 2018); 0 = off
+    cutmix: float = 0.0  # classify: cutmix's Beta(alpha, alpha) (Yun et al. 2019); 0 = off
+    mix_prob: float = 1.0  # mixup/cutmix on: the chance that a batch is mixed
+    mix_switch_prob: float = 0.5  # mixup and cutmix both on: the chance a mixed batch cuts
+    class_weights: str | tuple[float, ...] | None = None  # loss weights: balanced, or per class
+    sampler: str = "shuffle"  # shuffle: each image once per epoch; balanced: classes equally
+    sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over all processes
 
 
 # ---- checkers: each returns the clean value or raises ValueError(expected-text). The value
@@ -231,6 +240,21 @@ def _pair_positive(value: Any) -> tuple[float, float]:
     raise _fail("two positive numbers [low, high]", value)
 
 
+def _class_weights(value: Any) -> str | tuple[float, ...] | None:
+    """``balanced`` (scikit-learn's rule, from the train split) or one weight per class."""
+    if value is None or value == "balanced":
+        return value
+    if (
+        isinstance(value, list | tuple)
+        and len(value) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and all(0 <= v <= NUMBER_LIMIT for v in value)
+        and any(v > 0 for v in value)
+    ):
+        return tuple(float(v) for v in value)
+    raise _fail("balanced, or a list of weights >= 0 (one per class, not all 0)", value)
+
+
 def _pattern(value: Any) -> str:
     """A regular expression that compiles and cannot match the empty string (re.findall
     would yield an empty word between every two characters)."""
@@ -295,6 +319,13 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "amp": word(AMP_MODES),
     "channels_last": boolean,
     "compile": boolean,
+    "mixup": number(0),
+    "cutmix": number(0),
+    "mix_prob": probability,
+    "mix_switch_prob": probability,
+    "class_weights": _class_weights,
+    "sampler": word(SAMPLERS),
+    "sync_bn": boolean,
 }
 
 # Each augmentation's arguments and their checkers; a bare name takes the defaults.
@@ -450,6 +481,32 @@ def parse_train(raw: Any, where: Locator) -> TrainConfig:
     return config
 
 
+# train: keys that need class labels, and the tasks each one takes.
+_LABEL_KEYS = {
+    "mixup": ("classify",),
+    "cutmix": ("classify",),
+    "sampler": ("classify",),
+    "class_weights": ("classify", "segment"),
+}
+
+
+def check_train_task(train: TrainConfig, data: DataConfig, where: Locator) -> None:
+    """Refuse a ``train:`` key the data's task cannot use (mixing and a balanced draw need one
+    label per image; class weights need classes), naming the key."""
+    used = {
+        "mixup": train.mixup > 0,
+        "cutmix": train.cutmix > 0,
+        "sampler": train.sampler != "shuffle",
+        "class_weights": train.class_weights is not None,
+    }
+    for key, tasks in _LABEL_KEYS.items():
+        if used[key] and data.task not in tasks:
+            raise where.error(
+                ("train", key),
+                f"needs data.task {' or '.join(tasks)} (class labels), not {data.task}",
+            )
+
+
 def to_plain(config: DataConfig | TrainConfig) -> dict[str, Any]:
     """The config as YAML-ready plain data (tuples as lists), for the run's resolved recipe."""
 
@@ -474,5 +531,6 @@ __all__ = [
     "NoLocation",
     "parse_data",
     "parse_train",
+    "check_train_task",
     "to_plain",
 ]

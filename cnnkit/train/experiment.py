@@ -20,6 +20,7 @@ from cnnkit.errors import CnnkitError, DataError
 from cnnkit.interrupts import Interrupted
 from cnnkit.train import runs
 from cnnkit.train.checkpoint import check_resumable, load_checkpoint, load_weights, save_atomic
+from cnnkit.train.class_weights import weights_summary
 from cnnkit.train.config import DataConfig, TrainConfig
 from cnnkit.train.data import DataBundle, Split, load_data
 from cnnkit.train.data.text import embedding_rows, write_vocab
@@ -27,6 +28,7 @@ from cnnkit.train.evaluate import full_report
 from cnnkit.train.extend import check_extension, reopen
 from cnnkit.train.loop import Diverged, Reporter, TrainState, fit
 from cnnkit.train.runtime import World, end_world, pick_device, start_world
+from cnnkit.train.staples import check_before_training
 
 
 @dataclass
@@ -152,6 +154,7 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
     module = plan.build()
     data = load_data(plan.data, plan.input_shape, embedding=embedding_rows(module, plan.data))
     check_outputs(module, data, plan.source or plan.name)
+    check_before_training(plan.train, data, world, device)
     params = sum(p.numel() for p in module.parameters())
 
     if where.resume_dir is not None:
@@ -382,6 +385,7 @@ def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, A
         "monitor": plan.train.monitor,
         "epochs_planned": plan.train.epochs,
         **(_extension(plan) or _kept_extension(job.resume)),
+        **weights_summary(plan.train, data),
     }
 
 

@@ -25,6 +25,13 @@ REASONS = {  # why another key breaks exactness, by key (then by section)
     "train.seed": "every epoch's data order, augmentation and dropout derive from it",
     "train.device": "the epochs so far ran on the device it picked",
     "train.amp": "the numbers of every step so far were computed at that precision",
+    **dict.fromkeys(
+        ("train.mixup", "train.cutmix", "train.mix_prob", "train.mix_switch_prob"),
+        "every batch so far was mixed by it",
+    ),
+    "train.class_weights": "every step so far weighted its loss by it",
+    "train.sampler": "every epoch's draw of images so far followed it",
+    "train.sync_bn": "every BatchNorm statistic so far was computed with it",
     "train": "the optimiser and the steps already taken were made with it",
     "data": "the weights were trained on that data",
     "model": "the weights in last.pt belong to that model",

@@ -23,12 +23,16 @@ import torch.nn.functional as F
 from cnnkit.errors import CheckpointError, CnnkitError, InputError
 from cnnkit.interrupts import deferred
 from cnnkit.train.checkpoint import load_weights
+from cnnkit.train.class_weights import class_weights
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.data import DataBundle, Split
 from cnnkit.train.data.augment import make_augment
 from cnnkit.train.evaluate import evaluate
+from cnnkit.train.mixing import Mixer, mixing_on, soft_cross_entropy
 from cnnkit.train.optim import make_optimizer, make_scheduler
 from cnnkit.train.runtime import World, pick_device
+from cnnkit.train.sampling import epoch_draw
+from cnnkit.train.syncbn import convert_sync_bn
 
 SYNC_EVERY = 25  # steps between host syncs for the progress bar and the NaN check
 
@@ -92,6 +96,7 @@ class Loop:
     world: World
     channels_last: bool
     grad_norms: torch.Tensor | None = None  # per-parameter sums of gradient norms this epoch
+    mix: Callable[[int, int], Mixer] | None = None  # (epoch, rank) -> that epoch's mixup/cutmix
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -110,6 +115,7 @@ def train_one_epoch(
     """
     world, model = loop.world, loop.model
     order, g = _epoch_order(loop, split, epoch)
+    mixer = loop.mix(epoch, world.rank) if loop.mix is not None else None
     per_rank = max(1, loop.config.batch_size // world.size)
     starts = range(0, len(order), per_rank)
     model.train()
@@ -124,11 +130,14 @@ def train_one_epoch(
             x, y = loop.augment(x, y, g)  # masks move with their images
         elif loop.augment is not None:
             x = loop.augment(x, g)
+        target = y
+        if mixer is not None:  # soft targets; accuracy counts the label with the larger share
+            x, target, y = mixer(x, y)
         if loop.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with loop.autocast():
             out = model(x)
-            loss = loop.loss_fn(out, y)
+            loss = loop.loss_fn(out, target)
         loop.optimizer.zero_grad(set_to_none=True)
         backward_and_step(loop, loss)
         loop.scheduler.step()
@@ -157,7 +166,7 @@ def _epoch_order(loop: Loop, split: Split, epoch: int) -> tuple[torch.Tensor, to
     """This rank's image order for the epoch and its augmentation generator; seeds the global
     RNG (dropout) too, so a resumed run replays the same epoch."""
     c, world = loop.config, loop.world
-    order = torch.randperm(len(split), generator=epoch_generator(c.seed, epoch))  # all ranks
+    order = epoch_draw(c.sampler, split.y, epoch_generator(c.seed, epoch))  # all ranks
     # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
     g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.x.device)
     torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
@@ -204,24 +213,38 @@ def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
         loop.optimizer.step()
 
 
-def _loss_fn(task: str, c: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss_fn(
+    task: str, c: TrainConfig, weight: torch.Tensor | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if task == "segment":
-        return partial(_pixel_cross_entropy, smoothing=c.label_smoothing)
+        return partial(_pixel_cross_entropy, smoothing=c.label_smoothing, weight=weight)
+    if task == "classify" and mixing_on(c):  # label smoothing is in the soft targets
+        return partial(soft_cross_entropy, weight=weight)
     if task == "classify":
-        return partial(_cross_entropy, smoothing=c.label_smoothing)
+        return partial(_cross_entropy, smoothing=c.label_smoothing, weight=weight)
     return lambda out, y: F.mse_loss(out.float(), y)
 
 
-def _cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
-    return F.cross_entropy(out.float(), y, label_smoothing=smoothing)
+def _cross_entropy(
+    out: torch.Tensor, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    return F.cross_entropy(out.float(), y, weight=weight, label_smoothing=smoothing)
 
 
-def _pixel_cross_entropy(out: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """The mean over scored pixels (mask != IGNORE, torch's default ignore_index); a batch
-    whose pixels are all ignored scores 0, where torch's mean would be 0/0 = NaN (a
-    false "diverged")."""
-    total = F.cross_entropy(out.float(), y, label_smoothing=smoothing, reduction="sum")
-    return total / (y != -100).sum().clamp_min(1)
+def _pixel_cross_entropy(
+    out: torch.Tensor, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The mean over scored pixels (mask != IGNORE, torch's default ignore_index), weighted
+    as torch's mean is (divided by the scored pixels' class weights); a batch whose pixels
+    are all ignored scores 0, where torch's mean would be 0/0 = NaN (a false "diverged")."""
+    total = F.cross_entropy(
+        out.float(), y, weight=weight, label_smoothing=smoothing, reduction="sum"
+    )
+    scored = y != -100
+    if weight is None:
+        return total / scored.sum().clamp_min(1)
+    mass = torch.where(scored, weight[y.clamp_min(0)], 0).sum()
+    return total / torch.where(mass > 0, mass, 1)
 
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -282,6 +305,7 @@ def prepare(
     state = TrainState()
     if resume is not None:
         state = _restore(resume, module, optimizer, scheduler, scaler)
+    module = convert_sync_bn(module, c, world)
     model = module
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -297,15 +321,21 @@ def prepare(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        loss_fn=_loss_fn(data.task, c),
+        loss_fn=_loss_fn(data.task, c, _weights_on(c, data, device)),
         autocast=_autocast(c, device),
         augment=_augment(data),
         config=c,
         task=data.task,
         world=world,
         channels_last=channels_last,
+        mix=partial(Mixer, c, len(data.classes)) if mixing_on(c) else None,
     )
     return loop, state, steps
+
+
+def _weights_on(c: TrainConfig, data: DataBundle, device: torch.device) -> torch.Tensor | None:
+    weights = class_weights(c, data)
+    return None if weights is None else weights.float().to(device)
 
 
 def _augment(data: DataBundle) -> Callable[..., Any] | None:
