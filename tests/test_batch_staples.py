@@ -127,7 +127,7 @@ def test_balanced_weights_are_sklearns_for_images_and_for_scored_pixels():
     assert got.tolist() == pytest.approx(want.tolist(), rel=1e-12)
 
 
-def test_weighted_pixel_loss_is_torchs_weighted_mean_and_all_ignored_is_zero():
+def test_weighted_losses_are_torchs_weighted_means_and_weightless_batches_score_zero():
     out, y = torch.randn(2, 3, 4, 5), torch.randint(0, 3, (2, 4, 5))
     y[0, :2] = IGNORE
     w = torch.tensor([0.5, 2.0, 1.25])
@@ -136,6 +136,13 @@ def test_weighted_pixel_loss_is_torchs_weighted_mean_and_all_ignored_is_zero():
         want = F.cross_entropy(out, y, weight=w, label_smoothing=s)
         assert torch.allclose(loss(out, y), want, atol=1e-6)
     assert loss(out, torch.full_like(y, IGNORE)).item() == 0.0
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 2, 1, 1, 0, 2])
+    for s in (0.0, 0.1):
+        loss = _loss_fn("classify", dataclasses.replace(TrainConfig(), label_smoothing=s), w)
+        want = F.cross_entropy(logits, labels, weight=w, label_smoothing=s)
+        assert torch.allclose(loss(logits, labels), want, atol=1e-6)
+    zero = torch.tensor([0.0, 1.0, 1.0])  # a batch of class 0 alone weighs nothing: 0, not NaN
+    assert _loss_fn("classify", TrainConfig(), zero)(logits, torch.zeros(6, dtype=torch.long)) == 0
 
 
 def test_class_weights_errors_are_one_line(tmp_path):
@@ -314,3 +321,25 @@ def test_sync_bn_under_torchrun_on_the_cpu_is_refused_before_the_run_folder(tmp_
     with pytest.raises(InputError, match="train.sync_bn: .* 2 processes train on cpu"):
         experiment.train_run(plan, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_ranks_take_their_shares_of_the_one_balanced_draw_and_resume_redraws_it():
+    """Under torchrun every rank draws the same balanced order and takes every N-th image of
+    it, so N processes see exactly the images (and batches) one process sees."""
+    from cnnkit.train.data import Split
+    from cnnkit.train.loop import _epoch_order
+
+    y = torch.tensor([0] * 50 + [1] * 9 + [2] * 3)
+    split = Split(torch.zeros(len(y), 1, 2, 2), y)
+    c = dataclasses.replace(TrainConfig(), sampler="balanced", seed=4)
+
+    def order(rank: int, size: int, epoch: int = 1) -> list[int]:
+        loop = SimpleNamespace(config=c, world=World(rank=rank, size=size))
+        return _epoch_order(loop, split, epoch)[0].tolist()
+
+    one = order(0, 1)
+    assert one == epoch_draw("balanced", y, epoch_generator(4, 1)).tolist()
+    assert one == order(0, 1)  # a resumed epoch draws it again
+    shares = [order(r, 2) for r in (0, 1)]
+    assert [i for pair in zip(*shares) for i in pair] == one  # 62 images: none trimmed
+    assert one != order(0, 1, epoch=2)

@@ -228,7 +228,14 @@ def _loss_fn(
 def _cross_entropy(
     out: torch.Tensor, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
-    return F.cross_entropy(out.float(), y, weight=weight, label_smoothing=smoothing)
+    """torch's (weighted) mean; a batch whose labels all weigh 0 scores 0, not 0/0 = NaN."""
+    if weight is None:
+        return F.cross_entropy(out.float(), y, label_smoothing=smoothing)
+    total = F.cross_entropy(
+        out.float(), y, weight=weight, label_smoothing=smoothing, reduction="sum"
+    )
+    mass = weight[y].sum()
+    return total / torch.where(mass > 0, mass, 1)
 
 
 def _pixel_cross_entropy(
