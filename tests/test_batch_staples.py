@@ -279,9 +279,11 @@ def test_a_mixed_weighted_balanced_run_resumes_exactly_and_keeps_its_weights(tmp
 )
 def test_label_keys_on_other_tasks_are_one_line_naming_the_key(tmp_path, data, key):
     recipe = tiny_recipe(tmp_path, f"data: {data}\ntrain: {{epochs: 1, device: cpu}}\n")
-    r = run_cli("train", str(recipe), "--set", key, "--print-config")
     name = key.split("=")[0]
-    assert r.code == 2 and f"{name}: needs data.task" in r.err and r.err.count("\n") == 1, r.err
+    for command in (("train", str(recipe), "--print-config"), ("recipes", str(recipe))):
+        r = run_cli(*command, "--set", key)
+        assert r.code == 2 and f"{name}: needs data.task" in r.err, (command, r.err)
+        assert r.err.count("\n") == 1 and f"--set {key}:" in r.err, r.err  # where it came from
 
 
 SEGMENT = """\
@@ -343,3 +345,13 @@ def test_ranks_take_their_shares_of_the_one_balanced_draw_and_resume_redraws_it(
     shares = [order(r, 2) for r in (0, 1)]
     assert [i for pair in zip(*shares) for i in pair] == one  # 62 images: none trimmed
     assert one != order(0, 1, epoch=2)
+
+
+def test_a_label_key_written_in_the_recipe_is_named_with_its_file_and_line(tmp_path):
+    extra = (
+        "data: {name: synthetic, samples: 8, task: regress}\ntrain:\n  epochs: 1\n  mixup: 0.2\n"
+    )
+    recipe = tiny_recipe(tmp_path, extra)
+    line = recipe.read_text().splitlines().index("  mixup: 0.2") + 1
+    r = run_cli("train", str(recipe), "--print-config")
+    assert r.code == 2 and f"tiny.yaml:{line}: train.mixup: needs data.task" in r.err, r.err
