@@ -104,6 +104,17 @@ def test_an_epochs_mixing_is_a_function_of_seed_epoch_and_rank():
     assert not torch.equal(other[0], other[2]) and not torch.equal(other[1], other[2])
 
 
+def test_mixing_stops_after_mix_epochs_and_the_targets_stay_smoothed():
+    c = dataclasses.replace(TrainConfig(), mixup=1.0, mix_epochs=2, label_smoothing=0.2)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    assert not torch.equal(Mixer(c, 4, 1, 0)(x, y)[0], x)  # epoch 2 of 2 (0-based 1) mixes
+    later, target, dominant = Mixer(c, 4, 2, 0)(x, y)
+    assert torch.equal(later, x) and torch.equal(dominant, y)
+    assert target.tolist() == [pytest.approx(_smooth(int(k), 4, 0.2)) for k in y]
+    with pytest.raises(Exception, match="train.mix_epochs"):
+        parse_train({"mix_epochs": 0}, NoLocation())
+
+
 # ---- class weights --------------------------------------------------------------------------
 
 

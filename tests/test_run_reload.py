@@ -136,6 +136,7 @@ TRAIN = {
     "cutmix": {"cutmix": 1.0},
     "mix_prob": {"mixup": 0.4, "mix_prob": 0.5},
     "mix_switch_prob": {"mixup": 0.4, "cutmix": 1.0, "mix_switch_prob": 0.8},
+    "mix_epochs": {"mixup": 0.4, "mix_epochs": 1},
     "class_weights": {"class_weights": [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]},
     "sampler": {"sampler": "balanced"},
     "sync_bn": {"sync_bn": True},

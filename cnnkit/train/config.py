@@ -152,6 +152,7 @@ class TrainConfig:
     cutmix: float = 0.0  # classify: cutmix's Beta(alpha, alpha) (Yun et al. 2019); 0 = off
     mix_prob: float = 1.0  # mixup/cutmix on: the chance that a batch is mixed
     mix_switch_prob: float = 0.5  # mixup and cutmix both on: the chance a mixed batch cuts
+    mix_epochs: int | None = None  # mix in the first N epochs only (timm's mixup_off_epoch)
     class_weights: str | tuple[float, ...] | None = None  # loss weights: balanced, or per class
     sampler: str = "shuffle"  # shuffle: each image once per epoch; balanced: classes equally
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over all processes
@@ -323,6 +324,7 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "cutmix": number(0),
     "mix_prob": probability,
     "mix_switch_prob": probability,
+    "mix_epochs": optional(integer(1)),
     "class_weights": _class_weights,
     "sampler": word(SAMPLERS),
     "sync_bn": boolean,

@@ -26,7 +26,13 @@ REASONS = {  # why another key breaks exactness, by key (then by section)
     "train.device": "the epochs so far ran on the device it picked",
     "train.amp": "the numbers of every step so far were computed at that precision",
     **dict.fromkeys(
-        ("train.mixup", "train.cutmix", "train.mix_prob", "train.mix_switch_prob"),
+        (
+            "train.mixup",
+            "train.cutmix",
+            "train.mix_prob",
+            "train.mix_switch_prob",
+            "train.mix_epochs",
+        ),
         "every batch so far was mixed by it",
     ),
     "train.class_weights": "every step so far weighted its loss by it",

@@ -94,11 +94,14 @@ class Mixer:
     def __init__(self, c: TrainConfig, classes: int, epoch: int, rank: int) -> None:
         self.c, self.classes = c, classes
         self.rng = np.random.default_rng([c.seed, epoch, rank, _STREAM])
+        # Past train.mix_epochs the targets stay soft and smoothed, unmixed (timm's
+        # mixup_enabled = False at mixup_off_epoch): nothing is drawn.
+        self.enabled = c.mix_epochs is None or epoch < c.mix_epochs
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        d = draw(self.c, self.rng, x.shape[-2], x.shape[-1])
+        d = draw(self.c, self.rng, x.shape[-2], x.shape[-1]) if self.enabled else MixDraw(1.0)
         return mix(x, y, d, self.classes, self.c.label_smoothing)
 
 
