@@ -24,6 +24,7 @@ OTHER_COMMANDS = {
     "profile": "cnnkit.cli.profiling",
     "train": "cnnkit.cli.train",
     "eval": "cnnkit.cli.evaluate",
+    "predict": "cnnkit.cli.predict",
     "recipes": "cnnkit.cli.recipes",
 }
 
