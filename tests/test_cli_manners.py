@@ -267,7 +267,7 @@ def test_shell_completion_is_offered_and_completes_commands_and_options():
 
 
 @pytest.mark.parametrize(
-    "command", ["conv", "rf", "params", "profile", "train", "eval", "recipes", "predict"]
+    "command", ["conv", "rf", "params", "profile", "train", "eval", "recipes", "predict", "export"]
 )
 def test_help_has_readable_metavars_and_examples(command):
     out = piped(command, "--help").stdout

@@ -25,6 +25,7 @@ OTHER_COMMANDS = {
     "train": "cnnkit.cli.train",
     "eval": "cnnkit.cli.evaluate",
     "predict": "cnnkit.cli.predict",
+    "export": "cnnkit.cli.export",
     "recipes": "cnnkit.cli.recipes",
 }
 

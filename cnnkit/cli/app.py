@@ -155,6 +155,17 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         no_args_is_help=True,
     ),
+    "export": CommandSpec(
+        "cnnkit.cli.export",
+        "export_command",
+        (
+            "cnnkit export runs/x --format onnx --out model.onnx",
+            "cnnkit export runs/x --format torchscript --out model.ts.pt",
+            "cnnkit export runs/x/best.pt --format exported --out model.pt2 --json",
+            "cnnkit export resnet18 --format onnx --out resnet18.onnx",
+        ),
+        no_args_is_help=True,
+    ),
 }
 
 REFERENCE = "docs/reference/commands.md"
