@@ -169,3 +169,12 @@ def test_text_predictions_match_the_oracle_s_encoding_and_eval(tmp_path):
     predicted = [p["class"] for p in json.loads(by_csv.out)["predictions"]]
     accuracy = np.mean([p == label for p, (_, label) in zip(predicted, rows[::4])])
     assert json.loads(scored.out)["accuracy"] == pytest.approx(accuracy)
+    exported = run_cli(
+        "export", str(tmp_path / "run"), "--format", "torchscript", "--out", str(tmp_path / "t.pt")
+    )
+    assert exported.code == 0 and "parity passed" in exported.out, exported.err
+    files = {"cnnkit.json": ""}
+    torch.jit.load(str(tmp_path / "t.pt"), _extra_files=files)
+    stored = json.loads(files["cnnkit.json"])
+    assert stored["input_dtype"] == "int64" and stored["preprocessing"]["vocab"] == vocab
+    assert torch.equal(torch.jit.load(str(tmp_path / "t.pt"))(ids), model(ids))
