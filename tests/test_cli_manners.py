@@ -266,7 +266,9 @@ def test_shell_completion_is_offered_and_completes_commands_and_options():
         assert expected in done.stdout.split(), (words, done.stdout, done.stderr)
 
 
-@pytest.mark.parametrize("command", ["conv", "rf", "params", "profile", "train", "eval", "recipes"])
+@pytest.mark.parametrize(
+    "command", ["conv", "rf", "params", "profile", "train", "eval", "recipes", "predict", "export"]
+)
 def test_help_has_readable_metavars_and_examples(command):
     out = piped(command, "--help").stdout
     assert "<str>" not in out and "<list[str]>" not in out and "TEXT" not in out, out

@@ -24,6 +24,8 @@ OTHER_COMMANDS = {
     "profile": "cnnkit.cli.profiling",
     "train": "cnnkit.cli.train",
     "eval": "cnnkit.cli.evaluate",
+    "predict": "cnnkit.cli.predict",
+    "export": "cnnkit.cli.export",
     "recipes": "cnnkit.cli.recipes",
 }
 

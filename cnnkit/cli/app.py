@@ -143,6 +143,29 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         no_args_is_help=True,
     ),
+    "predict": CommandSpec(
+        "cnnkit.cli.predict",
+        "predict_command",
+        (
+            "cnnkit predict runs/x cat.png dog.jpg",
+            "cnnkit predict runs/x photos/ --top-k 3 --csv",
+            "cnnkit predict runs/x/best.pt files.csv --json",
+            "cnnkit predict runs/unet images/ --out masks/",
+            'cnnkit predict runs/textcnn "a gripping, clever film" reviews.txt',
+        ),
+        no_args_is_help=True,
+    ),
+    "export": CommandSpec(
+        "cnnkit.cli.export",
+        "export_command",
+        (
+            "cnnkit export runs/x --format onnx --out model.onnx",
+            "cnnkit export runs/x --format torchscript --out model.ts.pt",
+            "cnnkit export runs/x/best.pt --format exported --out model.pt2 --json",
+            "cnnkit export resnet18 --format onnx --out resnet18.onnx",
+        ),
+        no_args_is_help=True,
+    ),
 }
 
 REFERENCE = "docs/reference/commands.md"
