@@ -199,7 +199,9 @@ def test_freeze_keeps_the_prefix_and_its_batch_norm_statistics(pretrained, tmp_p
     recipe = _recipe(tmp_path, "b", 5, _b_path(files), epochs=1, batch=8)
     out = tmp_path / "frozen"
     summary = train_summary(
-        recipe, out=out, overrides=[f"train.init_from={run_a}", "train.freeze=[c1, n1]"]
+        recipe,
+        out=out,
+        overrides=[f"train.init_from={run_a}", "train.freeze=[c1, n1]", "train.weight_decay=0.5"],
     )
     before = torch.load(run_a / "best.pt", weights_only=True)["model"]
     after = torch.load(out / "last.pt", weights_only=True)["model"]
@@ -257,3 +259,19 @@ def test_resume_does_not_reload_the_init_weights(pretrained, tmp_path):
     assert all(torch.equal(whole[k], half[k]) for k in whole)
     result = run_cli("train", "--resume", str(tmp_path / "half"), "--init-from", str(run_a))
     assert result.code == 2 and result.err.count("\n") == 1 and "--resume" in result.err
+
+
+def test_a_name_without_its_library_is_one_line(pretrained, tmp_path):
+    try:
+        import torchvision  # noqa: F401
+
+        pytest.skip("torchvision is installed: tests/oracle/test_init_from.py covers names")
+    except ImportError:
+        pass
+    _, files = pretrained
+    recipe = _recipe(tmp_path, "b", 5, _b_path(files), epochs=1)
+    result = run_cli(
+        "train", str(recipe), "--init-from", "torchvision:resnet18", "-o", str(tmp_path / "r")
+    )
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert "needs torchvision; run: pip install 'cnnkit[vision]'" in result.err
