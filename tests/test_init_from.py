@@ -153,7 +153,7 @@ def test_a_mismatch_is_one_line_and_allow_partial_loads_the_rest(pretrained, tmp
     assert not (tmp_path / "r").exists()  # refused before the run folder is made
     ok = run_cli(
         "train", str(recipe), "--init-from", str(tmp_path / "bad.pt"), "--allow-partial",
-        "-o", str(tmp_path / "r"), "--json",
+        "-o", str(tmp_path / "r"), "--json", "--freeze", "c1",
     )  # fmt: skip
     assert ok.code == 0, ok.err
     record = json.loads(ok.out)["init_from"]
@@ -163,6 +163,7 @@ def test_a_mismatch_is_one_line_and_allow_partial_loads_the_rest(pretrained, tmp
     ]
     assert record["loaded"] == record["tensors"] - 2
     assert "--allow-partial skipped 1 missing, 1 unexpected, 1 wrong-shape" in ok.err
+    assert "frozen: 160 parameters in 2 tensors (under c1)" in ok.err  # 16 x 1 x 3 x 3 + 16
 
 
 @pytest.mark.parametrize(

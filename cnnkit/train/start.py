@@ -35,7 +35,12 @@ def start_model(
         if on_note is not None:
             on_note(init_line(found["init_from"]))
     if train.freeze:
-        found["frozen"] = freeze(module, train.freeze, where)
+        found["frozen"] = frozen = freeze(module, train.freeze, where)
+        if on_note is not None:
+            on_note(
+                f"frozen: {frozen['params']:,} parameters in {frozen['tensors']} tensors "
+                f"(under {', '.join(train.freeze)}); {trainable_params(module):,} train"
+            )
     return found
 
 
