@@ -140,6 +140,9 @@ TRAIN = {
     "class_weights": {"class_weights": [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]},
     "sampler": {"sampler": "balanced"},
     "sync_bn": {"sync_bn": True},
+    "init_from": {"init_from": "{files}/init.pt"},  # c1 only: the head keeps its fresh init
+    "init_partial": {"init_from": "{files}/init.pt", "init_partial": True},
+    "freeze": {"freeze": ["c1"]},
 }
 
 CASES = (
@@ -170,6 +173,9 @@ def files(tmp_path_factory) -> Path:
     y = np.repeat(np.arange(10), 6)
     x = rng.integers(0, 256, (60, 8, 8), dtype=np.uint8)
     np.savez(root / "all.npz", x=x, y=y)
+    weights = torch.Generator().manual_seed(0)
+    c1 = {"c1.weight": torch.randn(4, 1, 3, 3, generator=weights), "c1.bias": torch.zeros(4)}
+    torch.save(c1, root / "init.pt")
     np.savez(root / "train.npz", x=x[::2], y=y[::2])
     np.savez(root / "test.npz", x=x[1::2], y=y[1::2])
     pixels = [f"p{i}" for i in range(64)]

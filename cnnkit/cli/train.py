@@ -9,6 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from cnnkit.cli.init_options import (
+    FreezeOpt,
+    InitFromOpt,
+    PartialOpt,
+    check_not_resume,
+    init_overrides,
+)
 from cnnkit.cli.options import DebugOption, JsonOption, SetOption
 from cnnkit.cli.output import print_table
 from cnnkit.errors import InputError
@@ -82,6 +89,9 @@ def train_command(
     as_csv: CsvOpt = False,
     print_config: PrintConfigOpt = False,
     tensorboard: TensorBoardOpt = False,
+    init_from: InitFromOpt = None,
+    freeze: FreezeOpt = None,
+    allow_partial: PartialOpt = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -91,6 +101,9 @@ def train_command(
     best.pt. Under torchrun (torchrun --nproc-per-node N -m cnnkit train RECIPE) it trains
     with DDP and rank 0 alone writes.
     """
+    first = init_overrides(init_from, freeze, allow_partial)
+    check_not_resume(resume_, first)
+    set_ = [*(set_ or []), *first]
     if print_config:
         _print_config(recipe, list(set_ or []), resume_ is not None or bool(sweep), as_json)
         return

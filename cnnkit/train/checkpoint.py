@@ -87,13 +87,14 @@ def _feed(digest: Any, value: Any) -> None:
         digest.update(f"V{type(value).__name__}:{value!r}".encode())
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read and check a cnnkit checkpoint; every failure is one ``CheckpointError``."""
+def read_weights_only(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU; a missing file, a pickle holding code and a
+    damaged file are each one ``CheckpointError`` naming the file."""
     where = str(path)
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", where=where)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _detail(str(err))
         if "GLOBAL" in detail or "global" in detail:  # a class or function: code, refused
@@ -106,6 +107,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 - the unpickler fails in many ways (IndexError on text)
         detail = _detail(str(err)) or type(err).__name__
         raise CheckpointError(f"corrupt or truncated checkpoint ({detail})", where=where) from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read and check a cnnkit checkpoint; every failure is one ``CheckpointError``."""
+    where = str(path)
+    obj = read_weights_only(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(
             "not a cnnkit checkpoint (a bare state_dict or another tool's file?); "

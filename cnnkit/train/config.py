@@ -156,6 +156,9 @@ class TrainConfig:
     class_weights: str | tuple[float, ...] | None = None  # loss weights: balanced, or per class
     sampler: str = "shuffle"  # shuffle: each image once per epoch; balanced: classes equally
     sync_bn: bool = False  # torchrun on CUDA: BatchNorm statistics over all processes
+    init_from: str | None = None  # first weights: run, checkpoint, state_dict or torchvision:NAME
+    init_partial: bool = False  # init_from: load the tensors that fit, skip the rest
+    freeze: tuple[str, ...] = ()  # state_dict key prefixes whose parameters get no gradient
 
 
 # ---- checkers: each returns the clean value or raises ValueError(expected-text). The value
@@ -205,6 +208,15 @@ def _texts(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise _fail("a column name or a list of column names", value)
     return tuple(value)
+
+
+def _prefixes(value: Any) -> tuple[str, ...]:
+    """train.freeze: one state_dict key prefix or a list of them (``layer1``, ``stem.conv``)."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) and v.strip(".") for v in value):
+        return tuple(value)
+    raise _fail("a state_dict key prefix or a list of them, like [stem, layer1]", value)
 
 
 def _betas(value: Any) -> tuple[float, float]:
@@ -328,6 +340,9 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "class_weights": _class_weights,
     "sampler": word(SAMPLERS),
     "sync_bn": boolean,
+    "init_from": optional(text),
+    "init_partial": boolean,
+    "freeze": _prefixes,
 }
 
 # Each augmentation's arguments and their checkers; a bare name takes the defaults.

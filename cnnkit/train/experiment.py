@@ -29,6 +29,7 @@ from cnnkit.train.extend import check_extension, reopen
 from cnnkit.train.loop import Diverged, Reporter, TrainState, fit
 from cnnkit.train.runtime import World, end_world, pick_device, start_world
 from cnnkit.train.staples import check_before_training
+from cnnkit.train.start import start_model, trainable_params
 
 
 @dataclass
@@ -156,6 +157,9 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
     check_outputs(module, data, plan.source or plan.name)
     check_before_training(plan.train, data, world, device)
     params = sum(p.numel() for p in module.parameters())
+    start = start_model(
+        module, plan.train, plan.source or plan.name, where.resume_dir, hooks.on_note
+    )
 
     if where.resume_dir is not None:
         run = where.resume_dir
@@ -170,7 +174,9 @@ def _train_run(plan: Plan, world: World, where: _Where, hooks: _Hooks) -> dict[s
             if plan.extended_from is not None and resume is not None:
                 check_extension(resume["state"], plan.extended_from, plan.train)
                 resume = reopen(resume, plan.train.epochs)
-            job = _Run(data, module, device, params, started, resume, replacing)
+            if resume is not None and isinstance(resume.get("init_from"), dict):
+                start["init_from"] = resume["init_from"]  # resume wins: its weights, its record
+            job = _Run(data, module, device, params, started, resume, replacing, start)
             return _write_guarded(plan, world, run, job, hooks)
     except Interrupted as err:
         if not err.hint and not (run / runs.LAST).is_file() and not (run / runs.RECIPE).is_file():
@@ -225,6 +231,7 @@ class _Run:
     started: float
     resume: dict[str, Any] | None
     replacing: bool = False  # an old run waits in .replaced/ for this one's first last.pt
+    start: dict[str, Any] | None = None  # init_from and frozen records (cnnkit.train.start)
 
 
 @dataclass
@@ -265,7 +272,8 @@ def _write_run(plan: Plan, world: World, run: Path, job: _Run, hooks: _Hooks) ->
             write_vocab(run, data.vocab)
         if hooks.on_start is not None and not finished:
             hooks.on_start(run, data, job.params)
-    save = _saver(world, run, job, _metadata(plan, data))
+    kept = {k: v for k, v in (job.start or {}).items() if k == "init_from"}
+    save = _saver(world, run, job, {**_metadata(plan, data), **kept})
     close: Callable[[], None] | None = None
     if hooks.tensorboard and world.main and not finished:
         from cnnkit.train.tboard import logging_saver
@@ -372,6 +380,8 @@ def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, A
         "device": str(job.device),
         **environment(),
         "params": job.params,
+        "params_trainable": trainable_params(job.module),
+        **(job.start or {}),
         "data": {
             "source": data.source,
             "task": data.task,
