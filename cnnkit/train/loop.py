@@ -92,6 +92,7 @@ class Loop:
     world: World
     channels_last: bool
     grad_norms: torch.Tensor | None = None  # per-parameter sums of gradient norms this epoch
+    pairs: bool = False  # augment takes and moves the targets: (x, y, g) -> (x, y)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -120,8 +121,8 @@ def train_one_epoch(
     for step, start in enumerate(starts):
         index = order[start : start + per_rank]
         x, y = split.x[index], split.y[index]
-        if loop.augment is not None and loop.task == "segment":
-            x, y = loop.augment(x, y, g)  # masks move with their images
+        if loop.augment is not None and loop.pairs:
+            x, y = loop.augment(x, y, g)  # masks and points move with their images
         elif loop.augment is not None:
             x = loop.augment(x, g)
         if loop.channels_last and x.dim() == 4:
@@ -300,6 +301,7 @@ def prepare(
         loss_fn=_loss_fn(data.task, c),
         autocast=_autocast(c, device),
         augment=_augment(data),
+        pairs=data.task == "segment" or data.target_kind == "points",
         config=c,
         task=data.task,
         world=world,
@@ -314,6 +316,10 @@ def _augment(data: DataBundle) -> Callable[..., Any] | None:
         from cnnkit.train.data.segment_augment import make_pair_augment
 
         return make_pair_augment(data.augment, size)
+    if data.target_kind == "points":
+        from cnnkit.train.data.points import make_points_augment
+
+        return make_points_augment(data.augment, size)
     return make_augment(data.augment, size)
 
 
