@@ -74,7 +74,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "bf16", "fp16")
-MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "val_miou")
+# Monitors only segmentation computes (the val split's mean IoU, cnnkit.train.segment_eval).
+SEGMENT_MONITORS = ("val_miou",)
 # Augmentations that move pixels: regression targets such as coordinates do not follow them.
 GEOMETRIC = frozenset(AUGMENTS)
 
@@ -146,7 +148,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # classify: cross-entropy label smoothing (Szegedy et al. 2016)
     clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this value
     early_stop: int | None = None  # stop after this many epochs without improving `monitor`
-    monitor: str = "val_accuracy"  # the metric for best.pt and early stopping
+    monitor: str = "val_accuracy"  # the metric for best.pt and early stopping (val_miou: segment)
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     amp: str = "off"  # off | bf16 | fp16 autocast (fp16: CUDA only, with a GradScaler)
     channels_last: bool = False  # NHWC memory format on CUDA (faster convs with tensor cores)
@@ -480,6 +482,16 @@ def parse_train(raw: Any, where: Locator) -> TrainConfig:
     if config.amp == "fp16" and config.device == "cpu":
         raise where.error(("train", "amp"), "fp16 autocast needs a GPU; use bf16 or off on cpu")
     return config
+
+
+def check_monitor(data: DataConfig, train: TrainConfig, where: Locator) -> None:
+    """A segmentation score cannot pick the best epoch of a run that has no masks."""
+    if train.monitor in SEGMENT_MONITORS and data.task != "segment":
+        raise where.error(
+            ("train", "monitor"),
+            f"{train.monitor} scores segmentation (data.task: segment), not task {data.task}; "
+            "use val_loss or val_accuracy",
+        )
 
 
 def to_plain(config: DataConfig | TrainConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from cnnkit.train.data import Split
 from cnnkit.train.runtime import World
-from cnnkit.train.segment_eval import segment_sums, segmentation_report
+from cnnkit.train.segment_eval import add_confusion, mean_iou, segment_sums, segmentation_report
 
 
 def _sum_of_image_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -46,17 +46,20 @@ def evaluate(
     world: World = World(),
     autocast: Any = contextlib.nullcontext,
 ) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) over ``split``; one sync at the end."""
+    """Mean loss (and accuracy for classification; pixel accuracy and mIoU for segmentation)
+    over ``split``; one sync at the end."""
     was_training = model.training
     model.eval()
     device = split.x.device
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, count
+    confusion = None  # segment: the pixel confusion matrix, for the mIoU
     for start in _batches(len(split), batch_size, world):
         x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
         with autocast():
             out = model(x)
         if task == "segment":  # per scored pixel: loss and pixel accuracy
             sums += segment_sums(out, y)
+            confusion = add_confusion(confusion, out, y)
             continue
         sums[0] += PLAIN_LOSS[task](out, y)
         if task == "classify":
@@ -67,6 +70,8 @@ def evaluate(
     result = {"loss": loss / max(count, 1)}
     if task in ("classify", "segment"):
         result["accuracy"] = correct / max(count, 1)
+    if confusion is not None:
+        result["miou"] = mean_iou(world.sum(confusion).cpu())
     return result
 
 

@@ -239,7 +239,7 @@ def _autocast(c: TrainConfig, device: torch.device) -> Callable[[], Any]:
 def _improved(value: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return True
-    return value > best if monitor.endswith("accuracy") else value < best
+    return value > best if monitor.endswith(("accuracy", "miou")) else value < best
 
 
 def monitored(monitor: str, row: dict[str, Any]) -> str:

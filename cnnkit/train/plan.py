@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from cnnkit.recipe import Recipe, apply_overrides, load_recipe, recipe_from_text
-from cnnkit.train.config import DataConfig, TrainConfig, parse_data, parse_train, to_plain
+from cnnkit.train.config import (
+    DataConfig,
+    TrainConfig,
+    check_monitor,
+    parse_data,
+    parse_train,
+    to_plain,
+)
 from cnnkit.train.experiment import Plan
 
 
@@ -32,7 +39,9 @@ def load_with_overrides(where: str | Path, overrides: list[str] | tuple[str, ...
 
 def sections(recipe: Recipe) -> tuple[DataConfig, TrainConfig]:
     """The validated ``data:`` and ``train:`` sections (defaults where absent)."""
-    return parse_data(recipe.data, recipe.source), parse_train(recipe.train, recipe.source)
+    data, train = parse_data(recipe.data, recipe.source), parse_train(recipe.train, recipe.source)
+    check_monitor(data, train, recipe.source)
+    return data, train
 
 
 def resolved_text(recipe: Recipe, data: DataConfig, train: TrainConfig, note: str) -> str:
