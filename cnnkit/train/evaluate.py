@@ -172,12 +172,15 @@ def r2_per_target(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def regression_report(pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """MSE, MAE and R² as ``sklearn.metrics`` gives them (tested against it).
+    """MSE, RMSE, MAE and R² as ``sklearn.metrics`` gives them (tested against it).
 
     MSE and MAE average over every image and target (the same under uniform and variance
-    weighting). ``r2`` is the mean of the per-target R² (``R2_MULTIOUTPUT``, scikit-learn's
-    default); ``r2_variance_weighted`` weights each target by its variance: with no constant
-    target that is 1 - SS_res/SS_tot pooled over all targets, what ``r2`` used to report.
+    weighting); ``rmse`` is the square root of that pooled MSE, and per target it is
+    ``root_mean_squared_error``'s raw values (the mean of per-target RMSEs, its
+    ``uniform_average``, is not reported). ``r2`` is the mean of the per-target R²
+    (``R2_MULTIOUTPUT``, scikit-learn's default); ``r2_variance_weighted`` weights each
+    target by its variance: with no constant target that is 1 - SS_res/SS_tot pooled over
+    all targets, what ``r2`` used to report.
     """
     y = y.cpu().double()
     y = y.reshape(len(y), -1)
@@ -188,7 +191,7 @@ def regression_report(pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     ss_tot = ((y - y.mean(0)) ** 2).sum(0) if n else torch.zeros(y.shape[1])
     weights = ss_tot if bool((ss_tot > 0).any()) else torch.ones_like(ss_tot)
     per_target = [
-        {"target": i, "mse": m, "mae": a, "r2": r}
+        {"target": i, "mse": m, "mae": a, "r2": r, "rmse": m**0.5}
         for i, (m, a, r) in enumerate(
             zip((err**2).mean(0).tolist(), err.abs().mean(0).tolist(), r2.tolist())
         )
@@ -203,6 +206,7 @@ def regression_report(pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         "r2_multioutput": R2_MULTIOUTPUT,
         "r2_variance_weighted": ((r2 * weights).sum() / weights.sum()).item(),
         "per_target": per_target if n else [],
+        "rmse": (err**2).mean().sqrt().item(),
     }
 
 
@@ -213,11 +217,15 @@ def full_report(
     classes: tuple[str, ...],
     batch_size: int,
     top_k: int = 5,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report ``cnnkit eval`` prints and ``summary.json`` stores for the test split."""
+    """The report ``cnnkit eval`` prints and ``summary.json`` stores for the test split;
+    a regression's predictions and targets go into ``keep`` when given (for the plot)."""
     if task == "segment":
         return segmentation_report(model, split, classes, batch_size)
     out = predict(model, split, batch_size)
     if task == "classify":
         return classification_report(out, split.y, classes, top_k)
+    if keep is not None:
+        keep.update(pred=out, true=split.y.cpu())
     return regression_report(out, split.y)
