@@ -95,3 +95,5 @@ def test_val_miou_is_refused_without_masks(tmp_path, task):
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1, r.err
     assert "train.monitor" in r.err and "val_miou" in r.err and "tiny.yaml" in r.err
     assert not (tmp_path / "r").exists()
+    checked = run_cli("recipes", str(recipe))  # validating the recipe says the same
+    assert checked.code == 2 and "train.monitor" in checked.err, checked.err
