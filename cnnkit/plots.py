@@ -1,4 +1,5 @@
-"""Every picture cnnkit draws: the effective receptive field and the training curves.
+"""Every picture cnnkit draws: the effective receptive field, the training curves, and a
+regression's predicted-vs-true panels.
 
 matplotlib is an optional extra (``pip install 'cnnkit[plots]'``). It is imported inside the
 functions, so nothing else in cnnkit needs it, and a command asked for a picture without it
@@ -288,12 +289,24 @@ def curves_figure(
     """Loss, accuracy (or the regression metrics) and the learning rate per epoch, one panel
     each; the best epoch (``summary.json``'s ``best``) is a dotted line in every panel and a
     star on the monitored curve; ``log_loss`` draws the loss on a log scale."""
+    figure = _figure(CURVES_PANEL[0] * curve_panels(rows), CURVES_PANEL[1])
+    draw_curves(figure, rows, best, log_loss)
+    return figure
+
+
+def curve_panels(rows: Sequence[Mapping[str, float]]) -> int:
+    """How many panels ``curves_figure`` draws for these rows."""
+    return len(_panels(rows)) + (_series(rows, "lr") is not None)
+
+
+def draw_curves(
+    figure: Any, rows: Sequence[Mapping[str, float]], best: dict[str, Any] | None, log_loss: bool
+) -> None:
+    """``curves_figure``'s panels, in one row of ``figure`` (a figure or a subfigure)."""
     epochs = [r["epoch"] for r in rows]
     panels = _panels(rows)
     lr = _series(rows, "lr")
-    count = len(panels) + (lr is not None)
-    figure = _figure(CURVES_PANEL[0] * count, CURVES_PANEL[1])
-    axes = figure.subplots(1, count, squeeze=False)[0]
+    axes = figure.subplots(1, curve_panels(rows), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
         _draw(ax, epochs, panel, best)
     if log_loss:
@@ -301,7 +314,6 @@ def curves_figure(
         axes[0].set_ylabel(f"{axes[0].get_ylabel()} (log scale)")
     if lr is not None:
         _draw_lr(axes[-1], epochs, lr, best)
-    return figure
 
 
 def save_curves(metrics: str | Path, path: str | Path, log_loss: bool = False) -> None:
@@ -309,3 +321,66 @@ def save_curves(metrics: str | Path, path: str | Path, log_loss: bool = False) -
     rows = read_metrics(metrics)
     best = read_best(Path(metrics).with_name("summary.json"))
     save_png(curves_figure(rows, best, log_loss), path)
+
+
+PREDICTED_PANELS = 6  # predicted-vs-true panels at most: the first targets (the JSON says so)
+SCATTER_PANEL = (3.8, 3.6)  # inches per predicted-vs-true panel
+
+
+def predicted_panels(targets: int) -> int:
+    """How many predicted-vs-true panels a regression of ``targets`` targets gets."""
+    return min(targets, PREDICTED_PANELS)
+
+
+def draw_predicted(figure: Any, pred: Any, true: Any, r2: Sequence[float]) -> None:
+    """One panel per target (up to ``PREDICTED_PANELS``): each sample's prediction against
+    its true value, the y = x line a perfect model would sit on, and the target's R² (the
+    eval report's, scikit-learn's ``r2_score``) in the title."""
+    import numpy as np
+
+    pred, true = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
+    axes = figure.subplots(1, predicted_panels(true.shape[1]), squeeze=False)[0]
+    for i, ax in enumerate(axes):
+        t, p = true[:, i], pred[:, i]
+        ax.scatter(t, p, s=9, alpha=0.5, color=VAL, linewidths=0, gid="predictions")
+        both = np.concatenate([t, p])
+        lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
+        ax.plot([lo, hi], [lo, hi], color="black", linestyle="--", linewidth=1, label="y = x")
+        ax.set(title=f"target {i}: R² {r2[i]:.4f}", xlabel="true", ylabel="predicted")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left")
+
+
+def predicted_figure(pred: Any, true: Any, r2: Sequence[float]) -> Any:
+    """The predicted-vs-true panels alone."""
+    figure = _figure(SCATTER_PANEL[0] * predicted_panels(len(r2)), SCATTER_PANEL[1])
+    draw_predicted(figure, pred, true, r2)
+    return figure
+
+
+def regression_figure(
+    rows: Sequence[Mapping[str, float]],
+    best: dict[str, Any] | None,
+    pred: Any,
+    true: Any,
+    r2: Sequence[float],
+    log_loss: bool = False,
+) -> Any:
+    """``cnnkit eval --plot`` of a regression run: the training curves above, predicted vs
+    true on the evaluated split below."""
+    curves, scatter = curve_panels(rows), predicted_panels(len(r2))
+    width = max(CURVES_PANEL[0] * curves, SCATTER_PANEL[0] * scatter)
+    figure = _figure(width, CURVES_PANEL[1] + SCATTER_PANEL[1])
+    top, bottom = figure.subfigures(2, 1, height_ratios=[CURVES_PANEL[1], SCATTER_PANEL[1]])
+    draw_curves(top, rows, best, log_loss)
+    draw_predicted(bottom, pred, true, r2)
+    return figure
+
+
+def save_regression(
+    metrics: str | Path, path: str | Path, pred: Any, true: Any, r2: Sequence[float], **kw: Any
+) -> None:
+    """Draw ``regression_figure`` for a run's ``metrics.csv`` and the given predictions."""
+    rows = read_metrics(metrics)
+    best = read_best(Path(metrics).with_name("summary.json"))
+    save_png(regression_figure(rows, best, pred, true, r2, **kw), path)

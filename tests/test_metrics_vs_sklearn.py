@@ -102,6 +102,11 @@ def test_regression_metrics_match_sklearn(seed, n, t, constant):
     assert [row["r2"] for row in report["per_target"]] == pytest.approx(raw)
     column_mse = metrics.mean_squared_error(yt, yp, multioutput="raw_values")
     assert [row["mse"] for row in report["per_target"]] == pytest.approx(column_mse)
+    assert report["rmse"] == pytest.approx(np.sqrt(metrics.mean_squared_error(yt, yp)))
+    column_rmse = metrics.root_mean_squared_error(yt, yp, multioutput="raw_values")
+    assert [row["rmse"] for row in report["per_target"]] == pytest.approx(column_rmse)
+    column_mae = metrics.mean_absolute_error(yt, yp, multioutput="raw_values")
+    assert [row["mae"] for row in report["per_target"]] == pytest.approx(column_mae)
 
 
 def test_constant_target_is_one_when_predicted_exactly():

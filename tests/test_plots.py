@@ -298,7 +298,9 @@ def test_eval_plot_of_a_regression_run(tmp_path, monkeypatch):
     assert r.code == 0, r.err
     ((fig, path),) = drawn
     assert Path(path) == tmp_path / "c.png"
-    assert _titles(fig) == ["loss", "RMSE", "learning rate"]
+    # the curves, then one predicted-vs-true panel for the one target (test_regress_eval.py)
+    assert _titles(fig)[:3] == ["loss", "RMSE", "learning rate"]
+    assert len(fig.axes) == 4 and _titles(fig)[3].startswith("target 0: R² ")
     assert fig.axes[0].get_yscale() == "log"
     import pandas as pd
 

@@ -37,6 +37,7 @@ SOURCES = {
     "text": {"name": "text", "path": "{files}/text.csv"},
     "sentiment": {"name": "sentiment", "samples": 80},
     "waves": {"name": "waves", "samples": 80},
+    "dots": {"name": "dots", "task": "regress", "samples": 80},
 }
 
 # One non-default value per data: key (a mapping of keys when the value needs company).
@@ -73,6 +74,13 @@ DATA = {
     "min_freq": {"name": "sentiment", "samples": 80, "min_freq": 3},
     "lowercase": {"name": "text", "path": "{files}/text.csv", "lowercase": False},
     "token_pattern": {"name": "sentiment", "samples": 80, "token_pattern": "[a-z]+"},
+    "target_kind": {
+        "name": "dots",
+        "task": "regress",
+        "samples": 80,
+        "target_kind": "points",
+        "augment": ["hflip", {"random_crop": {"padding": 1}}],
+    },
 }
 
 # task: segment scores every pixel: a conv with one output channel per class, no flatten.
@@ -233,6 +241,7 @@ def _recipe(folder: Path, section: str, sample: dict, files: Path) -> Path:
     if regress:
         train.setdefault("monitor", "val_loss")
     outputs = 1 if regress else data["classes"] if data["name"] == "synthetic" else 10
+    outputs = 2 if data["name"] == "dots" else outputs  # one (x, y) point
     model = TINY_MODEL.replace("{linear: 10, name: fc}", f"{{linear: {outputs}, name: fc}}")
     if data.get("task") == "segment":
         model = SEGMENT_MODEL.replace("CLASSES", str(data.get("classes", 4)))

@@ -24,7 +24,7 @@ DataOpt = Annotated[
         metavar="SOURCE",
         help="Other data, all of it: digits, synthetic, npz:FILE, csv:FILE, folder:DIR, "
         "idx:DIR, torchvision:NAME:DIR, text:FILE (encoded with the run's vocabulary), "
-        "sentiment, waves.",
+        "sentiment, waves, dots.",
     ),
 ]
 SplitOpt = Annotated[
@@ -66,7 +66,8 @@ PlotOpt = Annotated[
         "--plot",
         metavar="PNG",
         help="Also draw the run's training curves (metrics.csv) into this PNG: loss, "
-        "accuracy (regression: RMSE), learning rate, best epoch marked. Needs matplotlib "
+        "accuracy (regression: RMSE), learning rate, best epoch marked; for regression also "
+        "predicted vs true per target (up to 6). Needs matplotlib "
         "(pip install 'cnnkit[plots]').",
         callback=needs_matplotlib("--plot"),
     ),
@@ -91,7 +92,7 @@ def eval_command(
     debug: DebugOption = False,
 ) -> None:
     """Evaluate a trained model: loss, accuracy, top-k, per-class precision/recall/F1 and the
-    confusion matrix (classification), or MSE, MAE and R² (regression).
+    confusion matrix (classification), or MSE, RMSE, MAE and R² (regression).
 
     A run folder is evaluated with its best.pt (last.pt if none) on the test split cnnkit
     train used, with the training statistics stored in the checkpoint.
@@ -127,10 +128,16 @@ def _evaluate(
     gate = fraction(min_accuracy) if min_accuracy is not None else None
     metrics = metrics_file(target) if plot is not None else None  # fail before evaluating
     options = {"data": data, "split": split, "top_k": top_k, "device": device}
-    report = eval_report(target, **options, overrides=tuple(set_ or ()))
+    kept: dict[str, Any] = {}
+    report = eval_report(target, **options, overrides=tuple(set_ or ()), keep=kept)
     if plot is not None and metrics is not None:
         report["plot"] = {"path": str(plot), "metrics": str(metrics)}
-        draw_curves(metrics, plot, log_loss=log_loss)
+        if "pred" in kept:  # regression: predicted vs true under the curves
+            report["plot"]["predicted_vs_true"] = draw_regression(
+                metrics, plot, kept, report, log_loss
+            )
+        else:
+            draw_curves(metrics, plot, log_loss=log_loss)
     _output(report, as_json, as_csv)
     if gate is not None:
         check_accuracy(report, gate)
@@ -149,7 +156,10 @@ def _output(report: dict[str, Any], as_json: bool, as_csv: bool) -> None:
             from cnnkit.cli.output import console
 
             where = report["plot"]["path"]
-            console().print(f"training curves -> {where}", markup=False, soft_wrap=True)
+            what = "training curves"
+            if "predicted_vs_true" in report["plot"]:
+                what += ", predicted vs true"
+            console().print(f"{what} -> {where}", markup=False, soft_wrap=True)
 
 
 def _csv(report: dict[str, Any]) -> str:
@@ -160,7 +170,7 @@ def _csv(report: dict[str, Any]) -> str:
 
         return segment_csv(report)
     if report["task"] != "classify":
-        keys = ("samples", "mse", "mae", "r2", "r2_multioutput", "r2_variance_weighted")
+        keys = ("samples", "mse", "mae", "r2", "r2_multioutput", "r2_variance_weighted", "rmse")
         return pd.DataFrame([{k: report[k] for k in keys if k in report}]).to_csv(index=False)
     table = pd.DataFrame(report["per_class"])
     names = [f"pred_{row['class']}" for row in report["per_class"]]
@@ -186,6 +196,8 @@ def _render(report: dict[str, Any]) -> None:
         return
     if report["task"] != "classify":
         out.print(regression_line(report), markup=False)
+        if len(report.get("per_target", [])) > 1:
+            print_table(out, _per_target(report["per_target"]))
         return
     out.print(
         f"loss {report['loss']:.4f}  accuracy {report['accuracy']:.2%}  "
@@ -214,9 +226,25 @@ def _render(report: dict[str, Any]) -> None:
     print_confusion(out, report, "confusion")
 
 
+def _per_target(rows: list[dict[str, Any]]) -> Any:
+    """Each target's MSE, RMSE, MAE and R² (the report's ``per_target``)."""
+    from rich.table import Table
+
+    table = Table(title="per target", title_justify="left")
+    for name in ("target", "MSE", "RMSE", "MAE", "R²"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        rmse = f"{row['rmse']:.6g}" if "rmse" in row else "-"
+        table.add_row(
+            str(row["target"]), f"{row['mse']:.6g}", rmse, f"{row['mae']:.6g}", f"{row['r2']:.4f}"
+        )
+    return table
+
+
 def regression_line(report: dict[str, Any]) -> str:
     """MSE, MAE and R², saying how R² averages over more than one target."""
-    line = f"MSE {report['mse']:.6g}  MAE {report['mae']:.6g}  R² {report['r2']:.4f}"
+    rmse = f"  RMSE {report['rmse']:.6g}" if "rmse" in report else ""
+    line = f"MSE {report['mse']:.6g}{rmse}  MAE {report['mae']:.6g}  R² {report['r2']:.4f}"
     targets = len(report.get("per_target", []))
     if targets > 1:
         line += (
@@ -224,6 +252,19 @@ def regression_line(report: dict[str, Any]) -> str:
             f"variance_weighted {report['r2_variance_weighted']:.4f})"
         )
     return line
+
+
+def draw_regression(
+    metrics: Path, path: Path, kept: dict[str, Any], report: dict[str, Any], log_loss: bool
+) -> dict[str, int]:
+    """The curves and one predicted-vs-true panel per target (up to a limit) into ``path``;
+    returns the ``plot.predicted_vs_true`` entry: how many panels of how many targets."""
+    from cnnkit.plots import predicted_panels, save_regression
+
+    r2 = [row["r2"] for row in report["per_target"]]
+    true = kept["true"].reshape(len(kept["true"]), -1)
+    save_regression(metrics, path, kept["pred"].reshape(true.shape), true, r2, log_loss=log_loss)
+    return {"panels": predicted_panels(len(r2)), "targets": len(r2)}
 
 
 def draw_curves(metrics: Path, path: Path, log_loss: bool = False) -> None:

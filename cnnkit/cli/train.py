@@ -171,10 +171,16 @@ def _run(
 
     show = is_main_rank() and not as_json and not quiet
     reporter = _reporter() if show else None
+
+    def start(run: Path, data: Any, params: int) -> None:
+        _announce(run, data, params)
+        if reporter is not None:  # images for image data; token ids and signals: samples
+            reporter.unit = "images" if data.train.x.dim() == 4 else "samples"
+
     try:
         note = _note if is_main_rank() and not quiet else None
         summary = train(
-            *args, reporter=reporter, on_start=_announce if show else None, on_note=note, **kw
+            *args, reporter=reporter, on_start=start if show else None, on_note=note, **kw
         )
     finally:
         if reporter is not None:
@@ -184,7 +190,9 @@ def _run(
     if as_json:
         emit_json(summary)
     else:
-        _final_table(summary, reporter.rows if reporter else [])
+        _final_table(
+            summary, reporter.rows if reporter else [], getattr(reporter, "unit", "images")
+        )
     return summary
 
 
@@ -219,6 +227,7 @@ class _LineReporter:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.epochs = 0
+        self.unit = "images"  # or "samples": what the run trains on (set at its start)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.epochs = epochs
@@ -228,7 +237,12 @@ class _LineReporter:
     def epoch_end(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         parts = [f"epoch {row['epoch']}/{self.epochs}"]
-        parts += [form.format(row[key]) for key, form in _EPOCH_LINE if row.get(key) is not None]
+        rate = _rate(self.unit)
+        parts += [
+            form.format(row[key], rate=rate)
+            for key, form in _EPOCH_LINE
+            if row.get(key) is not None
+        ]
         sys.stderr.write("  ".join(parts) + "\n")
         sys.stderr.flush()
 
@@ -240,9 +254,15 @@ _EPOCH_LINE = (  # metrics.csv column, how the line shows it
     ("train_accuracy", "acc {:.2%}"),
     ("val_loss", "val loss {:.4f}"),
     ("val_accuracy", "val acc {:.2%}"),
-    ("images_per_s", "{:,.0f} img/s"),
+    ("images_per_s", "{:,.0f} {rate}"),
     ("time_s", "{:.2f} s"),
 )
+
+
+def _rate(unit: str) -> str:
+    """The throughput's unit: img/s for images, samples/s for token ids and signals (the
+    metrics.csv and --json field stays ``images_per_s``)."""
+    return "img/s" if unit == "images" else f"{unit}/s"
 
 
 class _ProgressReporter:
@@ -272,6 +292,7 @@ class _ProgressReporter:
         self.task: Any = None
         self.rows: list[dict[str, Any]] = []
         self.last = ""
+        self.unit = "images"  # or "samples" (set at the run's start)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if not self.started:  # lazily: an error before training leaves stderr one line
@@ -293,7 +314,8 @@ class _ProgressReporter:
     def epoch_end(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         val = f"  val acc {row['val_accuracy']:.2%}" if "val_accuracy" in row else ""
-        self.progress.update(self.task, stats=f"{self.last}{val}  {row['images_per_s']:,.0f} img/s")
+        rate = f"{row['images_per_s']:,.0f} {_rate(self.unit)}"
+        self.progress.update(self.task, stats=f"{self.last}{val}  {rate}")
 
     def close(self) -> None:
         if self.started:
@@ -312,7 +334,7 @@ _COLUMNS = {  # metrics.csv column -> (table header, format)
 }
 
 
-def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]], unit: str = "images") -> None:
     from rich.table import Table
 
     from cnnkit.cli.output import console
@@ -322,7 +344,9 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         keys = [k for k in _COLUMNS if k in rows[0]]
         table = Table(title=f"{summary['name']}: {summary['status']}", title_justify="left")
         for k in keys:
-            table.add_column(_COLUMNS[k][0], justify="right")
+            table.add_column(
+                _rate(unit) if k == "images_per_s" else _COLUMNS[k][0], justify="right"
+            )
         for row in rows:
             table.add_row(*(_COLUMNS[k][1].format(row[k]) for k in keys))
         print_table(out, table)
@@ -333,12 +357,12 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         lines.append(
             f"test accuracy {test['accuracy']:.2%} (top-{test['top_k']} "
             f"{test['top_k_accuracy']:.2%}, loss {test['loss']:.4f}) on {test['samples']} "
-            f"images with {summary['test_weights']}"
+            f"{unit} with {summary['test_weights']}"
         )
     elif test and test["task"] == "segment":
         from cnnkit.cli.segment_view import segment_line
 
-        lines.append(f"test {segment_line(test)} on {test['samples']} images")
+        lines.append(f"test {segment_line(test)} on {test['samples']} {unit}")
     elif test:
         from cnnkit.cli.evaluate import regression_line
 

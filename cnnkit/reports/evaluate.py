@@ -51,10 +51,12 @@ def eval_report(
     top_k: int = 5,
     device: str | None = None,
     overrides: tuple[str, ...] = (),
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a run folder (its best.pt, else last.pt) or a checkpoint file on ``split`` of
     its own data, or of ``data`` (a ``--data`` spec); returns what ``cnnkit eval --json``
-    prints (without the ``plot`` entry, which only ``--plot`` adds)."""
+    prints (without the ``plot`` entry, which only ``--plot`` adds); ``keep`` receives a
+    regression's predictions and targets (``full_report``)."""
     from cnnkit.model.build import build
     from cnnkit.targets import TRAINED, resolve
     from cnnkit.train.checkpoint import load_weights
@@ -80,6 +82,7 @@ def eval_report(
         tuple(checkpoint["classes"]),
         train_config.eval_batch_size,
         top_k,
+        keep,
     )
     head = {"checkpoint": str(path), "epoch": checkpoint["epoch"], "data": source, "split": shown}
     return {**head, **report}

@@ -36,11 +36,12 @@ def check_recipe(recipe: Recipe) -> str | None:
     passes here does not fail later on a typo) and tensors no machine holds. Returns a
     warning when training at ``train.batch_size``, or evaluating at
     ``train.eval_batch_size``, needs more memory than this machine has available."""
-    from cnnkit.train.config import check_train_task, parse_data, parse_train
+    from cnnkit.train.config import check_monitor, check_train_task, parse_data, parse_train
 
     data = parse_data(recipe.data, recipe.source)
     train = parse_train(recipe.train, recipe.source)
     check_train_task(train, data, recipe.source)
+    check_monitor(data, train, recipe.source)
     if recipe.graph is None:
         return None
     return _memory_warning(recipe, train)

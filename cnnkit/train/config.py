@@ -61,18 +61,24 @@ DATA_SOURCES = (
     "text",
     "sentiment",
     "waves",
+    "dots",
 )
 # Sources of token-id sequences (a recipe input [L]) and of 1-D signals (an input [C, L]).
 TEXT_SOURCES = ("text", "sentiment")
 TOKEN_PATTERN = r"\w+(?:'\w+)?"  # a word: letters/digits/_ with one inner apostrophe (don't)
 TASKS = ("classify", "regress", "segment")
+# What regression targets are: plain numbers, or (x, y) pixel coordinates that move with the
+# image (cnnkit.train.data.points: pixel centres, origin top-left, x = column).
+TARGET_KINDS = ("values", "points")
 AUGMENTS = ("random_crop", "hflip", "random_resized_crop", "alexnet_crop")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "bf16", "fp16")
-MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
 SAMPLERS = ("shuffle", "balanced")
+MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "val_miou")
+# Monitors only segmentation computes (the val split's mean IoU, cnnkit.train.segment_eval).
+SEGMENT_MONITORS = ("val_miou",)
 # Augmentations that move pixels: regression targets such as coordinates do not follow them.
 GEOMETRIC = frozenset(AUGMENTS)
 
@@ -112,6 +118,7 @@ class DataConfig:
     min_freq: int = 1  # text: a word seen fewer times in the train split becomes <unk>
     lowercase: bool = True  # text: lower-case before splitting into words
     token_pattern: str = TOKEN_PATTERN  # text: the regex (re.findall) a word matches
+    target_kind: str = "values"  # regress: values | points: [x0, y0, x1, y1, ...] pixel pairs
 
     @property
     def path_text(self) -> str:
@@ -143,7 +150,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # classify: cross-entropy label smoothing (Szegedy et al. 2016)
     clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this value
     early_stop: int | None = None  # stop after this many epochs without improving `monitor`
-    monitor: str = "val_accuracy"  # the metric for best.pt and early stopping
+    monitor: str = "val_accuracy"  # the metric for best.pt and early stopping (val_miou: segment)
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     amp: str = "off"  # off | bf16 | fp16 autocast (fp16: CUDA only, with a GradScaler)
     channels_last: bool = False  # NHWC memory format on CUDA (faster convs with tensor cores)
@@ -306,6 +313,7 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "min_freq": integer(1),
     "lowercase": boolean,
     "token_pattern": _pattern,
+    "target_kind": word(TARGET_KINDS),
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -427,6 +435,7 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
         raise where.error(("data", "test"), "data.val + data.test must leave some train data")
     if config.stratify and config.task != "classify":
         raise where.error(("data", "stratify"), "a stratified split needs class labels")
+    config = _check_points(config, raw if isinstance(raw, dict) else {}, where)
     _check_regress_augment(config, where)
     config = _check_segment(config, raw if isinstance(raw, dict) else {}, where)
     if config.task == "regress" and config.name == "csv" and not config.targets:
@@ -438,13 +447,38 @@ def _check_regress_augment(config: DataConfig, where: Locator) -> None:
     """Flips and crops move the image but not the targets: coordinate targets would silently
     be wrong. cnnkit cannot tell coordinates from, say, brightness, so the user opts in."""
     moving = [a.kind for a in config.augment if a.kind in GEOMETRIC]
-    if config.task == "regress" and moving and not config.augment_keeps_targets:
+    if config.task != "regress" or config.target_kind == "points":
+        return  # points move with the image (cnnkit.train.data.points)
+    if moving and not config.augment_keeps_targets:
         raise where.error(
             ("data", "augment"),
             f"{moving[0]} moves the image but not the regression targets (coordinates would "
-            "be wrong); remove it, or set data.augment_keeps_targets: true if the targets "
+            "be wrong); remove it, set data.target_kind: points if the targets are (x, y) "
+            "pixel coordinates, or set data.augment_keeps_targets: true if the targets "
             "do not change when the image is flipped or cropped",
         )
+
+
+def _check_points(config: DataConfig, raw: Mapping[str, Any], where: Locator) -> DataConfig:
+    """``dots`` has coordinate targets (points unless stated); points need task regress and
+    say the opposite of ``augment_keeps_targets``, so the two together are refused."""
+    if config.name == "dots":
+        if config.task != "regress":
+            raise where.error(
+                ("data", "task"), "the dots data set has coordinate targets: set data.task: regress"
+            )
+        if "target_kind" not in raw:
+            config = replace(config, target_kind="points")
+    if config.target_kind != "points":
+        return config
+    if config.task != "regress":
+        raise where.error(("data", "target_kind"), "points are regression targets (task regress)")
+    if config.augment_keeps_targets:
+        raise where.error(
+            ("data", "augment_keeps_targets"),
+            "points move with the image; augment_keeps_targets says targets do not: drop one",
+        )
+    return config
 
 
 SEGMENT_SOURCES = ("shapes", "folder", "csv")
@@ -522,6 +556,16 @@ def check_train_task(train: TrainConfig, data: DataConfig, where: Locator) -> No
                 ("train", key),
                 f"needs data.task {' or '.join(tasks)} (class labels), not {data.task}",
             )
+
+
+def check_monitor(data: DataConfig, train: TrainConfig, where: Locator) -> None:
+    """A segmentation score cannot pick the best epoch of a run that has no masks."""
+    if train.monitor in SEGMENT_MONITORS and data.task != "segment":
+        raise where.error(
+            ("train", "monitor"),
+            f"{train.monitor} scores segmentation (data.task: segment), not task {data.task}; "
+            "use val_loss or val_accuracy",
+        )
 
 
 def to_plain(config: DataConfig | TrainConfig) -> dict[str, Any]:

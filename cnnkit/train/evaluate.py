@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from cnnkit.train.data import Split
 from cnnkit.train.runtime import World
-from cnnkit.train.segment_eval import segment_sums, segmentation_report
+from cnnkit.train.segment_eval import add_confusion, mean_iou, segment_sums, segmentation_report
 
 
 def _sum_of_image_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -46,17 +46,20 @@ def evaluate(
     world: World = World(),
     autocast: Any = contextlib.nullcontext,
 ) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) over ``split``; one sync at the end."""
+    """Mean loss (and accuracy for classification; pixel accuracy and mIoU for segmentation)
+    over ``split``; one sync at the end."""
     was_training = model.training
     model.eval()
     device = split.x.device
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, count
+    confusion = None  # segment: the pixel confusion matrix, for the mIoU
     for start in _batches(len(split), batch_size, world):
         x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
         with autocast():
             out = model(x)
         if task == "segment":  # per scored pixel: loss and pixel accuracy
             sums += segment_sums(out, y)
+            confusion = add_confusion(confusion, out, y)
             continue
         sums[0] += PLAIN_LOSS[task](out, y)
         if task == "classify":
@@ -67,6 +70,8 @@ def evaluate(
     result = {"loss": loss / max(count, 1)}
     if task in ("classify", "segment"):
         result["accuracy"] = correct / max(count, 1)
+    if confusion is not None:
+        result["miou"] = mean_iou(world.sum(confusion).cpu())
     return result
 
 
@@ -167,12 +172,15 @@ def r2_per_target(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def regression_report(pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """MSE, MAE and R² as ``sklearn.metrics`` gives them (tested against it).
+    """MSE, RMSE, MAE and R² as ``sklearn.metrics`` gives them (tested against it).
 
     MSE and MAE average over every image and target (the same under uniform and variance
-    weighting). ``r2`` is the mean of the per-target R² (``R2_MULTIOUTPUT``, scikit-learn's
-    default); ``r2_variance_weighted`` weights each target by its variance: with no constant
-    target that is 1 - SS_res/SS_tot pooled over all targets, what ``r2`` used to report.
+    weighting); ``rmse`` is the square root of that pooled MSE, and per target it is
+    ``root_mean_squared_error``'s raw values (the mean of per-target RMSEs, its
+    ``uniform_average``, is not reported). ``r2`` is the mean of the per-target R²
+    (``R2_MULTIOUTPUT``, scikit-learn's default); ``r2_variance_weighted`` weights each
+    target by its variance: with no constant target that is 1 - SS_res/SS_tot pooled over
+    all targets, what ``r2`` used to report.
     """
     y = y.cpu().double()
     y = y.reshape(len(y), -1)
@@ -183,7 +191,7 @@ def regression_report(pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     ss_tot = ((y - y.mean(0)) ** 2).sum(0) if n else torch.zeros(y.shape[1])
     weights = ss_tot if bool((ss_tot > 0).any()) else torch.ones_like(ss_tot)
     per_target = [
-        {"target": i, "mse": m, "mae": a, "r2": r}
+        {"target": i, "mse": m, "mae": a, "r2": r, "rmse": m**0.5}
         for i, (m, a, r) in enumerate(
             zip((err**2).mean(0).tolist(), err.abs().mean(0).tolist(), r2.tolist())
         )
@@ -198,6 +206,7 @@ def regression_report(pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         "r2_multioutput": R2_MULTIOUTPUT,
         "r2_variance_weighted": ((r2 * weights).sum() / weights.sum()).item(),
         "per_target": per_target if n else [],
+        "rmse": (err**2).mean().sqrt().item(),
     }
 
 
@@ -208,11 +217,15 @@ def full_report(
     classes: tuple[str, ...],
     batch_size: int,
     top_k: int = 5,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report ``cnnkit eval`` prints and ``summary.json`` stores for the test split."""
+    """The report ``cnnkit eval`` prints and ``summary.json`` stores for the test split;
+    a regression's predictions and targets go into ``keep`` when given (for the plot)."""
     if task == "segment":
         return segmentation_report(model, split, classes, batch_size)
     out = predict(model, split, batch_size)
     if task == "classify":
         return classification_report(out, split.y, classes, top_k)
+    if keep is not None:
+        keep.update(pred=out, true=split.y.cpu())
     return regression_report(out, split.y)

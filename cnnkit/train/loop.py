@@ -97,6 +97,7 @@ class Loop:
     channels_last: bool
     grad_norms: torch.Tensor | None = None  # per-parameter sums of gradient norms this epoch
     mix: Callable[[int, int], Mixer] | None = None  # (epoch, rank) -> that epoch's mixup/cutmix
+    pairs: bool = False  # augment takes and moves the targets: (x, y, g) -> (x, y)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -126,8 +127,8 @@ def train_one_epoch(
     for step, start in enumerate(starts):
         index = order[start : start + per_rank]
         x, y = split.x[index], split.y[index]
-        if loop.augment is not None and loop.task == "segment":
-            x, y = loop.augment(x, y, g)  # masks move with their images
+        if loop.augment is not None and loop.pairs:
+            x, y = loop.augment(x, y, g)  # masks and points move with their images
         elif loop.augment is not None:
             x = loop.augment(x, g)
         target = y
@@ -268,7 +269,7 @@ def _autocast(c: TrainConfig, device: torch.device) -> Callable[[], Any]:
 def _improved(value: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return True
-    return value > best if monitor.endswith("accuracy") else value < best
+    return value > best if monitor.endswith(("accuracy", "miou")) else value < best
 
 
 def monitored(monitor: str, row: dict[str, Any]) -> str:
@@ -331,6 +332,7 @@ def prepare(
         loss_fn=_loss_fn(data.task, c, _weights_on(c, data, device)),
         autocast=_autocast(c, device),
         augment=_augment(data),
+        pairs=data.task == "segment" or data.target_kind == "points",
         config=c,
         task=data.task,
         world=world,
@@ -351,6 +353,10 @@ def _augment(data: DataBundle) -> Callable[..., Any] | None:
         from cnnkit.train.data.segment_augment import make_pair_augment
 
         return make_pair_augment(data.augment, size)
+    if data.target_kind == "points":
+        from cnnkit.train.data.points import make_points_augment
+
+        return make_points_augment(data.augment, size)
     return make_augment(data.augment, size)
 
 

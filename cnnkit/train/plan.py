@@ -16,6 +16,7 @@ from cnnkit.recipe import Recipe, apply_overrides, load_recipe, recipe_from_text
 from cnnkit.train.config import (
     DataConfig,
     TrainConfig,
+    check_monitor,
     check_train_task,
     parse_data,
     parse_train,
@@ -41,6 +42,7 @@ def sections(recipe: Recipe) -> tuple[DataConfig, TrainConfig]:
     """The validated ``data:`` and ``train:`` sections (defaults where absent)."""
     data, train = parse_data(recipe.data, recipe.source), parse_train(recipe.train, recipe.source)
     check_train_task(train, data, recipe.source)
+    check_monitor(data, train, recipe.source)
     return data, train
 
 

@@ -37,6 +37,26 @@ def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tenso
     return torch.bincount(index.flatten().cpu(), minlength=k * k).reshape(k, k)
 
 
+def add_confusion(into: torch.Tensor | None, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``into`` plus this batch's ``[k, k]`` pixel counts, kept on the device with no host
+    sync (ignored pixels add 0), so validation still reads the device once per epoch."""
+    k = out.shape[1]
+    if into is None:
+        into = torch.zeros(k * k, device=out.device, dtype=torch.int64)
+    scored = y != IGNORE
+    index = (y.clamp_min(0) * k + out.argmax(1)).flatten()
+    return into.reshape(-1).index_add_(0, index, scored.flatten().long()).reshape(k, k)
+
+
+def mean_iou(confusion: torch.Tensor) -> float:
+    """``scores``' mIoU alone: the mean IoU over the classes present in truth or predictions."""
+    c = confusion.double()
+    tp, predicted, actual = c.diag(), c.sum(0), c.sum(1)
+    present = (predicted + actual) > 0
+    iou = _ratio(tp, predicted + actual - tp)
+    return iou[present].mean().item() if present.any() else float("nan")
+
+
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp_min(1), ZERO_DIVISION)
 

@@ -63,6 +63,7 @@ class DataBundle:
     augment: tuple[Augment, ...] = ()  # training-time augmentations (applied per batch)
     fingerprint: str = ""  # BLAKE2b of the loaded splits: a resume over changed data is refused
     vocab: tuple[str, ...] = ()  # text: the words of the token ids, id = position (data/text.py)
+    target_kind: str = "values"  # regress: points move with the image (data/points.py)
 
     @property
     def outputs(self) -> int:
@@ -108,8 +109,25 @@ def _fit(raw: Raw, config: DataConfig, want: Want, where: str) -> Raw:
                 where=where,
             )
         x = F.interpolate(x, size=want.size, mode="bilinear", align_corners=False, antialias=True)
+    y = _checked_points(raw.y, where) if config.target_kind == "points" else raw.y
+    if config.target_kind == "points" and size != want.size:
+        from cnnkit.train.data.points import resized
+
+        y = resized(y, size, want.size)
     given = {k: _fit(v, config, want, where) for k, v in raw.given.items()}
-    return Raw(x.contiguous(), raw.y, raw.classes, given)
+    return Raw(x.contiguous(), y, raw.classes, given)
+
+
+def _checked_points(y: torch.Tensor, where: str) -> torch.Tensor:
+    """Point targets are float rows of (x, y) pairs: [x0, y0, x1, y1, ...]."""
+    if not y.is_floating_point() or y.dim() != 2 or y.shape[1] % 2:
+        columns = y.shape[1] if y.dim() == 2 else 1
+        raise DataError(
+            f"data.target_kind points needs an even number of numeric targets "
+            f"(x0, y0, x1, y1, ...), got {columns} per sample",
+            where=where,
+        )
+    return y
 
 
 def _read(config: DataConfig, want: Want) -> Raw:
@@ -263,6 +281,19 @@ def _centre_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[:, :, top : top + size[0], left : left + size[1]].contiguous()
 
 
+def _cropped_targets(
+    y: torch.Tensor, before: tuple[int, int], size: tuple[int, int], config: DataConfig
+) -> torch.Tensor:
+    """Targets that live in the image follow its centre crop: masks, and points."""
+    if y.dim() == 3:  # segmentation masks
+        return _centre_crop(y[:, None], size)[:, 0]
+    if config.target_kind == "points":
+        from cnnkit.train.data.points import centre_cropped
+
+        return centre_cropped(y, before, size)
+    return y
+
+
 @contextlib.contextmanager
 def _fits_memory(config: DataConfig) -> Iterator[None]:
     """Decoding or resizing a set that memory cannot hold is one line naming the keys to
@@ -320,8 +351,7 @@ def load_data(
         y = split.y
         if tuple(x.shape[2:]) != (height, width) and not (is_train and crops_in_training):
             x = _centre_crop(x, (height, width))
-            if y.dim() == 3:  # segmentation masks follow their images
-                y = _centre_crop(y[:, None], (height, width))[:, 0]
+            y = _cropped_targets(y, tuple(split.x.shape[2:]), (height, width), config)
         return Split(x.float().contiguous(), y)
 
     prepared = prepare(train, True)
@@ -338,6 +368,7 @@ def load_data(
         source=config.name if config.path is None else f"{config.name}:{config.path_text}",
         augment=config.augment,
         fingerprint=digest,
+        target_kind=config.target_kind,
     )
 
 
@@ -349,6 +380,12 @@ def _sequences(
     embedding: int | None,
 ) -> DataBundle:
     """Token ids for a text source or an input ``[L]``; 1-D signals for an input ``[C, L]``."""
+    if config.target_kind == "points":
+        raise DataError(
+            "data.target_kind points are pixel coordinates: they need images (a recipe input "
+            f"[C, H, W]), the recipe has {list(input_shape)}",
+            where=config.name,
+        )
     if config.name in TEXT_SOURCES or len(input_shape) == 1:
         from cnnkit.train.data.text import load_text
 

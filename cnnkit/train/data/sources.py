@@ -506,6 +506,13 @@ def read_torchvision(config: DataConfig, path: str | None, want: Want) -> Raw:
     return raw
 
 
+def read_dots(config: DataConfig, path: str | None, want: Want) -> Raw:
+    """Generated dot images and their centres (``cnnkit.train.data.dots``)."""
+    from cnnkit.train.data.dots import dots
+
+    return dots(config.samples, want, config.seed)
+
+
 Reader = Callable[[DataConfig, "str | None", Want], Raw]
 
 SOURCES: dict[str, Reader] = {
@@ -516,6 +523,7 @@ SOURCES: dict[str, Reader] = {
     "npz": read_npz,
     "idx": read_idx,
     "torchvision": read_torchvision,
+    "dots": read_dots,
 }
 
 
