@@ -132,6 +132,11 @@ TRAIN = {
     "amp": {"amp": "bf16"},
     "channels_last": {"channels_last": True},
     "compile": {"compile": True},
+    "ema": {"ema": 0.9},
+    "ema_warmup": {"ema": 0.99, "ema_warmup": True},
+    "weight_decay_norm_bias": {"weight_decay": 0.0005, "weight_decay_norm_bias": True},
+    "accumulate": {"accumulate": 2},
+    "checkpoint_every": {"checkpoint_every": 1},
 }
 
 CASES = (

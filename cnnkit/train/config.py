@@ -146,6 +146,11 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16 autocast (fp16: CUDA only, with a GradScaler)
     channels_last: bool = False  # NHWC memory format on CUDA (faster convs with tensor cores)
     compile: bool = False  # torch.compile the model (opt-in: compiling costs start-up time)
+    ema: float | None = None  # decay of an EMA of the weights (e.g. 0.999), scored beside them
+    ema_warmup: bool = False  # ema: timm's warm-up, decay of step n = min(ema, 1 - n^(-2/3))
+    weight_decay_norm_bias: bool = False  # decay biases and norm weights (ndim <= 1) too
+    accumulate: int = 1  # N micro-batches of batch_size per optimiser step (batch N*batch_size)
+    checkpoint_every: int | None = None  # also write last.pt every N optimiser steps mid-epoch
 
 
 # ---- checkers: each returns the clean value or raises ValueError(expected-text). The value
@@ -295,6 +300,11 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "amp": word(AMP_MODES),
     "channels_last": boolean,
     "compile": boolean,
+    "ema": optional(number(0, 1, open_low=True, open_high=True)),
+    "ema_warmup": boolean,
+    "weight_decay_norm_bias": boolean,
+    "accumulate": integer(1, 65536),
+    "checkpoint_every": optional(integer(1)),
 }
 
 # Each augmentation's arguments and their checkers; a bare name takes the defaults.

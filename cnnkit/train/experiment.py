@@ -344,7 +344,8 @@ def _saver(
     world: World, run: Path, job: _Run, meta: dict[str, Any]
 ) -> Callable[[str, dict[str, Any]], None]:
     """``fit``'s checkpoint callback: ``best.pt``/``last.pt`` with the run's metadata, then
-    ``metrics.csv``; the first ``last.pt`` of a run that replaces another commits it."""
+    ``metrics.csv`` (not for a mid-epoch ``last.pt``, kind ``step``); the first ``last.pt``
+    of a run that replaces another commits it."""
 
     def save(kind: str, payload: dict[str, Any]) -> None:
         if not world.main:
@@ -354,8 +355,8 @@ def _saver(
         runs.kill_point(f"saved:{name}")
         if kind == "last":
             runs.write_metrics(run, payload["state"]["history"])
-            if job.replacing:
-                runs.commit_replace(run)
+        if kind != "best" and job.replacing:  # "step": a mid-epoch last.pt (checkpoint_every)
+            runs.commit_replace(run)
 
     return save
 
