@@ -213,6 +213,23 @@ def test_ema_is_scored_saved_and_evaluated_beside_the_raw_weights(tmp_path):
         row = rows[best["epoch"] - 1]
         assert report["loss"] == pytest.approx(float(row[column]), rel=1e-5)
     assert float(rows[-1]["val_loss_ema"]) != float(rows[-1]["val_loss"])
+    recorded = json.loads((run / "summary.json").read_text())["test_ema"]
+    r = run_cli("eval", str(run), "--weights", "ema", "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["accuracy"] == recorded["accuracy"]
+    assert report["loss"] == pytest.approx(recorded["loss"], rel=1e-5)
+    shown = run_cli("train", "--resume", str(run))  # finished: its test lines again
+    assert shown.code == 0 and "EMA test accuracy" in shown.out, shown.out
+    table = run_cli(
+        "train",
+        str(tmp_path / "ema.yaml"),
+        "--set",
+        "train.epochs=1",
+        "--out",
+        str(tmp_path / "table"),
+    )
+    assert table.code == 0 and "EMA val acc" in table.out, table.out
     plain = _train(tmp_path, "plain", "epochs: 1, batch_size: 20, device: cpu")
     r = run_cli("eval", str(plain), "--weights", "ema")
     assert r.code == 2 and "has no EMA weights" in r.err and r.err.count("\n") == 1, r.err

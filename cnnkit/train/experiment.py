@@ -400,18 +400,23 @@ def _extension(plan: Plan) -> dict[str, Any]:
 
 
 def _test_report(run: Path, job: _Run, test: Split, batch_size: int) -> dict[str, Any]:
-    """The test split scored with ``best.pt`` (else ``last.pt``), as ``cnnkit eval`` does."""
+    """The test split scored with ``best.pt`` (else ``last.pt``), as ``cnnkit eval`` does; with
+    ``train.ema`` also with that checkpoint's EMA weights (``test_ema``)."""
     best = run / runs.BEST
     chosen = best if best.exists() else run / runs.LAST
-    load_weights(job.module, load_checkpoint(chosen)["model"], str(chosen))
-    report = full_report(
-        job.module.to(job.device),
-        test.to(job.device),
-        job.data.task,
-        job.data.classes,
-        batch_size,
-    )
-    return {"test_weights": chosen.name, "test": report}
+    checkpoint = load_checkpoint(chosen)
+    scored: dict[str, Any] = {}
+    parts = [("test_ema", checkpoint["ema"]["model"])] if "ema" in checkpoint else []
+    for key, weights in [*parts, ("test", checkpoint["model"])]:  # the module ends raw
+        load_weights(job.module, weights, str(chosen))
+        scored[key] = full_report(
+            job.module.to(job.device),
+            test.to(job.device),
+            job.data.task,
+            job.data.classes,
+            batch_size,
+        )
+    return {"test_weights": chosen.name, "test": scored.pop("test"), **scored}
 
 
 def grad_summary(epoch: int, norms: dict[str, float], weights: list[str]) -> dict[str, Any]:
