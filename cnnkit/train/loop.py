@@ -551,7 +551,8 @@ def _epoch_row(
             val = evaluate(ema, data.val, data.task, c.eval_batch_size, world, loop.autocast)
             row.update({f"val_{k}_ema": v for k, v in val.items()})
     row["time_s"] = time.perf_counter() - started
-    row["images_per_s"] = row.pop("images") / train_seconds
+    resumed = partial["seen"] if partial is not None else 0  # trained before the resume
+    row["images_per_s"] = (row.pop("images") - resumed) / train_seconds
     return row
 
 
