@@ -366,3 +366,13 @@ def test_a_label_key_written_in_the_recipe_is_named_with_its_file_and_line(tmp_p
     line = recipe.read_text().splitlines().index("  mixup: 0.2") + 1
     r = run_cli("train", str(recipe), "--print-config")
     assert r.code == 2 and f"tiny.yaml:{line}: train.mixup: needs data.task" in r.err, r.err
+
+
+def test_mid_epoch_checkpoints_with_mixing_are_refused_in_one_line() -> None:
+    """A mid-epoch record holds no mixing draws: its resume would not be exact."""
+    from cnnkit.train.config import NoLocation, check_train_task, parse_data, parse_train
+
+    train = parse_train({"mixup": 0.4, "checkpoint_every": 5}, NoLocation("r.yaml"))
+    data = parse_data({}, NoLocation("r.yaml"))
+    with pytest.raises(Exception, match=r"train\.checkpoint_every: a mid-epoch checkpoint"):
+        check_train_task(train, data, NoLocation("r.yaml"))

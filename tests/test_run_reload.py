@@ -151,6 +151,11 @@ TRAIN = {
     "init_from": {"init_from": "{files}/init.pt"},  # c1 only: the head keeps its fresh init
     "init_partial": {"init_from": "{files}/init.pt", "init_partial": True},
     "freeze": {"freeze": ["c1"]},
+    "ema": {"ema": 0.9},
+    "ema_warmup": {"ema": 0.99, "ema_warmup": True},
+    "weight_decay_norm_bias": {"weight_decay": 0.0005, "weight_decay_norm_bias": True},
+    "accumulate": {"accumulate": 2},
+    "checkpoint_every": {"checkpoint_every": 1},
 }
 
 CASES = (

@@ -72,6 +72,15 @@ PlotOpt = Annotated[
         callback=needs_matplotlib("--plot"),
     ),
 ]
+WeightsOpt = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        metavar="raw|ema",
+        help="raw: the trained weights; ema: their moving average, kept beside them by a run "
+        "with train.ema.",
+    ),
+]
 LogLossOpt = Annotated[
     bool, typer.Option("--log-loss", help="With --plot: draw the loss on a log scale.")
 ]
@@ -88,6 +97,7 @@ def eval_command(
     as_csv: CsvOpt = False,
     plot: PlotOpt = None,
     log_loss: LogLossOpt = False,
+    weights: WeightsOpt = "raw",
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -95,10 +105,22 @@ def eval_command(
     confusion matrix (classification), or MSE, RMSE, MAE and R² (regression).
 
     A run folder is evaluated with its best.pt (last.pt if none) on the test split cnnkit
-    train used, with the training statistics stored in the checkpoint.
+    train used, with the training statistics stored in the checkpoint; --weights ema scores
+    the moving average of the weights a run with train.ema keeps (default: raw).
     """
     _evaluate(
-        target, data, split, set_, top_k, device, min_accuracy, as_csv, plot, log_loss, as_json
+        target,
+        data,
+        split,
+        set_,
+        top_k,
+        device,
+        min_accuracy,
+        as_csv,
+        plot,
+        log_loss,
+        as_json,
+        weights=weights,
     )
 
 
@@ -114,6 +136,7 @@ def _evaluate(
     plot: Path | None,
     log_loss: bool,
     as_json: bool,
+    weights: str = "raw",
 ) -> None:
     """Check the options, score the target, draw the curves if asked, render, then gate."""
     from cnnkit.reports.evaluate import (
@@ -127,7 +150,7 @@ def _evaluate(
     check_split(split)
     gate = fraction(min_accuracy) if min_accuracy is not None else None
     metrics = metrics_file(target) if plot is not None else None  # fail before evaluating
-    options = {"data": data, "split": split, "top_k": top_k, "device": device}
+    options = {"data": data, "split": split, "top_k": top_k, "device": device, "weights": weights}
     kept: dict[str, Any] = {}
     report = eval_report(target, **options, overrides=tuple(set_ or ()), keep=kept)
     if plot is not None and metrics is not None:
@@ -185,7 +208,8 @@ def _render(report: dict[str, Any]) -> None:
 
     out = console()
     head = (
-        f"{report['checkpoint']} (epoch {report['epoch']}) on {report['data']} "
+        f"{report['checkpoint']}{' EMA' if report.get('weights') == 'ema' else ''} "
+        f"(epoch {report['epoch']}) on {report['data']} "
         f"{report['split']}: {report['samples']} samples"
     )
     out.print(head, markup=False)

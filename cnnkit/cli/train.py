@@ -254,6 +254,7 @@ _EPOCH_LINE = (  # metrics.csv column, how the line shows it
     ("train_accuracy", "acc {:.2%}"),
     ("val_loss", "val loss {:.4f}"),
     ("val_accuracy", "val acc {:.2%}"),
+    ("val_accuracy_ema", "EMA val acc {:.2%}"),  # train.ema
     ("images_per_s", "{:,.0f} {rate}"),
     ("time_s", "{:.2f} s"),
 )
@@ -329,6 +330,7 @@ _COLUMNS = {  # metrics.csv column -> (table header, format)
     "train_accuracy": ("train acc", "{:.2%}"),
     "val_loss": ("val loss", "{:.4f}"),
     "val_accuracy": ("val acc", "{:.2%}"),
+    "val_accuracy_ema": ("EMA val acc", "{:.2%}"),  # train.ema
     "images_per_s": ("img/s", "{:,.0f}"),
     "time_s": ("time s", "{:.2f}"),
 }
@@ -367,6 +369,7 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]], unit: str 
         from cnnkit.cli.evaluate import regression_line
 
         lines.append(f"test {regression_line(test)}")
+    lines += _ema_lines(summary)
     extended = summary.get("extended")
     if extended and rows:
         lines.insert(0, f"extended from {extended['from']} to {extended['to']} epochs")
@@ -384,6 +387,17 @@ def _final_table(summary: dict[str, Any], rows: list[dict[str, Any]], unit: str 
     lines.append(f"run folder: {summary['run_dir']}  ({summary['time_s']:.1f} s)")
     for line in lines:
         out.print(line, markup=False)
+
+
+def _ema_lines(summary: dict[str, Any]) -> list[str]:
+    """The test split scored with the EMA weights too (``train.ema``, classification)."""
+    test = summary.get("test_ema")
+    if not test or test["task"] != "classify":
+        return []
+    return [
+        f"EMA test accuracy {test['accuracy']:.2%} (loss {test['loss']:.4f}) with the EMA "
+        f"weights of {summary['test_weights']}"
+    ]
 
 
 def _sweep(

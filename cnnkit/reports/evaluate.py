@@ -52,11 +52,13 @@ def eval_report(
     device: str | None = None,
     overrides: tuple[str, ...] = (),
     keep: dict[str, Any] | None = None,
+    weights: str = "raw",
 ) -> dict[str, Any]:
     """Score a run folder (its best.pt, else last.pt) or a checkpoint file on ``split`` of
     its own data, or of ``data`` (a ``--data`` spec); returns what ``cnnkit eval --json``
     prints (without the ``plot`` entry, which only ``--plot`` adds); ``keep`` receives a
-    regression's predictions and targets (``full_report``)."""
+    regression's predictions and targets (``full_report``). ``weights`` is ``raw`` (the
+    trained weights) or ``ema`` (their moving average, ``train.ema``)."""
     from cnnkit.model.build import build
     from cnnkit.targets import TRAINED, resolve
     from cnnkit.train.checkpoint import load_weights
@@ -64,6 +66,8 @@ def eval_report(
     from cnnkit.train.runtime import pick_device
 
     check_split(split)
+    if weights not in WEIGHTS:  # before anything is loaded
+        raise InputError(f"--weights: expected raw or ema, got {weights!r}")
     resolved = resolve(str(target), accept=TRAINED, with_recipe=False)
     checkpoint, recipe = resolved.load_checkpoint()
     path = resolved.checkpoint
@@ -72,7 +76,7 @@ def eval_report(
     data_config, train_config = _eval_sections(recipe, data, overrides)
     source, shown, chosen = _eval_split(checkpoint, recipe, data_config, data, split)
     model = build(recipe)
-    load_weights(model, checkpoint["model"], str(path))
+    load_weights(model, weights_of(checkpoint, weights, path), str(path))
     option = "--device" if device else "train.device"
     where = pick_device(device or train_config.device, option=option)
     report = full_report(
@@ -85,7 +89,26 @@ def eval_report(
         keep,
     )
     head = {"checkpoint": str(path), "epoch": checkpoint["epoch"], "data": source, "split": shown}
-    return {**head, **report}
+    return {**head, "weights": weights, **report}
+
+
+WEIGHTS = ("raw", "ema")
+
+
+def weights_of(checkpoint: dict[str, Any], weights: str, path: Path) -> dict[str, Any]:
+    """The state dict ``--weights`` picks: the trained weights, or the EMA a run with
+    ``train.ema`` keeps beside them (an error naming the file when it has none)."""
+    from cnnkit.errors import CheckpointError
+
+    if weights == "raw":
+        return checkpoint["model"]
+    ema = checkpoint.get("ema")
+    if not isinstance(ema, dict) or not isinstance(ema.get("model"), dict):
+        raise CheckpointError(
+            "has no EMA weights (train with train.ema to keep them); use --weights raw",
+            where=str(path),
+        )
+    return ema["model"]
 
 
 def metrics_file(target: str | Path) -> Path:

@@ -166,6 +166,11 @@ class TrainConfig:
     init_from: str | None = None  # first weights: run, checkpoint, state_dict or torchvision:NAME
     init_partial: bool = False  # init_from: load the tensors that fit, skip the rest
     freeze: tuple[str, ...] = ()  # state_dict key prefixes whose parameters get no gradient
+    ema: float | None = None  # decay of an EMA of the weights (e.g. 0.999), scored beside them
+    ema_warmup: bool = False  # ema: timm's warm-up, decay of step n = min(ema, 1 - n^(-2/3))
+    weight_decay_norm_bias: bool = False  # decay biases and norm weights (ndim <= 1) too
+    accumulate: int = 1  # N micro-batches of batch_size per optimiser step (batch N*batch_size)
+    checkpoint_every: int | None = None  # also write last.pt every N optimiser steps mid-epoch
 
 
 # ---- checkers: each returns the clean value or raises ValueError(expected-text). The value
@@ -351,6 +356,11 @@ _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "init_from": optional(text),
     "init_partial": boolean,
     "freeze": _prefixes,
+    "ema": optional(number(0, 1, open_low=True, open_high=True)),
+    "ema_warmup": boolean,
+    "weight_decay_norm_bias": boolean,
+    "accumulate": integer(1, 65536),
+    "checkpoint_every": optional(integer(1)),
 }
 
 # Each augmentation's arguments and their checkers; a bare name takes the defaults.
@@ -556,6 +566,12 @@ def check_train_task(train: TrainConfig, data: DataConfig, where: Locator) -> No
                 ("train", key),
                 f"needs data.task {' or '.join(tasks)} (class labels), not {data.task}",
             )
+    if train.checkpoint_every is not None and (train.mixup > 0 or train.cutmix > 0):
+        raise where.error(
+            ("train", "checkpoint_every"),
+            "a mid-epoch checkpoint does not yet keep mixup/cutmix's random draws, so its "
+            "resume would not be exact; remove train.checkpoint_every or the mixing",
+        )
 
 
 def check_monitor(data: DataConfig, train: TrainConfig, where: Locator) -> None:

@@ -355,7 +355,8 @@ def _saver(
     world: World, run: Path, job: _Run, meta: dict[str, Any]
 ) -> Callable[[str, dict[str, Any]], None]:
     """``fit``'s checkpoint callback: ``best.pt``/``last.pt`` with the run's metadata, then
-    ``metrics.csv``; the first ``last.pt`` of a run that replaces another commits it."""
+    ``metrics.csv`` (not for a mid-epoch ``last.pt``, kind ``step``); the first ``last.pt``
+    of a run that replaces another commits it."""
 
     def save(kind: str, payload: dict[str, Any]) -> None:
         if not world.main:
@@ -365,8 +366,8 @@ def _saver(
         runs.kill_point(f"saved:{name}")
         if kind == "last":
             runs.write_metrics(run, payload["state"]["history"])
-            if job.replacing:
-                runs.commit_replace(run)
+        if kind != "best" and job.replacing:  # "step": a mid-epoch last.pt (checkpoint_every)
+            runs.commit_replace(run)
 
     return save
 
@@ -413,18 +414,23 @@ def _extension(plan: Plan) -> dict[str, Any]:
 
 
 def _test_report(run: Path, job: _Run, test: Split, batch_size: int) -> dict[str, Any]:
-    """The test split scored with ``best.pt`` (else ``last.pt``), as ``cnnkit eval`` does."""
+    """The test split scored with ``best.pt`` (else ``last.pt``), as ``cnnkit eval`` does; with
+    ``train.ema`` also with that checkpoint's EMA weights (``test_ema``)."""
     best = run / runs.BEST
     chosen = best if best.exists() else run / runs.LAST
-    load_weights(job.module, load_checkpoint(chosen)["model"], str(chosen))
-    report = full_report(
-        job.module.to(job.device),
-        test.to(job.device),
-        job.data.task,
-        job.data.classes,
-        batch_size,
-    )
-    return {"test_weights": chosen.name, "test": report}
+    checkpoint = load_checkpoint(chosen)
+    scored: dict[str, Any] = {}
+    parts = [("test_ema", checkpoint["ema"]["model"])] if "ema" in checkpoint else []
+    for key, weights in [*parts, ("test", checkpoint["model"])]:  # the module ends raw
+        load_weights(job.module, weights, str(chosen))
+        scored[key] = full_report(
+            job.module.to(job.device),
+            test.to(job.device),
+            job.data.task,
+            job.data.classes,
+            batch_size,
+        )
+    return {"test_weights": chosen.name, "test": scored.pop("test"), **scored}
 
 
 def grad_summary(epoch: int, norms: dict[str, float], weights: list[str]) -> dict[str, Any]:

@@ -21,15 +21,19 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import CheckpointError, CnnkitError, InputError
-from cnnkit.interrupts import deferred
+from cnnkit.interrupts import Interrupted, deferred
+from cnnkit.train.accumulate import Group, groups, optimizer_steps, share
 from cnnkit.train.checkpoint import load_weights
 from cnnkit.train.class_weights import class_weights
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.data import DataBundle, Split
 from cnnkit.train.data.augment import make_augment
+from cnnkit.train.ema import Ema
 from cnnkit.train.evaluate import evaluate
+from cnnkit.train.midepoch import partial_record, restore_rng, rng_states
 from cnnkit.train.mixing import Mixer, mixing_on, soft_cross_entropy
 from cnnkit.train.optim import make_optimizer, make_scheduler
+from cnnkit.train.runs import kill_point
 from cnnkit.train.runtime import World, pick_device
 from cnnkit.train.sampling import epoch_draw
 from cnnkit.train.syncbn import convert_sync_bn
@@ -98,6 +102,25 @@ class Loop:
     grad_norms: torch.Tensor | None = None  # per-parameter sums of gradient norms this epoch
     mix: Callable[[int, int], Mixer] | None = None  # (epoch, rank) -> that epoch's mixup/cutmix
     pairs: bool = False  # augment takes and moves the targets: (x, y, g) -> (x, y)
+    ema: Ema | None = None  # train.ema: the moving average of the weights
+
+
+@dataclass
+class Tally:
+    """An epoch's running sums, on the device (the host reads them only every few steps)."""
+
+    loss_sum: torch.Tensor  # sum of per-image losses (float64)
+    correct: torch.Tensor  # classify: right answers (int64)
+    seen: int = 0  # images
+
+    def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, task: str) -> None:
+        self.seen += len(y)
+        self.loss_sum.add_(loss.detach(), alpha=len(y))  # in-place: one kernel, no host sync
+        if task == "classify":
+            self.correct.add_((out.detach().argmax(1) == y).sum())
+
+
+StepSaver = Callable[[int, Tally, torch.Generator], None]
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -107,25 +130,67 @@ def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -
 
 
 def train_one_epoch(
-    loop: Loop, split: Split, epoch: int, reporter: Reporter, sync_every: int = SYNC_EVERY
+    loop: Loop,
+    split: Split,
+    epoch: int,
+    reporter: Reporter,
+    sync_every: int = SYNC_EVERY,
+    resume: dict[str, Any] | None = None,
+    on_step: StepSaver | None = None,
 ) -> dict[str, float]:
     """One pass over this rank's share of ``split``; returns the epoch's train metrics.
 
     Loss and accuracy are summed on the device; the host reads them only every ``sync_every``
-    steps (progress bar and NaN check) and at the end, so the GPU is never stalled per step.
+    optimiser steps (progress bar and NaN check) and at the end, so the GPU is never stalled.
+    ``resume`` is a mid-epoch checkpoint's ``partial`` record to continue from; ``on_step``
+    saves one every ``train.checkpoint_every`` steps and, the steps then being held from
+    Ctrl-C, at the step a signal arrives in (the ``Interrupted`` then goes on).
     """
-    world, model = loop.world, loop.model
+    world = loop.world
     order, g = _epoch_order(loop, split, epoch)
     mixer = loop.mix(epoch, world.rank) if loop.mix is not None else None
     per_rank = max(1, loop.config.batch_size // world.size)
-    starts = range(0, len(order), per_rank)
-    model.train()
+    plan = groups(len(order), per_rank, loop.config.accumulate)
+    loop.model.train()
     device = split.x.device
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # sum of per-image losses
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
-    for step, start in enumerate(starts):
-        index = order[start : start + per_rank]
+    zero = partial(torch.zeros, (), device=device)
+    tally = Tally(zero(dtype=torch.float64), zero(dtype=torch.int64))
+    first = 0 if resume is None else _continue(loop, tally, resume, g, epoch)
+    every, guard = loop.config.checkpoint_every, deferred if on_step else contextlib.nullcontext
+    for step in range(first, len(plan)):
+        try:
+            with guard():  # with on_step, a Ctrl-C waits for the step to end
+                _optimizer_step(loop, split, order, plan[step], per_rank, g, tally, mixer)
+                last = step == len(plan) - 1
+                synced = (step + 1) % sync_every == 0 or last
+                stats = _running_stats(loop, tally, epoch, step) if synced else None
+                reporter.step(step + 1, stats)
+                if on_step is not None:
+                    kill_point("train:step")  # test-only: a signal after this step
+                    if every is not None and (step + 1) % every == 0 and not last:
+                        on_step(step + 1, tally, g)
+        except Interrupted:
+            if on_step is not None:
+                on_step(step + 1, tally, g)
+            raise
+    return _epoch_metrics(loop, tally, device, epoch)
+
+
+def _optimizer_step(
+    loop: Loop,
+    split: Split,
+    order: torch.Tensor,
+    group: Group,
+    size: int,
+    g: torch.Generator,
+    tally: Tally,
+    mixer: Mixer | None = None,
+) -> None:
+    """One optimiser step over ``group``'s micro-batches (``train.accumulate``): each mean loss
+    weighted by its share of the group's images, then step, schedule and EMA."""
+    loop.optimizer.zero_grad(set_to_none=True)
+    for start in group.starts:
+        index = order[start : start + size]
         x, y = split.x[index], split.y[index]
         if loop.augment is not None and loop.pairs:
             x, y = loop.augment(x, y, g)  # masks and points move with their images
@@ -137,21 +202,41 @@ def train_one_epoch(
         if loop.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with loop.autocast():
-            out = model(x)
+            out = loop.model(x)
             loss = loop.loss_fn(out, target)
-        loop.optimizer.zero_grad(set_to_none=True)
-        backward_and_step(loop, loss)
-        loop.scheduler.step()
-        seen += len(y)
-        loss_sum.add_(loss.detach(), alpha=len(y))  # in-place: one kernel, no host sync
-        if loop.task == "classify":
-            correct.add_((out.detach().argmax(1) == y).sum())
-        if (step + 1) % sync_every == 0 or step == len(starts) - 1:
-            reporter.step(step + 1, _running_stats(loop, loss_sum, correct, seen, epoch, step))
-        else:
-            reporter.step(step + 1, None)
-    totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device)])
-    loss_sum, correct, count = world.sum(totals.double()).tolist()
+        weight = share(len(y), group)
+        backward(loop, loss if weight == 1 else loss * weight)
+        tally.add(loss, out, y, loop.task)
+    optimizer_step(loop)
+    loop.scheduler.step()
+    if loop.ema is not None:
+        loop.ema.update(loop.module)
+
+
+def _continue(
+    loop: Loop, tally: Tally, record: dict[str, Any], g: torch.Generator, epoch: int
+) -> int:
+    """Restore a mid-epoch checkpoint's sums and random state; returns the steps done."""
+    if record["epoch"] != epoch:
+        raise CheckpointError(
+            f"its mid-epoch record is of epoch {record['epoch'] + 1}, not {epoch + 1}",
+            where="last.pt",
+        )
+    device = tally.loss_sum.device
+    tally.loss_sum.copy_(record["loss_sum"])
+    tally.correct.copy_(record["correct"])
+    tally.seen = record["seen"]
+    if loop.grad_norms is not None and record["grad_norms"] is not None:
+        loop.grad_norms.copy_(record["grad_norms"])
+    restore_rng(record["rng"], g, device)
+    return record["step"]
+
+
+def _epoch_metrics(loop: Loop, tally: Tally, device: torch.device, epoch: int) -> dict[str, float]:
+    """The epoch's train loss (and accuracy) over all ranks; a non-finite loss stops the run."""
+    seen = torch.tensor(float(tally.seen), device=device)
+    totals = torch.stack([tally.loss_sum, tally.correct.double(), seen])
+    loss_sum, correct, count = loop.world.sum(totals.double()).tolist()
     if not math.isfinite(loss_sum):
         raise Diverged(
             f"loss became {loss_sum} in epoch {epoch + 1}; the last good checkpoint is kept"
@@ -175,12 +260,11 @@ def _epoch_order(loop: Loop, split: Split, epoch: int) -> tuple[torch.Tensor, to
     return order.to(split.x.device), g
 
 
-def _running_stats(
-    loop: Loop, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, epoch: int, step: int
-) -> dict[str, float]:
+def _running_stats(loop: Loop, tally: Tally, epoch: int, step: int) -> dict[str, float]:
     """The running loss (and accuracy) for the progress bar: the one host sync every few
     steps, which also stops a diverged run."""
-    loss_now, correct_now = torch.stack([loss_sum, correct.double()]).tolist()
+    loss_now, correct_now = torch.stack([tally.loss_sum, tally.correct.double()]).tolist()
+    seen = tally.seen
     if not math.isfinite(loss_now):
         raise Diverged(
             f"loss became {loss_now} in epoch {epoch + 1} by step {step + 1}; stopped. "
@@ -192,13 +276,18 @@ def _running_stats(
     return stats
 
 
-def backward_and_step(loop: Loop, loss: torch.Tensor) -> None:
-    """Backward pass, optional gradient statistics and clipping, optimiser step (AMP-aware)."""
+def backward(loop: Loop, loss: torch.Tensor) -> None:
+    """Backward pass of one (micro-)batch, its gradients added to the parameters' (AMP-aware)."""
     if loop.scaler is not None:
         loop.scaler.scale(loss).backward()
-        loop.scaler.unscale_(loop.optimizer)
     else:
         loss.backward()
+
+
+def optimizer_step(loop: Loop) -> None:
+    """Optional gradient statistics and clipping, then the optimiser step (AMP-aware)."""
+    if loop.scaler is not None:
+        loop.scaler.unscale_(loop.optimizer)
     if loop.grad_norms is not None:
         params = [p for p in loop.module.parameters() if p.requires_grad]
         norms = torch._foreach_norm(
@@ -296,23 +385,20 @@ def prepare(
     resume: dict[str, Any] | None,
 ) -> tuple[Loop, TrainState, int]:
     """Move the model to its device, make optimiser, schedule and scaler, restore a checkpoint,
-    wrap for DDP / torch.compile. Returns the loop, the progress so far and steps per epoch."""
-    device = pick_device(c.device, world)
-    if device.type == "cuda":
-        # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
-        torch.backends.cudnn.benchmark = True
-    module.to(device)
-    channels_last = c.channels_last and device.type == "cuda"
-    if channels_last:
-        module.to(memory_format=torch.channels_last)
+    wrap for DDP / torch.compile. Returns the loop, the progress so far and optimiser steps
+    per epoch (``train.accumulate`` micro-batches each)."""
+    device, channels_last = _place(module, c, world)
     per_rank = max(1, c.batch_size // world.size)
-    steps = math.ceil((len(data.train) - len(data.train) % world.size) // world.size / per_rank)
+    micro = math.ceil((len(data.train) - len(data.train) % world.size) // world.size / per_rank)
+    steps = optimizer_steps(micro, c.accumulate)
     optimizer = make_optimizer(module, c)
     scheduler = make_scheduler(optimizer, c, steps)
     scaler = torch.amp.GradScaler("cuda") if c.amp == "fp16" else None
+    ema = Ema(module, c.ema, c.ema_warmup) if c.ema is not None else None
     state = TrainState()
     if resume is not None:
         state = _restore(resume, module, optimizer, scheduler, scaler)
+        _restore_ema(resume, ema)
     module = convert_sync_bn(module, c, world)
     model = module
     if world.size > 1:
@@ -338,6 +424,7 @@ def prepare(
         world=world,
         channels_last=channels_last,
         mix=partial(Mixer, c, len(data.classes)) if mixing_on(c) else None,
+        ema=ema,
     )
     return loop, state, steps
 
@@ -345,6 +432,41 @@ def prepare(
 def _weights_on(c: TrainConfig, data: DataBundle, device: torch.device) -> torch.Tensor | None:
     weights = class_weights(c, data)
     return None if weights is None else weights.float().to(device)
+
+
+def _place(module: torch.nn.Module, c: TrainConfig, world: World) -> tuple[torch.device, bool]:
+    """Move ``module`` to its device (NHWC on CUDA with ``channels_last``); refuse what this
+    world cannot do."""
+    device = pick_device(c.device, world)
+    if device.type == "cuda":
+        # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
+    if c.checkpoint_every is not None and world.size > 1:
+        raise InputError(
+            "train.checkpoint_every: mid-epoch checkpoints are not supported under torchrun "
+            "yet (every rank's random state would have to be saved); remove it"
+        )
+    module.to(device)
+    channels_last = c.channels_last and device.type == "cuda"
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    return device, channels_last
+
+
+def _restore_ema(resume: dict[str, Any], ema: Ema | None) -> None:
+    """The EMA a checkpoint carries (a run's config cannot change whether it has one)."""
+    if ema is None:
+        return
+    try:
+        ema.load_state_dict(resume["ema"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(f"its EMA weights do not fit: {message}", where="last.pt") from None
+
+
+def ema_part(loop: Loop) -> dict[str, Any]:
+    """A checkpoint's ``ema`` entry (none without ``train.ema``)."""
+    return {"ema": loop.ema.state_dict()} if loop.ema is not None else {}
 
 
 def _augment(data: DataBundle) -> Callable[..., Any] | None:
@@ -369,6 +491,7 @@ def checkpoint(loop: Loop, state: TrainState) -> dict[str, Any]:
         "scheduler": loop.scheduler.state_dict(),
         "scaler": loop.scaler.state_dict() if loop.scaler is not None else {},
         "state": state.as_dict(),
+        **ema_part(loop),
     }
 
 
@@ -422,32 +545,75 @@ def fit(
     # plain module there (validation sums are all-reduced once at the end instead).
     scorer = loop.module if world.size > 1 else loop.model
 
+    partial = (resume or {}).get("partial")  # a mid-epoch last.pt (train.checkpoint_every)
     for epoch in range(state.epoch, c.epochs):
         reporter.epoch_start(epoch, c.epochs, steps)
-        started = time.perf_counter()
         if grad_stats is not None:
             loop.grad_norms = torch.zeros(len(params), device=device, dtype=torch.float64)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": loop.optimizer.param_groups[0]["lr"]}
-        row.update(train_one_epoch(loop, data.train, epoch, reporter))
-        train_seconds = time.perf_counter() - started
-        if data.val is not None:
-            val = evaluate(scorer, data.val, data.task, c.eval_batch_size, world, loop.autocast)
-            row.update({f"val_{k}": v for k, v in val.items()})
-        row["time_s"] = time.perf_counter() - started
-        row["images_per_s"] = row.pop("images") / train_seconds
-
+        row = _epoch_row(loop, data, epoch, (state, reporter, save), scorer, partial)
+        partial = None
         improved, stop = record(state, row, c)
         if grad_stats is not None and loop.grad_norms is not None:
             grad_stats(epoch + 1, dict(zip(params, (loop.grad_norms / steps).tolist())))
         if save is not None:
             with deferred():  # Ctrl-C here: best.pt, last.pt, metrics.csv complete, then stop
                 if improved:
-                    save("best", {"model": module.state_dict(), "epoch": state.epoch})
+                    best = {"model": module.state_dict(), "epoch": state.epoch, **ema_part(loop)}
+                    save("best", best)
                 save("last", checkpoint(loop, state))
         reporter.epoch_end(row)
         if stop:
             break
     return state
+
+
+def _epoch_row(
+    loop: Loop,
+    data: DataBundle,
+    epoch: int,
+    run: tuple[TrainState, Reporter, Checkpointer | None],
+    scorer: torch.nn.Module,
+    partial: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Train epoch ``epoch`` (from a mid-epoch ``partial`` record if given), then score the
+    raw weights and the EMA on val: the epoch's metrics row."""
+    state, reporter, save = run
+    c, world = loop.config, loop.world
+    started = time.perf_counter()
+    lr = partial["lr"] if partial is not None else loop.optimizer.param_groups[0]["lr"]
+    row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+    on_step = None
+    if save is not None and c.checkpoint_every is not None:
+        on_step = partial_saver(loop, state, save, epoch, lr)
+    row.update(train_one_epoch(loop, data.train, epoch, reporter, resume=partial, on_step=on_step))
+    train_seconds = time.perf_counter() - started
+    if data.val is not None:
+        val = evaluate(scorer, data.val, data.task, c.eval_batch_size, world, loop.autocast)
+        row.update({f"val_{k}": v for k, v in val.items()})
+        if loop.ema is not None:
+            ema = loop.ema.module
+            val = evaluate(ema, data.val, data.task, c.eval_batch_size, world, loop.autocast)
+            row.update({f"val_{k}_ema": v for k, v in val.items()})
+    row["time_s"] = time.perf_counter() - started
+    resumed = partial["seen"] if partial is not None else 0  # trained before the resume
+    row["images_per_s"] = (row.pop("images") - resumed) / train_seconds
+    return row
+
+
+def partial_saver(
+    loop: Loop, state: TrainState, save: Checkpointer, epoch: int, lr: float
+) -> StepSaver:
+    """``train_one_epoch``'s mid-epoch save: ``last.pt`` with the epoch's ``partial`` record
+    (``save`` hears kind ``"step"``: a ``last.pt`` that adds no metrics row)."""
+
+    def saved(step: int, tally: Tally, g: torch.Generator) -> None:
+        sums = (tally.loss_sum, tally.correct, tally.seen)
+        rng = rng_states(g, tally.loss_sum.device)
+        record = partial_record(epoch, step, lr, sums, loop.grad_norms, rng)
+        with deferred():
+            save("step", {**checkpoint(loop, state), "partial": record})
+
+    return saved
 
 
 def _restore(resume: dict[str, Any], module, optimizer, scheduler, scaler) -> TrainState:

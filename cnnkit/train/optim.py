@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
 from cnnkit.train.config import TrainConfig
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], TrainConfig], torch.optim.Optimizer]
+OptimizerFactory = Callable[[Iterable[Any], TrainConfig], torch.optim.Optimizer]
 
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "sgd": lambda params, c: torch.optim.SGD(
@@ -81,8 +82,12 @@ def lr_multiplier(step: int, steps_per_epoch: int, c: TrainConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS[c.optimizer](params, c)
+    """``train.optimizer`` over the parameter groups of ``cnnkit.train.param_groups`` (biases
+    and norm weights undecayed unless ``train.weight_decay_norm_bias``)."""
+    from cnnkit.train.param_groups import param_groups
+
+    groups = param_groups(model, c.weight_decay, c.weight_decay_norm_bias)
+    return OPTIMIZERS[c.optimizer](groups, c)
 
 
 def make_scheduler(
