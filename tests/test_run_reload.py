@@ -73,6 +73,9 @@ DATA = {
     "min_freq": {"name": "sentiment", "samples": 80, "min_freq": 3},
     "lowercase": {"name": "text", "path": "{files}/text.csv", "lowercase": False},
     "token_pattern": {"name": "sentiment", "samples": 80, "token_pattern": "[a-z]+"},
+    "cache": {"name": "folder", "path": "{files}/folder", "cache": "stream"},
+    "memory_budget": {"name": "folder", "path": "{files}/folder", "memory_budget": 1},
+    "workers": {"name": "folder", "path": "{files}/folder", "cache": "stream", "workers": 1},
 }
 
 # task: segment scores every pixel: a conv with one output channel per class, no flatten.

@@ -71,6 +71,8 @@ SCHEDULERS = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+CACHE_MODES = ("auto", "memory", "stream")  # data.cache (cnnkit.train.data.stream)
+STREAM_SOURCES = ("folder", "csv")  # image files decoded per item (csv: a path column)
 # Augmentations that move pixels: regression targets such as coordinates do not follow them.
 GEOMETRIC = frozenset(AUGMENTS)
 
@@ -110,6 +112,9 @@ class DataConfig:
     min_freq: int = 1  # text: a word seen fewer times in the train split becomes <unk>
     lowercase: bool = True  # text: lower-case before splitting into words
     token_pattern: str = TOKEN_PATTERN  # text: the regex (re.findall) a word matches
+    cache: str = "auto"  # memory | stream (folder, csv of paths) | auto: memory if under budget
+    memory_budget: int = 2048  # auto: MiB the decoded float32 splits may take in memory
+    workers: int | None = None  # stream: DataLoader worker processes; None: min(4, CPUs)
 
     @property
     def path_text(self) -> str:
@@ -269,6 +274,9 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "min_freq": integer(1),
     "lowercase": boolean,
     "token_pattern": _pattern,
+    "cache": word(CACHE_MODES),
+    "memory_budget": integer(1),
+    "workers": optional(integer(0, 257)),
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -380,6 +388,7 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
     if config.stratify and config.task != "classify":
         raise where.error(("data", "stratify"), "a stratified split needs class labels")
     _check_regress_augment(config, where)
+    _check_stream(config, where)
     config = _check_segment(config, raw if isinstance(raw, dict) else {}, where)
     if config.task == "regress" and config.name == "csv" and not config.targets:
         raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
@@ -396,6 +405,16 @@ def _check_regress_augment(config: DataConfig, where: Locator) -> None:
             f"{moving[0]} moves the image but not the regression targets (coordinates would "
             "be wrong); remove it, or set data.augment_keeps_targets: true if the targets "
             "do not change when the image is flipped or cropped",
+        )
+
+
+def _check_stream(config: DataConfig, where: Locator) -> None:
+    """Only sources of image files can be decoded per item; the rest are read whole."""
+    if config.cache == "stream" and config.name not in STREAM_SOURCES:
+        raise where.error(
+            ("data", "cache"),
+            f"only {' and '.join(STREAM_SOURCES)} (image files) can stream; {config.name} is "
+            "read into memory whole: use data.cache: memory or auto",
         )
 
 

@@ -111,15 +111,13 @@ def train_one_epoch(
     world, model = loop.world, loop.model
     order, g = _epoch_order(loop, split, epoch)
     per_rank = max(1, loop.config.batch_size // world.size)
-    starts = range(0, len(order), per_rank)
+    steps = math.ceil(len(order) / per_rank)
     model.train()
-    device = split.x.device
+    device = split.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # sum of per-image losses
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
-    for step, start in enumerate(starts):
-        index = order[start : start + per_rank]
-        x, y = split.x[index], split.y[index]
+    for step, (x, y) in enumerate(split.batches(order, per_rank)):  # memory or stream
         if loop.augment is not None and loop.task == "segment":
             x, y = loop.augment(x, y, g)  # masks move with their images
         elif loop.augment is not None:
@@ -136,7 +134,7 @@ def train_one_epoch(
         loss_sum.add_(loss.detach(), alpha=len(y))  # in-place: one kernel, no host sync
         if loop.task == "classify":
             correct.add_((out.detach().argmax(1) == y).sum())
-        if (step + 1) % sync_every == 0 or step == len(starts) - 1:
+        if (step + 1) % sync_every == 0 or step == steps - 1:
             reporter.step(step + 1, _running_stats(loop, loss_sum, correct, seen, epoch, step))
         else:
             reporter.step(step + 1, None)
@@ -159,10 +157,10 @@ def _epoch_order(loop: Loop, split: Split, epoch: int) -> tuple[torch.Tensor, to
     c, world = loop.config, loop.world
     order = torch.randperm(len(split), generator=epoch_generator(c.seed, epoch))  # all ranks
     # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
-    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.x.device)
+    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.device)
     torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
     order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
-    return order.to(split.x.device), g
+    return order.to(split.device), g
 
 
 def _running_stats(

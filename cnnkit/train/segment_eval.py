@@ -83,8 +83,7 @@ def segmentation_report(
     k = len(classes)
     confusion = torch.zeros(k, k, dtype=torch.int64)
     sums = torch.zeros(3, dtype=torch.float64)
-    for i in range(0, len(split), batch_size):
-        x, y = split.x[i : i + batch_size], split.y[i : i + batch_size]
+    for x, y in split.slices(range(0, len(split), batch_size), batch_size):
         out = model(x).float()
         sums += segment_sums(out, y).cpu()
         confusion += confusion_matrix(out.argmax(1), y, k)

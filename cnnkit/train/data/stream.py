@@ -1,0 +1,185 @@
+"""Image files that are decoded per batch instead of held in memory (``data.cache: stream``).
+
+The file list is split exactly as the in-memory path splits its tensors (same seeded limit
+and split, on an index per file), so ``memory`` and ``stream`` train on the same images in
+the same order. Each item is decoded with PIL in a ``DataLoader`` worker the way
+``sources._decode`` decodes it (8-bit, resized bilinearly to the stored size) and stays
+uint8 until the device, where it becomes float, is normalised and (eval) centre-cropped with
+the same arithmetic as ``pipeline.load_data``. The batches are the loop's own order
+(``loop._epoch_order``), handed to the loader as a batch sampler: resume and DDP shards are
+what they are in memory, whatever the worker count.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnkit.errors import DataError
+from cnnkit.train.data import sources
+from cnnkit.train.data.sources import Want
+
+MiB = 2**20
+STATS_BATCH = 256  # images per batch of the one pass that computes mean and std
+
+
+def default_workers() -> int:
+    """``data.workers: null``: min(4, the CPUs this process may use)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return min(4, cpus)
+
+
+def decode(file: str, want: Want) -> torch.Tensor:
+    """One image as uint8 ``[C, H, W]`` at the stored size: ``sources._decode``'s 8-bit path
+    (convert to L or RGB, PIL bilinear resize), so its pixels / 255 are the in-memory ones."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked up front
+            with Image.open(file) as image:
+                image = image.convert("L" if want.channels == 1 else "RGB")
+                size = (want.size[1], want.size[0])
+                array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise DataError(f"cannot read image: {sources._one_line(err)}", where=file) from None
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())  # writable, contiguous
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Lazy images: item ``i`` is (uint8 ``[C, H, W]``, target ``i``), decoded on demand;
+    a file that cannot be decoded comes back as its one-line message (see ``collate``)."""
+
+    def __init__(self, files: tuple[str, ...], y: torch.Tensor, want: Want) -> None:
+        self.files, self.y, self.want = files, y, want
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | str:
+        try:
+            return decode(self.files[i], self.want), self.y[i]
+        except DataError as err:
+            return str(err)
+
+
+def collate(items: list[Any]) -> tuple[torch.Tensor, torch.Tensor] | str:
+    """Stack a batch, or pass on the first bad file's message: raised in the main process
+    as one ``DataError`` line, not a worker's traceback."""
+    for item in items:
+        if isinstance(item, str):
+            return item
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+class Batches:
+    """A batch sampler whose batches are set before each pass: the loop's epoch order, or
+    evaluation's slices. Persistent workers keep running while the order changes."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@dataclass
+class Normalise:
+    """What happens on the device: uint8 -> float / 255, minus mean, over std, centre crop."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop: tuple[int, int] | None = None  # eval (and train without crops): the recipe's H x W
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
+        std = torch.tensor(self.std, device=x.device)[None, :, None, None]
+        x = (x.float() / 255.0 - mean) / std
+        if self.crop is not None and tuple(x.shape[2:]) != self.crop:
+            from cnnkit.train.data.pipeline import _centre_crop
+
+            x = _centre_crop(x, self.crop)
+        return x.float().contiguous(), y
+
+
+@dataclass
+class StreamSplit:
+    """A split of image files consumed like ``pipeline.Split``: ``len``, ``y`` (the targets,
+    small), ``batches`` for training, ``slices`` for evaluation, ``head`` for shape checks."""
+
+    files: tuple[str, ...]
+    y: torch.Tensor
+    want: Want
+    normalise: Normalise
+    workers: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    channels_last: bool = False
+    _loader: Any = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def to(self, device: torch.device | str) -> StreamSplit:
+        """The split for ``device``: nothing moves now, each batch is copied when it is made."""
+        return replace(self, device=torch.device(device), _loader=None)
+
+    def nhwc(self) -> StreamSplit:
+        return replace(self, channels_last=True, _loader=None)
+
+    def batches(self, order: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        index = order.tolist()
+        return self._run([index[s : s + size] for s in range(0, len(index), size)])
+
+    def slices(self, starts: Iterable[int], size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        n = len(self)
+        return self._run([list(range(s, min(s + size, n))) for s in starts])
+
+    def head(self, n: int) -> torch.Tensor:
+        return self.normalise(*collate([self.dataset()[i] for i in range(min(n, len(self)))]))[0]
+
+    def dataset(self) -> ImageFiles:
+        return ImageFiles(self.files, self.y, self.want)
+
+    def loader(self) -> torch.utils.data.DataLoader:
+        """One loader per split, made on first use; its workers persist across epochs."""
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                self.dataset(),
+                batch_sampler=Batches(),
+                num_workers=self.workers,
+                collate_fn=collate,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.workers > 0,
+                # Its own generator: a loader's base seed drawn from the global RNG would move
+                # the dropout draws that loop._epoch_order seeds (memory and stream would part).
+                generator=torch.Generator().manual_seed(0),
+            )
+        return self._loader
+
+    def _run(self, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, ...]]:
+        if not batches:
+            return
+        loader = self.loader()
+        loader.batch_sampler.batches = batches
+        for item in loader:
+            if isinstance(item, str):
+                raise DataError(item)
+            x, y = item
+            x = x.to(self.device, non_blocking=True)
+            x, y = self.normalise(x, y.to(self.device, non_blocking=True))
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
