@@ -185,6 +185,8 @@ def _announce(run: Path, data: Any, params: int) -> None:
     from cnnkit.cli.output import console
 
     sizes = f"{len(data.train)} train / {len(data.val or [])} val / {len(data.test or [])} test"
+    if data.cache == "stream":  # in memory, the line stays as it always was
+        sizes += f"; cache: stream, {data.train.workers} workers"
     console(stderr=True).print(
         f"training {params:,} parameters on {data.source} ({sizes}) -> {run}",
         markup=False,
