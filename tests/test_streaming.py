@@ -246,9 +246,102 @@ def test_a_killed_streaming_run_resumes_to_the_uninterrupted_one(tmp_path, image
 def test_a_changed_file_refuses_the_resume(tmp_path, images):
     root = copy_images(images, tmp_path / "imgs")
     path = recipe(tmp_path, root, "changed", "  cache: stream\n  workers: 0\n", epochs=1)
-    assert run_cli("train", str(path), "--out", str(tmp_path / "run"), "--json").code == 0
+    first = run_cli("train", str(path), "--out", str(tmp_path / "run"))  # the printed header
+    assert first.code == 0, first.err
+    assert "(63 train / 9 val / 18 test; cache: stream, 0 workers) ->" in first.err, first.err
     assert run_cli("train", "--resume", str(tmp_path / "run"), "--json").code == 0  # unchanged
     touched = root / "c2" / "11.png"
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
     r = run_cli("train", "--resume", str(tmp_path / "run"), "--json")
     assert r.code == 2 and "the data differs from the data this run was trained on" in r.err
+
+
+@pytest.mark.slow  # two torchrun processes: about 25 s on 2 cores
+def test_torchrun_ranks_stream_their_shards_to_the_one_process_weights(
+    tmp_path, images, one_thread
+):
+    """2 ranks streaming (each its own half of every global batch) = 1 process in memory: 54
+    train images, global batch 18, no dropout, no normalisation (tests/test_train_processes.py's
+    criterion for the in-memory DDP path)."""
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    model = MODEL.replace("    - {dropout: 0.1, name: drop}\n", "")
+    keys = "  val: 0.2\n  test: 0.2\n  normalize: false\n  workers: 1\n"
+    train = "train:\n  epochs: 2\n  batch_size: 18\n  lr: 0.05\n  device: cpu\n"
+    for cache in ("memory", "stream"):
+        path = tmp_path / f"{cache}.yaml"
+        data_keys = f"data:\n  name: folder\n  path: {images}\n  cache: {cache}\n{keys}"
+        path.write_text(model + data_keys + train, encoding="utf-8")
+    one = run_cli("train", str(tmp_path / "memory.yaml"), "--out", str(tmp_path / "one"), "--json")
+    assert one.code == 0, one.err
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
+    run += ["-m", "cnnkit", "train", str(tmp_path / "stream.yaml"), "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(
+        run,
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = summary(tmp_path / "ddp")
+    assert (ddp["world_size"], ddp["data"]["cache"], ddp["data"]["train"]) == (2, "stream", 54)
+    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_image_mask_pairs_stream_as_they_load_in_memory(tmp_path):
+    from tests.test_segment import write_pairs
+
+    root = write_pairs(tmp_path / "pairs", n=12, size=(14, 12))
+    keys = {"name": "folder", "path": str(root), "task": "segment", "classes": 3}
+    stats = ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    both = [
+        load_data(parse_data({**keys, "cache": c, "workers": 0}, NoLocation()), (3, 10, 12), stats)
+        for c in ("memory", "stream")
+    ]
+    assert [b.cache for b in both] == ["memory", "stream"] and both[1].classes == both[0].classes
+    for name in ("train", "val", "test"):
+        x, y = all_batches(getattr(both[1], name), size=5)
+        assert torch.equal(x, getattr(both[0], name).x) and torch.equal(y, getattr(both[0], name).y)
+
+
+def test_a_streamed_segmentation_run_evaluates_to_its_summary(tmp_path):
+    from tests.test_segment import docs_recipe, write_pairs
+
+    root = write_pairs(tmp_path / "pairs", n=12, size=(14, 12))
+    text = docs_recipe().replace("name: shapes", f"name: folder\n  path: {root}\n  classes: 4")
+    recipe = tmp_path / "seg.yaml"
+    recipe.write_text(text.replace("data:\n", "data:\n  cache: stream\n  workers: 0\n", 1))
+    r = run_cli("train", str(recipe), "--out", str(tmp_path / "run"), "--set", "train.epochs=1",
+                "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    assert summary(tmp_path / "run")["data"]["cache"] == "stream"
+    e = run_cli("eval", str(tmp_path / "run"), "--json")
+    assert e.code == 0, e.err
+    import json
+
+    memory = run_cli("eval", str(tmp_path / "run"), "--set", "data.cache=memory", "--json")
+    assert memory.code == 0, memory.err
+    evaluated, recorded = json.loads(e.out), summary(tmp_path / "run")["test"]
+    in_memory = json.loads(memory.out)  # the oracle: the in-memory reader's masks
+    assert in_memory["ignored"] > 0
+    assert evaluated["confusion"] == recorded["confusion"] == in_memory["confusion"]
+    for key in ("loss", "pixel_accuracy", "ignored", "miou"):
+        assert evaluated[key] == pytest.approx(recorded[key], rel=1e-6), key
+        assert evaluated[key] == pytest.approx(in_memory[key], rel=1e-5), key
+
+
+def test_bad_pairs_are_listed_before_streaming_starts(tmp_path):
+    from cnnkit.errors import DataError
+    from tests.test_segment import write_pairs
+
+    root = write_pairs(tmp_path / "pairs", n=7)
+    (root / "masks/s1.png").unlink()
+    from PIL import Image
+
+    Image.fromarray(np.full((10, 12), 7, np.uint8)).save(root / "masks/s3.png")
+    keys = {"name": "folder", "path": str(root), "task": "segment", "classes": 3, "val": 0}
+    with pytest.raises(DataError) as err:
+        load_data(parse_data({**keys, "test": 0, "cache": "stream"}, NoLocation()), (3, 10, 12))
+    assert "2 of 7 image/mask pairs are bad" in str(err.value) and "\n" not in str(err.value)
+    listed = sorted(err.value.details)  # in the split's order; one line per bad pair
+    assert "s1" in listed[0] and "no mask" in listed[0]
+    assert "s3.png" in listed[1] and "class index 7" in listed[1]

@@ -16,12 +16,14 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from cnnkit.errors import DataError
+from cnnkit.train.config import DataConfig
 from cnnkit.train.data import sources
 from cnnkit.train.data.sources import Want
 
@@ -57,20 +59,37 @@ def decode(file: str, want: Want) -> torch.Tensor:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Lazy images: item ``i`` is (uint8 ``[C, H, W]``, target ``i``), decoded on demand;
-    a file that cannot be decoded comes back as its one-line message (see ``collate``)."""
+    """Lazy images: item ``i`` is (uint8 ``[C, H, W]``, target ``i``), decoded on demand; with
+    ``masks`` (task segment) the target is mask ``i`` read as ``segment._read_mask`` reads it.
+    A file that cannot be decoded comes back as its one-line message (see ``collate``)."""
 
-    def __init__(self, files: tuple[str, ...], y: torch.Tensor, want: Want) -> None:
-        self.files, self.y, self.want = files, y, want
+    def __init__(
+        self,
+        files: tuple[str, ...],
+        y: torch.Tensor,
+        want: Want,
+        masks: tuple[str | None, ...] = (),
+        config: DataConfig | None = None,
+    ) -> None:
+        self.files, self.y, self.want, self.masks, self.config = files, y, want, masks, config
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | str:
         try:
-            return decode(self.files[i], self.want), self.y[i]
+            return decode(self.files[i], self.want), self._target(i)
         except DataError as err:
             return str(err)
+
+    def _target(self, i: int) -> torch.Tensor:
+        if not self.masks:
+            return self.y[i]
+        from cnnkit.train.data.segment import _read_mask
+
+        mask = self.masks[i]
+        assert self.config is not None
+        return _read_mask(Path(self.files[i]), mask and Path(mask), self.config, self.want)
 
 
 def collate(items: list[Any]) -> tuple[torch.Tensor, torch.Tensor] | str:
@@ -103,15 +122,22 @@ class Normalise:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     crop: tuple[int, int] | None = None  # eval (and train without crops): the recipe's H x W
+    _on: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
-        std = torch.tensor(self.std, device=x.device)[None, :, None, None]
+        if x.device not in self._on:  # uploaded once per device, not once per batch
+            self._on[x.device] = (
+                torch.tensor(self.mean, device=x.device)[None, :, None, None],
+                torch.tensor(self.std, device=x.device)[None, :, None, None],
+            )
+        mean, std = self._on[x.device]
         x = (x.float() / 255.0 - mean) / std
         if self.crop is not None and tuple(x.shape[2:]) != self.crop:
             from cnnkit.train.data.pipeline import _centre_crop
 
             x = _centre_crop(x, self.crop)
+            if y.dim() == 3:  # segmentation masks follow their images
+                y = _centre_crop(y[:, None], self.crop)[:, 0]
         return x.float().contiguous(), y
 
 
@@ -121,10 +147,12 @@ class StreamSplit:
     small), ``batches`` for training, ``slices`` for evaluation, ``head`` for shape checks."""
 
     files: tuple[str, ...]
-    y: torch.Tensor
+    y: torch.Tensor  # labels or targets; segment: each mask's largest index (masks: per batch)
     want: Want
     normalise: Normalise
     workers: int = 0
+    masks: tuple[str | None, ...] = ()  # segment: the mask file of each image
+    config: DataConfig | None = None  # segment: data.classes and data.ignore_index for masks
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     channels_last: bool = False
     _loader: Any = field(default=None, repr=False, compare=False)
@@ -148,10 +176,13 @@ class StreamSplit:
         return self._run([list(range(s, min(s + size, n))) for s in starts])
 
     def head(self, n: int) -> torch.Tensor:
-        return self.normalise(*collate([self.dataset()[i] for i in range(min(n, len(self)))]))[0]
+        item = collate([self.dataset()[i] for i in range(min(n, len(self)))])
+        if isinstance(item, str):
+            raise DataError(item)
+        return self.normalise(*item)[0]
 
     def dataset(self) -> ImageFiles:
-        return ImageFiles(self.files, self.y, self.want)
+        return ImageFiles(self.files, self.y, self.want, self.masks, self.config)
 
     def loader(self) -> torch.utils.data.DataLoader:
         """One loader per split, made on first use; its workers persist across epochs."""

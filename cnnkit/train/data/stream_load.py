@@ -33,11 +33,20 @@ from cnnkit.train.data.stream import (
     default_workers,
 )
 
-Listing = tuple[list[str], torch.Tensor, tuple[str, ...]]
+Listing = tuple  # (files, targets, class names[, masks])
 
 
 def _list_one(config: DataConfig, path: str) -> Listing | None:
-    """One folder's or table's files, targets and class names; None for a pixel table."""
+    """One folder's or table's files, targets and class names; None for a pixel table.
+    Segment: the images, an index as placeholder targets, the class names and the masks."""
+    if config.task == "segment":
+        from cnnkit.train.data import segment
+
+        root = sources._existing(path)
+        pairs = segment._csv_pairs(root) if config.name == "csv" else segment._folder_pairs(root)
+        images = [str(image) for image, _ in pairs]
+        masks = [None if mask is None else str(mask) for _, mask in pairs]
+        return images, torch.arange(len(pairs)), segment.class_names(config), masks
     if config.name == "folder":
         files, labels, classes = sources.folder_files(path)
         return [str(f) for f in files], torch.tensor(labels, dtype=torch.int64), classes
@@ -49,11 +58,12 @@ def _list_one(config: DataConfig, path: str) -> Listing | None:
     return [str(f) for f in sources.csv_files(file, table, config)], y, classes
 
 
-def _listed(config: DataConfig) -> tuple[list[str], Raw] | None:
+def _listed(config: DataConfig) -> tuple[list[str], Raw, list[str | None]] | None:
     """Every file of every given split, and a ``Raw`` whose ``x`` indexes them (one list, so
     the in-memory limit and split functions pick files as they pick images)."""
     paths = dict(config.path) if isinstance(config.path, Mapping) else {"train": config.path}
     files: list[str] = []
+    masks: list[str | None] = []
     raws: dict[str, Raw] = {}
     for split, path in paths.items():
         listing = _list_one(config, str(path))
@@ -61,6 +71,7 @@ def _listed(config: DataConfig) -> tuple[list[str], Raw] | None:
             return None
         index = torch.arange(len(files), len(files) + len(listing[0]))
         files += listing[0]
+        masks += listing[3] if len(listing) > 3 else []
         raws[split] = Raw(index, listing[1], listing[2])
     raw = raws.pop("train")
     raw.given = raws
@@ -69,7 +80,27 @@ def _listed(config: DataConfig) -> tuple[list[str], Raw] | None:
             split: _to_vocabulary(given, raw.classes, split, str(paths[split]))
             for split, given in raw.given.items()
         }
-    return files, raw
+    return files, raw, masks
+
+
+def _check_masks(
+    config: DataConfig, want: Want, images: list[str], masks: list[str | None]
+) -> torch.Tensor:
+    """Each mask read once as training will read it (missing, wrong size or mode, an index
+    past data.classes: every bad pair listed, as in memory); returns each mask's largest
+    index, the split's ``y``."""
+    from cnnkit.train.data import segment
+
+    largest, bad = [], []
+    for image, mask in zip(images, masks):
+        try:
+            m = segment._read_mask(Path(image), Path(mask) if mask else None, config, want)
+            largest.append(int(m.max()))
+        except DataError as err:
+            bad.append(str(err))
+    if bad:
+        raise segment._bad_pairs(bad, config.path_text, len(images))
+    return torch.tensor(largest, dtype=torch.int64)
 
 
 def check_file(file: str) -> None:
@@ -111,7 +142,7 @@ def file_fingerprint(splits: Mapping[str, StreamSplit | None], classes: tuple[st
         if split is None:
             continue
         h.update(f"|{name}:{len(split)}|".encode())
-        for file in split.files:
+        for file in (*split.files, *(m for m in split.masks if m)):
             st = Path(file).stat()
             h.update(f"{file}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         h.update(f"{split.y.dtype}:{list(split.y.shape)}".encode())
@@ -141,8 +172,10 @@ def pixel_statistics(split: StreamSplit) -> tuple[tuple[float, ...], tuple[float
 
 
 def _fits(config: DataConfig, count: int, want: Want) -> bool:
-    """``auto``: whether ``count`` decoded float32 images fit ``data.memory_budget`` MiB."""
-    need = count * want.channels * want.size[0] * want.size[1] * 4
+    """``auto``: whether ``count`` decoded float32 images (and int64 masks, for task segment)
+    fit ``data.memory_budget`` MiB."""
+    per_pixel = want.channels * 4 + (8 if config.task == "segment" else 0)
+    need = count * want.size[0] * want.size[1] * per_pixel
     return need <= config.memory_budget * MiB
 
 
@@ -154,12 +187,6 @@ def load_stream(
 ) -> DataBundle | None:
     """The streaming bundle, or None where ``auto`` keeps the in-memory path (the set fits
     the budget, or a csv holds pixels rather than paths)."""
-    if config.task == "segment":
-        if config.cache == "stream":
-            raise DataError(
-                "image/mask pairs do not stream yet: set data.cache: memory", where=config.path_text
-            )
-        return None
     listed = _listed(config)
     if listed is None:
         if config.cache == "stream":
@@ -169,7 +196,7 @@ def load_stream(
                 where=config.path_text,
             )
         return None
-    files, raw = listed
+    files, raw, masks = listed
     if config.cache == "auto" and _fits(config, len(files), want):
         return None
     raw = _limit(raw, config)
@@ -178,27 +205,41 @@ def load_stream(
     if config.task == "regress" and not raw.y.is_floating_point():
         raise DataError("task regress needs numeric targets", where=config.path_text)
     splits = dict(zip(("train", "val", "test"), _split(raw, config)))
+    streamed = _stream_splits(config, want, files, masks, splits)  # masks first: all listed
     for split in splits.values():
         for i in [] if split is None else split.x.tolist():
             check_file(files[i])
-    return _bundle(config, input_shape, want, files, raw, splits, stats)
+    return _bundle(config, input_shape, want, raw, streamed, stats)
 
 
-def _bundle(config, input_shape, want, files, raw, splits, stats) -> DataBundle:
-    """StreamSplits over the split files, normalised with the train split's statistics."""
-    classes = raw.classes if config.task == "classify" else ()
-    train_y = splits["train"].y
+def _stream_splits(config, want, files, masks, splits) -> dict[str, StreamSplit | None]:
+    """A StreamSplit per split (not yet normalised); segment: its masks checked first."""
+    workers = default_workers() if config.workers is None else config.workers
+    plain = Normalise((0.0,) * want.channels, (1.0,) * want.channels)
+    streamed: dict[str, StreamSplit | None] = {}
+    for name, split in splits.items():
+        if split is None:
+            streamed[name] = None
+            continue
+        index = split.x.tolist()
+        images, y = [files[i] for i in index], split.y
+        chosen = tuple(masks[i] for i in index) if masks else ()
+        if masks:
+            y = _check_masks(config, want, images, list(chosen))
+        streamed[name] = StreamSplit(
+            tuple(images), y, want, plain, workers, chosen, config if masks else None
+        )
+    return streamed
+
+
+def _bundle(config, input_shape, want, raw, streamed, stats) -> DataBundle:
+    """The bundle of ``streamed``, normalised with the train split's statistics."""
+    classes = raw.classes if config.task in ("classify", "segment") else ()
+    train_y = streamed["train"].y
     if classes and train_y.numel() and int(train_y.max()) >= len(classes):
         classes = tuple(str(i) for i in range(int(train_y.max()) + 1))
-    workers = default_workers() if config.workers is None else config.workers
     size = tuple(input_shape[1:])
     plain = Normalise((0.0,) * want.channels, (1.0,) * want.channels)
-    streamed = {
-        name: None
-        if split is None
-        else StreamSplit(tuple(files[i] for i in split.x.tolist()), split.y, want, plain, workers)
-        for name, split in splits.items()
-    }
     if stats is not None:
         mean, std = stats
     elif config.normalize:
