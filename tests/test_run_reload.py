@@ -76,6 +76,12 @@ DATA = {
     "cache": {"name": "folder", "path": "{files}/folder", "cache": "stream"},
     "memory_budget": {"name": "folder", "path": "{files}/folder", "memory_budget": 1},
     "workers": {"name": "folder", "path": "{files}/folder", "cache": "stream", "workers": 1},
+    "sample_augment": {
+        "name": "folder",
+        "path": "{files}/folder",
+        "cache": "stream",
+        "sample_augment": ["random_resized_crop", "hflip", "colour_jitter"],
+    },
 }
 
 # task: segment scores every pixel: a conv with one output channel per class, no flatten.

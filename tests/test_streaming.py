@@ -9,6 +9,7 @@ and set arithmetic for the DDP shards.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -223,8 +224,10 @@ def one_thread():
 
 def test_a_killed_streaming_run_resumes_to_the_uninterrupted_one(tmp_path, images, one_thread):
     """Killed by SIGKILL just after epoch 1's last.pt (tests/test_kill_resume.py's hook), with
-    two workers; resumed in this process: the uninterrupted run's weights and metrics."""
-    path = recipe(tmp_path, images, "resume", "  cache: stream\n  workers: 2\n", epochs=3)
+    two workers and per-image augmentation; resumed in this process: the uninterrupted run's
+    weights and metrics."""
+    sample = "  sample_augment: [random_resized_crop, hflip, colour_jitter]\n"
+    path = recipe(tmp_path, images, "resume", "  cache: stream\n  workers: 2\n" + sample, epochs=3)
     ref = run_cli("train", str(path), "--out", str(tmp_path / "ref"), "--json")
     assert ref.code == 0, ref.err
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CNNKIT_TEST_KILL_AT": "saved:last.pt:1"}
@@ -345,3 +348,41 @@ def test_bad_pairs_are_listed_before_streaming_starts(tmp_path):
     listed = sorted(err.value.details)  # in the split's order; one line per bad pair
     assert "s1" in listed[0] and "no mask" in listed[0]
     assert "s3.png" in listed[1] and "class index 7" in listed[1]
+
+
+SAMPLE = [{"random_resized_crop": {"scale": [0.3, 1.0]}}, "hflip", "colour_jitter"]
+
+
+def test_per_image_augmentation_is_the_same_with_any_worker_count(images):
+    keys = {"cache": "stream", "sample_augment": SAMPLE, "normalize": False}
+    loaded = [load_data(data(images, workers=w, **keys), (1, 8, 8)) for w in (0, 2)]
+    order = torch.randperm(len(loaded[0].train), generator=torch.Generator().manual_seed(1))
+    one, two, other, plain = (
+        torch.cat([x for x, _ in d.train.batches(order, 10, epoch)])
+        for d, epoch in ((loaded[0], 3), (loaded[1], 3), (loaded[0], 4), (loaded[0], None))
+    )
+    assert torch.equal(one, two)  # drawn per (data.seed, epoch, image), not per worker
+    assert not torch.equal(one, other) and not torch.equal(one, plain)  # another epoch, none
+    x, _ = all_batches(loaded[0].val)  # evaluation is never augmented
+    assert torch.equal(x, all_batches(load_data(data(images, cache="stream", normalize=False),
+                                                (1, 8, 8)).val)[0])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "keys, says",
+    [
+        ({"cache": "memory"}, "it needs data.cache: stream"),
+        ({"cache": "auto"}, "it needs data.cache: stream"),
+        ({"cache": "stream", "sample_augment": ["colour_jiter"]}, "did you mean 'colour_jitter'"),
+        (
+            {"cache": "stream", "sample_augment": [{"colour_jitter": {"contrast": 2}}]},
+            "data.sample_augment[0].colour_jitter.contrast",
+        ),
+    ],
+)
+def test_per_image_augmentation_keys_are_checked(images, keys, says):
+    from cnnkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=re.escape(says)):
+        parse_data({"name": "folder", "path": str(images), "sample_augment": SAMPLE, **keys},
+                   NoLocation())  # fmt: skip

@@ -117,7 +117,7 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)  # sum of per-image losses
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
-    for step, (x, y) in enumerate(split.batches(order, per_rank)):  # memory or stream
+    for step, (x, y) in enumerate(split.batches(order, per_rank, epoch)):  # memory or stream
         if loop.augment is not None and loop.task == "segment":
             x, y = loop.augment(x, y, g)  # masks move with their images
         elif loop.augment is not None:

@@ -40,9 +40,12 @@ class Split:
     def device(self) -> torch.device:
         return self.x.device
 
-    def batches(self, order: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    def batches(
+        self, order: torch.Tensor, size: int, epoch: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         """(x, y) for each run of ``size`` indices of ``order``: the training loop's batches
-        (``StreamSplit`` offers the same, so the loop does not care where images live)."""
+        (``StreamSplit`` offers the same, so the loop does not care where images live;
+        ``epoch`` seeds its per-image augmentation, and is not needed here)."""
         for start in range(0, len(order), size):
             index = order[start : start + size]
             yield self.x[index], self.y[index]

@@ -40,9 +40,13 @@ def default_workers() -> int:
     return min(4, cpus)
 
 
-def decode(file: str, want: Want) -> torch.Tensor:
+Steps = tuple[tuple[str, dict[str, Any]], ...]  # data.sample_augment as (kind, args)
+
+
+def decode(file: str, want: Want, steps: Steps = (), g: torch.Generator | None = None):
     """One image as uint8 ``[C, H, W]`` at the stored size: ``sources._decode``'s 8-bit path
-    (convert to L or RGB, PIL bilinear resize), so its pixels / 255 are the in-memory ones."""
+    (convert to L or RGB, PIL bilinear resize), so its pixels / 255 are the in-memory ones;
+    with ``steps``, augmented first at its own size (``transforms.augment_image``)."""
     from PIL import Image
 
     try:
@@ -50,6 +54,10 @@ def decode(file: str, want: Want) -> torch.Tensor:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked up front
             with Image.open(file) as image:
                 image = image.convert("L" if want.channels == 1 else "RGB")
+                if steps:
+                    from cnnkit.train.data.transforms import augment_image
+
+                    image = augment_image(image, steps, want.size, g)
                 size = (want.size[1], want.size[0])
                 array = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, EOFError) as err:
@@ -70,15 +78,26 @@ class ImageFiles(torch.utils.data.Dataset):
         want: Want,
         masks: tuple[str | None, ...] = (),
         config: DataConfig | None = None,
+        steps: Steps = (),
     ) -> None:
         self.files, self.y, self.want, self.masks, self.config = files, y, want, masks, config
+        self.steps = steps
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | str:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | str:
+        """Item ``i``, or ``(i, epoch)``: augmented by ``steps`` with the draws of image i in
+        that epoch (``transforms.item_seed``), the same in any worker and after a resume."""
+        i, epoch = key if isinstance(key, tuple) else (key, None)
+        g = None
+        if epoch is not None and self.steps:
+            from cnnkit.train.data.transforms import item_seed
+
+            assert self.config is not None
+            g = torch.Generator().manual_seed(item_seed(self.config.seed, epoch, i))
         try:
-            return decode(self.files[i], self.want), self._target(i)
+            return decode(self.files[i], self.want, self.steps if g else (), g), self._target(i)
         except DataError as err:
             return str(err)
 
@@ -106,9 +125,9 @@ class Batches:
     evaluation's slices. Persistent workers keep running while the order changes."""
 
     def __init__(self) -> None:
-        self.batches: list[list[int]] = []
+        self.batches: list[list[Any]] = []
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[Any]]:
         return iter(self.batches)
 
     def __len__(self) -> int:
@@ -152,7 +171,8 @@ class StreamSplit:
     normalise: Normalise
     workers: int = 0
     masks: tuple[str | None, ...] = ()  # segment: the mask file of each image
-    config: DataConfig | None = None  # segment: data.classes and data.ignore_index for masks
+    config: DataConfig | None = None  # segment: classes, ignore_index; sample_augment: seed
+    steps: Steps = ()  # train: data.sample_augment, applied per image in the workers
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     channels_last: bool = False
     _loader: Any = field(default=None, repr=False, compare=False)
@@ -167,8 +187,12 @@ class StreamSplit:
     def nhwc(self) -> StreamSplit:
         return replace(self, channels_last=True, _loader=None)
 
-    def batches(self, order: torch.Tensor, size: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        index = order.tolist()
+    def batches(
+        self, order: torch.Tensor, size: int, epoch: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        index: list[Any] = order.tolist()
+        if self.steps and epoch is not None:  # each image's augmentation draws for this epoch
+            index = [(i, epoch) for i in index]
         return self._run([index[s : s + size] for s in range(0, len(index), size)])
 
     def slices(self, starts: Iterable[int], size: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -182,7 +206,7 @@ class StreamSplit:
         return self.normalise(*item)[0]
 
     def dataset(self) -> ImageFiles:
-        return ImageFiles(self.files, self.y, self.want, self.masks, self.config)
+        return ImageFiles(self.files, self.y, self.want, self.masks, self.config, self.steps)
 
     def loader(self) -> torch.utils.data.DataLoader:
         """One loader per split, made on first use; its workers persist across epochs."""
@@ -200,7 +224,7 @@ class StreamSplit:
             )
         return self._loader
 
-    def _run(self, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, ...]]:
+    def _run(self, batches: list[list[Any]]) -> Iterator[tuple[torch.Tensor, ...]]:
         if not batches:
             return
         loader = self.loader()

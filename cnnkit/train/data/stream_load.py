@@ -226,8 +226,9 @@ def _stream_splits(config, want, files, masks, splits) -> dict[str, StreamSplit 
         chosen = tuple(masks[i] for i in index) if masks else ()
         if masks:
             y = _check_masks(config, want, images, list(chosen))
+        steps = tuple((a.kind, dict(a.args)) for a in config.sample_augment)
         streamed[name] = StreamSplit(
-            tuple(images), y, want, plain, workers, chosen, config if masks else None
+            tuple(images), y, want, plain, workers, chosen, config, steps if name == "train" else ()
         )
     return streamed
 
