@@ -386,3 +386,20 @@ def test_per_image_augmentation_keys_are_checked(images, keys, says):
     with pytest.raises(RecipeError, match=re.escape(says)):
         parse_data({"name": "folder", "path": str(images), "sample_augment": SAMPLE, **keys},
                    NoLocation())  # fmt: skip
+
+
+def test_per_image_flips_move_each_mask_with_its_image(tmp_path):
+    """Files at the stored size, every image flipped (p = 1): the streamed train batches are
+    the in-memory ones mirrored, images and masks alike, bit for bit."""
+    from tests.test_segment import write_pairs
+
+    root = write_pairs(tmp_path / "pairs", n=10, size=(12, 10))
+    keys = {"name": "folder", "path": str(root), "task": "segment", "classes": 3, "workers": 0}
+    stats = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    memory = load_data(parse_data({**keys, "cache": "memory"}, NoLocation()), (3, 10, 12), stats)
+    flips = {"cache": "stream", "sample_augment": [{"hflip": {"p": 1.0}}]}
+    stream = load_data(parse_data({**keys, **flips}, NoLocation()), (3, 10, 12), stats)
+    order = torch.arange(len(stream.train))
+    (x, y), = stream.train.batches(order, len(order), epoch=2)  # fmt: skip
+    assert torch.equal(x, memory.train.x.flip(-1)) and torch.equal(y, memory.train.y.flip(-1))
+    assert (y == -100).any()  # ignored pixels stay ignored

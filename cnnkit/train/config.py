@@ -435,15 +435,10 @@ def _check_stream(config: DataConfig, where: Locator) -> None:
             f"only {' and '.join(STREAM_SOURCES)} (image files) can stream; {config.name} is "
             "read into memory whole: use data.cache: memory or auto",
         )
-    if config.sample_augment and (config.cache != "stream" or config.task == "segment"):
+    if config.sample_augment and config.cache != "stream":
         raise where.error(
             ("data", "sample_augment"),
-            "per-image augmentation runs in the streaming workers: it needs data.cache: stream"
-            + (
-                " and is not for task segment yet (use data.augment)"
-                if config.task == "segment"
-                else ""
-            ),
+            "per-image augmentation runs in the streaming workers: it needs data.cache: stream",
         )
 
 

@@ -103,3 +103,36 @@ def test_eval_images_are_torchvisions_resize_then_centre_crop(torchvision, tmp_p
         with Image.open(file) as img:
             want = tv(img.convert("RGB")).float() / 255
         assert torch.equal(got, want), file
+
+
+def test_masks_follow_torchvisions_geometry_by_nearest_neighbour(torchvision):
+    """An image/mask pair: the image is the pipeline's, the mask gets the same crop box and
+    flip as torchvision's functional ops give it (NEAREST) and no colour change."""
+    from PIL import Image
+    from torchvision import transforms as T
+    from torchvision.transforms import functional as TF
+
+    from cnnkit.train.data.transforms import augment_pair
+
+    steps = (
+        ("random_resized_crop", {"scale": SCALE, "ratio": RATIO}),
+        ("hflip", {"p": 0.5}),
+        ("colour_jitter", {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4}),
+    )
+    size = (20, 24)
+    tv = T.Compose(
+        [T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4)]
+    )
+    rng = np.random.default_rng(0)
+    for seed in range(40):
+        img = image(45, 61, seed)
+        mask = Image.fromarray(rng.choice([0, 1, 2, 255], (45, 61)).astype(np.uint8), mode="L")
+        ours = augment_pair(img, mask, steps, size, torch.Generator().manual_seed(seed))
+        torch.manual_seed(seed)
+        assert np.array_equal(np.asarray(ours[0]), np.asarray(tv(img))), seed
+        torch.manual_seed(seed)
+        box = T.RandomResizedCrop.get_params(img, list(SCALE), list(RATIO))
+        want = TF.resized_crop(mask, *box, list(size), T.InterpolationMode.NEAREST)
+        if torch.rand(1) < 0.5:
+            want = TF.hflip(want)
+        assert np.array_equal(np.asarray(ours[1]), np.asarray(want)), seed

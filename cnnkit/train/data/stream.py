@@ -97,9 +97,32 @@ class ImageFiles(torch.utils.data.Dataset):
             assert self.config is not None
             g = torch.Generator().manual_seed(item_seed(self.config.seed, epoch, i))
         try:
+            if g is not None and self.masks:
+                return self._pair(i, g)
             return decode(self.files[i], self.want, self.steps if g else (), g), self._target(i)
         except DataError as err:
             return str(err)
+
+    def _pair(self, i: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and mask augmented together (``transforms.augment_pair``); the mask was
+        checked before training, so here it only has its ignored pixels marked."""
+        from PIL import Image
+
+        from cnnkit.train.data.segment import IGNORE
+        from cnnkit.train.data.transforms import augment_pair
+
+        assert self.config is not None
+        file, mask = self.files[i], self.masks[i]
+        try:
+            with Image.open(file) as image, Image.open(str(mask)) as m:
+                image = image.convert("L" if self.want.channels == 1 else "RGB")
+                image, m = augment_pair(image, m, self.steps, self.want.size, g)
+                pixels, values = np.asarray(image, dtype=np.uint8), np.asarray(m).astype(np.int64)
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise DataError(f"cannot read image: {sources._one_line(err)}", where=file) from None
+        values[values == self.config.ignore_index] = IGNORE
+        pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+        return torch.from_numpy(pixels.transpose(2, 0, 1).copy()), torch.from_numpy(values)
 
     def _target(self, i: int) -> torch.Tensor:
         if not self.masks:

@@ -95,3 +95,35 @@ def augment_image(
     if (image.height, image.width) != size:
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return image
+
+
+def augment_pair(
+    image: Any,
+    mask: Any,
+    steps: Sequence[tuple[str, Mapping[str, Any]]],
+    size: tuple[int, int],
+    g: torch.Generator,
+) -> tuple[Any, Any]:
+    """``augment_image`` for an image and its mask: one set of draws, the same geometry for
+    both (the mask resized by nearest neighbour: a class index has no in-between), the
+    colours for the image only. Both come out at ``size``."""
+    from PIL import Image
+
+    for kind, args in steps:
+        if kind == "random_resized_crop":
+            top, left, h, w = resized_crop_box(
+                image.height, image.width, args["scale"], args["ratio"], g
+            )
+            box = (left, top, left + w, top + h)
+            image = image.crop(box).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            mask = mask.crop(box).resize((size[1], size[0]), Image.Resampling.NEAREST)
+        elif kind == "hflip":
+            if torch.rand(1, generator=g) < float(args["p"]):
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                mask = mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        elif kind == "colour_jitter":
+            image = colour_jitter(image, args, g)
+    if (image.height, image.width) != size:
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        mask = mask.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return image, mask
