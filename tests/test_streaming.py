@@ -403,3 +403,19 @@ def test_per_image_flips_move_each_mask_with_its_image(tmp_path):
     (x, y), = stream.train.batches(order, len(order), epoch=2)  # fmt: skip
     assert torch.equal(x, memory.train.x.flip(-1)) and torch.equal(y, memory.train.y.flip(-1))
     assert (y == -100).any()  # ignored pixels stay ignored
+
+
+def test_moving_a_split_keeps_its_workers_instead_of_starting_more(images):
+    """The statistics pass starts the train loader's 2 workers; the split moved to its device
+    (as ``fit`` moves it) reuses them: 2 worker processes, not 2 idle ones plus 2 more."""
+    import gc
+    import multiprocessing
+
+    gc.collect()
+    before = len(multiprocessing.active_children())
+    bundle = load_data(data(images, cache="stream", workers=2), (1, 8, 8))
+    moved = bundle.to("cpu").channels_last()
+    order = torch.arange(len(moved.train))
+    assert sum(len(y) for _, y in moved.train.batches(order, 16)) == len(order)
+    gc.collect()
+    assert len(multiprocessing.active_children()) - before == 2

@@ -204,11 +204,17 @@ class StreamSplit:
         return len(self.files)
 
     def to(self, device: torch.device | str) -> StreamSplit:
-        """The split for ``device``: nothing moves now, each batch is copied when it is made."""
-        return replace(self, device=torch.device(device), _loader=None)
+        """The split for ``device``: nothing moves now, each batch is copied when it is made.
+        The loader (and its running workers) passes to the new split unless pinned memory
+        changes with the device; this one lets go of it, so no idle workers linger."""
+        device = torch.device(device)
+        loader = self._loader if device.type == self.device.type else None
+        self._loader = None
+        return replace(self, device=device, _loader=loader)
 
     def nhwc(self) -> StreamSplit:
-        return replace(self, channels_last=True, _loader=None)
+        loader, self._loader = self._loader, None
+        return replace(self, channels_last=True, _loader=loader)
 
     def batches(
         self, order: torch.Tensor, size: int, epoch: int | None = None
