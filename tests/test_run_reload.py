@@ -81,6 +81,15 @@ DATA = {
         "target_kind": "points",
         "augment": ["hflip", {"random_crop": {"padding": 1}}],
     },
+    "cache": {"name": "folder", "path": "{files}/folder", "cache": "stream"},
+    "memory_budget": {"name": "folder", "path": "{files}/folder", "memory_budget": 1},
+    "workers": {"name": "folder", "path": "{files}/folder", "cache": "stream", "workers": 1},
+    "sample_augment": {
+        "name": "folder",
+        "path": "{files}/folder",
+        "cache": "stream",
+        "sample_augment": ["random_resized_crop", "hflip", "colour_jitter"],
+    },
 }
 
 # task: segment scores every pixel: a conv with one output channel per class, no flatten.

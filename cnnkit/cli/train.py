@@ -175,7 +175,7 @@ def _run(
     def start(run: Path, data: Any, params: int) -> None:
         _announce(run, data, params)
         if reporter is not None:  # images for image data; token ids and signals: samples
-            reporter.unit = "images" if data.train.x.dim() == 4 else "samples"
+            reporter.unit = "images" if len(data.input_shape) == 3 else "samples"
 
     try:
         note = _note if is_main_rank() and not quiet else None
@@ -206,6 +206,8 @@ def _announce(run: Path, data: Any, params: int) -> None:
     from cnnkit.cli.output import console
 
     sizes = f"{len(data.train)} train / {len(data.val or [])} val / {len(data.test or [])} test"
+    if data.cache == "stream":  # in memory, the line stays as it always was
+        sizes += f"; cache: stream, {data.train.workers} workers"
     console(stderr=True).print(
         f"training {params:,} parameters on {data.source} ({sizes}) -> {run}",
         markup=False,

@@ -207,7 +207,6 @@ def _by_name(split: Any, names: tuple[str, ...], known: tuple[str, ...], where: 
     """Relabel other data by class name: its folder or label names index its own sorted list,
     the model's output ``i`` means ``known[i]``."""
     from cnnkit.errors import DataError
-    from cnnkit.train.data import Split
 
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -215,4 +214,4 @@ def _by_name(split: Any, names: tuple[str, ...], known: tuple[str, ...], where: 
             f"classes {unknown[:5]} are not among the model's {len(known)} classes", where=where
         )
     index = split.y.new_tensor([known.index(n) for n in names])
-    return Split(split.x, index[split.y])
+    return dataclasses.replace(split, y=index[split.y])  # a Split or a StreamSplit

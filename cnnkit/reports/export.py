@@ -86,7 +86,7 @@ def _real_batch(trained: Any) -> tuple[Any, str | None]:
         )
     except CnnkitError as err:
         return None, f"not checked on real inputs: {err}"
-    return split.x[:REAL_SAMPLES].cpu(), f"{source} test split"
+    return split.head(REAL_SAMPLES).cpu(), f"{source} test split"
 
 
 def _vocab_rows(model: Any) -> int | None:

@@ -33,6 +33,11 @@ def class_weights(c: TrainConfig, data: Any) -> torch.Tensor | None:
                 f"classes ({listed})"
             )
         return torch.tensor(c.class_weights, dtype=torch.float64)
+    if data.task == "segment" and getattr(data, "cache", "memory") == "stream":
+        raise InputError(
+            "train.class_weights: balanced counts the train masks' pixels, which a streamed "
+            "set does not hold in memory; give a list of weights or use data.cache: memory"
+        )
     y = data.train.y.reshape(-1).cpu()
     y = y[y != IGNORE]
     counts = torch.bincount(y, minlength=len(names)).double()

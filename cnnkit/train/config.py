@@ -79,6 +79,8 @@ SAMPLERS = ("shuffle", "balanced")
 MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "val_miou")
 # Monitors only segmentation computes (the val split's mean IoU, cnnkit.train.segment_eval).
 SEGMENT_MONITORS = ("val_miou",)
+CACHE_MODES = ("auto", "memory", "stream")  # data.cache (cnnkit.train.data.stream)
+STREAM_SOURCES = ("folder", "csv")  # image files decoded per item (csv: a path column)
 # Augmentations that move pixels: regression targets such as coordinates do not follow them.
 GEOMETRIC = frozenset(AUGMENTS)
 
@@ -119,6 +121,10 @@ class DataConfig:
     lowercase: bool = True  # text: lower-case before splitting into words
     token_pattern: str = TOKEN_PATTERN  # text: the regex (re.findall) a word matches
     target_kind: str = "values"  # regress: values | points: [x0, y0, x1, y1, ...] pixel pairs
+    cache: str = "auto"  # memory | stream (folder, csv of paths) | auto: memory if under budget
+    memory_budget: int = 2048  # auto: MiB the decoded float32 splits may take in memory
+    workers: int | None = None  # stream: DataLoader worker processes; None: min(4, CPUs)
+    sample_augment: tuple[Augment, ...] = ()  # stream: per image in the workers (torchvision's)
 
     @property
     def path_text(self) -> str:
@@ -319,6 +325,10 @@ _DATA_FIELDS: dict[str, Callable[[Any], Any]] = {
     "lowercase": boolean,
     "token_pattern": _pattern,
     "target_kind": word(TARGET_KINDS),
+    "cache": word(CACHE_MODES),
+    "memory_budget": integer(1),
+    "workers": optional(integer(0, 257)),
+    "sample_augment": lambda v: v,  # checked item by item in _augments
 }
 
 _TRAIN_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -370,6 +380,19 @@ _AUGMENT_ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "random_resized_crop": {"scale": _area_range, "ratio": _pair_positive},
     "alexnet_crop": {},  # random input-sized crop of a larger stored image + flip (AlexNet 2012)
 }
+# data.sample_augment: per image, torchvision's algorithms (cnnkit.train.data.transforms).
+SAMPLE_AUGMENTS = ("random_resized_crop", "hflip", "colour_jitter")
+_JITTER = number(0, 1)  # a factor is drawn from [max(0, 1 - value), 1 + value]; 0 is off
+_SAMPLE_ARGS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "random_resized_crop": {"scale": _area_range, "ratio": _pair_positive},
+    "hflip": {"p": probability},
+    "colour_jitter": {"brightness": _JITTER, "contrast": _JITTER, "saturation": _JITTER},
+}
+_SAMPLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "random_resized_crop": {"scale": (0.08, 1.0), "ratio": (3 / 4, 4 / 3)},
+    "hflip": {"p": 0.5},
+    "colour_jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4},
+}
 _AUGMENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "random_crop": {"padding": 4},
     "hflip": {"p": 0.5},
@@ -397,14 +420,17 @@ def _section(
     return clean
 
 
-def _augments(raw: Any, where: Locator) -> tuple[Augment, ...]:
+def _augments(raw: Any, where: Locator, key: str = "augment") -> tuple[Augment, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise where.error(("data", "augment"), f"expected a list of augmentations, got {raw!r}")
+        raise where.error(("data", key), f"expected a list of augmentations, got {raw!r}")
+    table, defaults, known = _AUGMENT_ARGS, _AUGMENT_DEFAULTS, AUGMENTS
+    if key == "sample_augment":
+        table, defaults, known = _SAMPLE_ARGS, _SAMPLE_DEFAULTS, SAMPLE_AUGMENTS
     out = []
     for i, item in enumerate(raw):
-        path: KeyPath = ("data", "augment", i)
+        path: KeyPath = ("data", key, i)
         if isinstance(item, str):
             kind, args = item, {}
         elif isinstance(item, dict) and len(item) == 1:
@@ -412,13 +438,13 @@ def _augments(raw: Any, where: Locator) -> tuple[Augment, ...]:
             args = {} if args is None else args
         else:
             raise where.error(path, f"expected a name or {{name: {{args}}}}, got {item!r}")
-        if kind not in _AUGMENT_ARGS:
-            hint = did_you_mean(str(kind), AUGMENTS)
-            raise where.error(path, f"unknown augmentation {kind!r}{hint}; known: {AUGMENTS}")
+        if kind not in table:
+            hint = did_you_mean(str(kind), known)
+            raise where.error(path, f"unknown augmentation {kind!r}{hint}; known: {known}")
         if not isinstance(args, dict):
             raise where.error((*path, kind), f"expected a mapping of arguments, got {args!r}")
-        checked = dict(_AUGMENT_DEFAULTS[kind])
-        checked.update(_section(args, _AUGMENT_ARGS[kind], "", _Nested(where, (*path, kind))))
+        checked = dict(defaults[kind])
+        checked.update(_section(args, table[kind], "", _Nested(where, (*path, kind))))
         out.append(Augment(kind, checked))
     return tuple(out)
 
@@ -437,6 +463,7 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
     """Validate a recipe's ``data:`` mapping (None: all defaults) into a ``DataConfig``."""
     clean = _section(raw, _DATA_FIELDS, "data", where)
     clean["augment"] = _augments(clean.get("augment"), where)
+    clean["sample_augment"] = _augments(clean.get("sample_augment"), where, "sample_augment")
     config = DataConfig(**clean)
     needs_path = config.name in ("folder", "csv", "npz", "idx", "text")
     if needs_path and config.path is None:
@@ -447,6 +474,7 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
         raise where.error(("data", "stratify"), "a stratified split needs class labels")
     config = _check_points(config, raw if isinstance(raw, dict) else {}, where)
     _check_regress_augment(config, where)
+    _check_stream(config, where)
     config = _check_segment(config, raw if isinstance(raw, dict) else {}, where)
     if config.task == "regress" and config.name == "csv" and not config.targets:
         raise where.error(("data", "task"), "regress from csv needs data.targets (column names)")
@@ -456,9 +484,9 @@ def parse_data(raw: Any, where: Locator) -> DataConfig:
 def _check_regress_augment(config: DataConfig, where: Locator) -> None:
     """Flips and crops move the image but not the targets: coordinate targets would silently
     be wrong. cnnkit cannot tell coordinates from, say, brightness, so the user opts in."""
-    moving = [a.kind for a in config.augment if a.kind in GEOMETRIC]
+    moving = [a.kind for a in (*config.augment, *config.sample_augment) if a.kind in GEOMETRIC]
     if config.task != "regress" or config.target_kind == "points":
-        return  # points move with the image (cnnkit.train.data.points)
+        return  # points move with the image (cnnkit.train.data.points); _check_stream
     if moving and not config.augment_keeps_targets:
         raise where.error(
             ("data", "augment"),
@@ -489,6 +517,27 @@ def _check_points(config: DataConfig, raw: Mapping[str, Any], where: Locator) ->
             "points move with the image; augment_keeps_targets says targets do not: drop one",
         )
     return config
+
+
+def _check_stream(config: DataConfig, where: Locator) -> None:
+    """Only sources of image files can be decoded per item; the rest are read whole."""
+    if config.cache == "stream" and config.name not in STREAM_SOURCES:
+        raise where.error(
+            ("data", "cache"),
+            f"only {' and '.join(STREAM_SOURCES)} (image files) can stream; {config.name} is "
+            "read into memory whole: use data.cache: memory or auto",
+        )
+    if config.target_kind == "points" and config.cache == "stream":
+        raise where.error(
+            ("data", "cache"),
+            "point targets move with the image on the in-memory path only; use data.cache: "
+            "memory or auto (auto keeps points in memory)",
+        )
+    if config.sample_augment and config.cache != "stream":
+        raise where.error(
+            ("data", "sample_augment"),
+            "per-image augmentation runs in the streaming workers: it needs data.cache: stream",
+        )
 
 
 SEGMENT_SOURCES = ("shapes", "folder", "csv")
@@ -597,6 +646,7 @@ def to_plain(config: DataConfig | TrainConfig) -> dict[str, Any]:
     out = {f.name: plain(getattr(config, f.name)) for f in fields(config)}
     if isinstance(config, DataConfig):
         out["augment"] = [{a.kind: plain(dict(a.args))} for a in config.augment]
+        out["sample_augment"] = [{a.kind: plain(dict(a.args))} for a in config.sample_augment]
     return out
 
 

@@ -50,11 +50,10 @@ def evaluate(
     over ``split``; one sync at the end."""
     was_training = model.training
     model.eval()
-    device = split.x.device
+    device = split.device
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss, correct, count
     confusion = None  # segment: the pixel confusion matrix, for the mIoU
-    for start in _batches(len(split), batch_size, world):
-        x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+    for x, y in split.slices(_batches(len(split), batch_size, world), batch_size):
         with autocast():
             out = model(x)
         if task == "segment":  # per scored pixel: loss and pixel accuracy
@@ -79,7 +78,8 @@ def evaluate(
 def predict(model: torch.nn.Module, split: Split, batch_size: int) -> torch.Tensor:
     """The model's raw outputs for every sample of ``split`` (eval mode, float32, on CPU)."""
     model.eval()
-    outs = [model(split.x[i : i + batch_size]).float() for i in range(0, len(split), batch_size)]
+    starts = range(0, len(split), batch_size)
+    outs = [model(x).float() for x, _ in split.slices(starts, batch_size)]
     return torch.cat(outs).cpu()
 
 

@@ -48,7 +48,7 @@ class Plan:
 
 def check_outputs(module: torch.nn.Module, data: DataBundle, where: str) -> None:
     """Fail before training when the model's output does not fit the data's targets."""
-    x = data.train.x[:2]
+    x = data.train.head(2)
     if x.dim() == 4:  # train images may be stored larger for crop augmentation
         h, w = data.input_shape[1:]
         x = x[:, :, :h, :w]
@@ -391,6 +391,7 @@ def _base_summary(plan: Plan, world: World, run: Path, job: _Run) -> dict[str, A
             "val": len(data.val) if data.val is not None else 0,
             "test": len(data.test) if data.test is not None else 0,
             "fingerprint": data.fingerprint,
+            "cache": data.cache,
         },
         "seed": plan.train.seed,
         "monitor": plan.train.monitor,

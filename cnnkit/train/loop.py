@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -152,15 +152,17 @@ def train_one_epoch(
     per_rank = max(1, loop.config.batch_size // world.size)
     plan = groups(len(order), per_rank, loop.config.accumulate)
     loop.model.train()
-    device = split.x.device
+    device = split.device
     zero = partial(torch.zeros, (), device=device)
     tally = Tally(zero(dtype=torch.float64), zero(dtype=torch.int64))
     first = 0 if resume is None else _continue(loop, tally, resume, g, epoch)
     every, guard = loop.config.checkpoint_every, deferred if on_step else contextlib.nullcontext
+    offset = plan[first].starts[0] if first < len(plan) else len(order)
+    batches = split.batches(order[offset:], per_rank, epoch)  # memory or stream, from step first
     for step in range(first, len(plan)):
         try:
             with guard():  # with on_step, a Ctrl-C waits for the step to end
-                _optimizer_step(loop, split, order, plan[step], per_rank, g, tally, mixer)
+                _optimizer_step(loop, batches, plan[step], g, tally, mixer)
                 last = step == len(plan) - 1
                 synced = (step + 1) % sync_every == 0 or last
                 stats = _running_stats(loop, tally, epoch, step) if synced else None
@@ -178,10 +180,8 @@ def train_one_epoch(
 
 def _optimizer_step(
     loop: Loop,
-    split: Split,
-    order: torch.Tensor,
+    batches: Iterator[tuple[torch.Tensor, ...]],
     group: Group,
-    size: int,
     g: torch.Generator,
     tally: Tally,
     mixer: Mixer | None = None,
@@ -189,9 +189,8 @@ def _optimizer_step(
     """One optimiser step over ``group``'s micro-batches (``train.accumulate``): each mean loss
     weighted by its share of the group's images, then step, schedule and EMA."""
     loop.optimizer.zero_grad(set_to_none=True)
-    for start in group.starts:
-        index = order[start : start + size]
-        x, y = split.x[index], split.y[index]
+    for _ in group.starts:
+        x, y = next(batches)
         if loop.augment is not None and loop.pairs:
             x, y = loop.augment(x, y, g)  # masks and points move with their images
         elif loop.augment is not None:
@@ -254,10 +253,10 @@ def _epoch_order(loop: Loop, split: Split, epoch: int) -> tuple[torch.Tensor, to
     c, world = loop.config, loop.world
     order = epoch_draw(c.sampler, split.y, epoch_generator(c.seed, epoch))  # all ranks
     # Augmentation and dropout differ per rank (each sees other images), yet replay on resume.
-    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.x.device)
+    g = epoch_generator(c.seed + 7919 * (world.rank + 1), epoch, split.device)
     torch.manual_seed(c.seed * 1_000_003 + epoch + 500_009 * (world.rank + 1))
     order = order[: len(order) - len(order) % world.size][world.rank :: world.size]
-    return order.to(split.x.device), g
+    return order.to(split.device), g
 
 
 def _running_stats(loop: Loop, tally: Tally, epoch: int, step: int) -> dict[str, float]:

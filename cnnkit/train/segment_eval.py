@@ -103,8 +103,9 @@ def segmentation_report(
     k = len(classes)
     confusion = torch.zeros(k, k, dtype=torch.int64)
     sums = torch.zeros(3, dtype=torch.float64)
-    for i in range(0, len(split), batch_size):
-        x, y = split.x[i : i + batch_size], split.y[i : i + batch_size]
+    pixels = 0
+    for x, y in split.slices(range(0, len(split), batch_size), batch_size):
+        pixels += y.numel()  # counted per batch: a StreamSplit holds no masks
         out = model(x).float()
         sums += segment_sums(out, y).cpu()
         confusion += confusion_matrix(out.argmax(1), y, k)
@@ -113,7 +114,7 @@ def segmentation_report(
     return {
         "task": "segment",
         "samples": len(split),
-        "ignored": int(split.y.numel() - scored),
+        "ignored": int(pixels - scored),
         "loss": loss / scored if scored else float("nan"),
         "accuracy": report["pixel_accuracy"],
         **report,

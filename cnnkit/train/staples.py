@@ -17,6 +17,6 @@ from cnnkit.train.syncbn import check_sync_bn
 
 def check_before_training(c: TrainConfig, data: Any, world: World, device: torch.device) -> None:
     """Raise the one-line ``InputError`` of the first setting this data or world refuses."""
-    check_mixing(c, tuple(data.input_shape), not data.train.x.is_floating_point())
+    check_mixing(c, tuple(data.input_shape), not data.train.head(1).is_floating_point())
     class_weights(c, data)
     check_sync_bn(c, world, device)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import DataError
-from cnnkit.train.config import TEXT_SOURCES, Augment, DataConfig
+from cnnkit.train.config import STREAM_SOURCES, TEXT_SOURCES, Augment, DataConfig
 from cnnkit.train.data.augment import CROPPING
 from cnnkit.train.data.sources import Raw, Want, read_source
 
@@ -35,6 +35,29 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def batches(
+        self, order: torch.Tensor, size: int, epoch: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(x, y) for each run of ``size`` indices of ``order``: the training loop's batches
+        (``StreamSplit`` offers the same, so the loop does not care where images live;
+        ``epoch`` seeds its per-image augmentation, and is not needed here)."""
+        for start in range(0, len(order), size):
+            index = order[start : start + size]
+            yield self.x[index], self.y[index]
+
+    def slices(self, starts: Iterable[int], size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(x, y) of samples ``start .. start + size`` for each start: evaluation's batches."""
+        for start in starts:
+            yield self.x[start : start + size], self.y[start : start + size]
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images, as the model sees them (a shape check before training)."""
+        return self.x[:n]
 
     def to(self, device: torch.device | str) -> Split:
         """The split on ``device``: uploaded once, so training never copies a batch from the
@@ -64,6 +87,7 @@ class DataBundle:
     fingerprint: str = ""  # BLAKE2b of the loaded splits: a resume over changed data is refused
     vocab: tuple[str, ...] = ()  # text: the words of the token ids, id = position (data/text.py)
     target_kind: str = "values"  # regress: points move with the image (data/points.py)
+    cache: str = "memory"  # memory: whole tensors; stream: decoded per batch (data/stream.py)
 
     @property
     def outputs(self) -> int:
@@ -76,6 +100,8 @@ class DataBundle:
         """The same data with 4-D images stored in NHWC order (for channels_last training)."""
 
         def nhwc(split: Split | None) -> Split | None:
+            if split is not None and hasattr(split, "nhwc"):  # a StreamSplit: per batch
+                return split.nhwc()
             if split is None or split.x.dim() != 4:
                 return split
             return Split(split.x.contiguous(memory_format=torch.channels_last), split.y)
@@ -324,8 +350,8 @@ def load_data(
     built on it: evaluation must encode new data exactly as the model saw its training data.
     ``embedding`` (the model's embedding rows) caps a vocabulary built here.
     """
-    if config.name in TEXT_SOURCES or len(input_shape) in (1, 2):
-        return _sequences(config, input_shape, stats, vocab, embedding)
+    if (elsewhere := _elsewhere(config, input_shape, stats, vocab, embedding)) is not None:
+        return elsewhere
     want = _wanted(config, input_shape)
     channels, height, width = input_shape
     with _fits_memory(config):
@@ -370,6 +396,24 @@ def load_data(
         fingerprint=digest,
         target_kind=config.target_kind,
     )
+
+
+def _elsewhere(
+    config: DataConfig,
+    input_shape: tuple[int, ...],
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None,
+    vocab: tuple[str, ...] | None,
+    embedding: int | None,
+) -> DataBundle | None:
+    """The bundles ``load_data``'s in-memory image path does not make: token ids and signals,
+    and image files that stream (None: ``auto`` found that they fit in memory)."""
+    if config.name in TEXT_SOURCES or len(input_shape) in (1, 2):
+        return _sequences(config, input_shape, stats, vocab, embedding)
+    if config.cache != "memory" and config.name in STREAM_SOURCES:
+        from cnnkit.train.data.stream_load import load_stream
+
+        return load_stream(config, input_shape, _wanted(config, input_shape), stats)
+    return None
 
 
 def _sequences(

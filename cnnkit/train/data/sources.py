@@ -210,6 +210,13 @@ def _existing(path: str) -> Path:
 
 def read_folder(config: DataConfig, path: str | None, want: Want) -> Raw:
     """An image folder with one sub-folder per class (the ImageFolder layout)."""
+    files, labels, classes = folder_files(path)
+    return Raw(_images(files, want), torch.tensor(labels, dtype=torch.int64), classes)
+
+
+def folder_files(path: str | None) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    """The image files of a class-per-sub-folder tree, their labels and the class names (the
+    in-memory and the streaming readers list a folder the same way)."""
     root = _existing(str(path))
     if not root.is_dir():
         raise DataError("expected a folder with one sub-folder per class", where=str(root))
@@ -227,7 +234,7 @@ def read_folder(config: DataConfig, path: str | None, want: Want) -> Raw:
         labels += [i] * len(found)
     if not files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found", where=str(root))
-    return Raw(_images(files, want), torch.tensor(labels, dtype=torch.int64), tuple(classes))
+    return files, labels, tuple(classes)
 
 
 def _csv_table(file: Path, config: DataConfig) -> Any:
@@ -285,15 +292,25 @@ def read_csv(config: DataConfig, path: str | None, want: Want) -> Raw:
     table = _csv_table(file, config)
     wanted = list(config.targets) if config.task == "regress" else [config.label_column]
     if config.path_column in table.columns:
-        x = _images([file.parent / str(p) for p in table[config.path_column]], want)
+        x = _images(csv_files(file, table, config), want)
     else:
         x = _csv_pixels(table.drop(columns=wanted), file, want)
+    return Raw(x, *csv_targets(file, table, config))
+
+
+def csv_files(file: Path, table: Any, config: DataConfig) -> list[Path]:
+    """The image files a ``path,label`` table names, relative to the table's folder."""
+    return [file.parent / str(p) for p in table[config.path_column]]
+
+
+def csv_targets(file: Path, table: Any, config: DataConfig) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """A table's labels and class names, or its regression targets (and no names)."""
+    wanted = list(config.targets) if config.task == "regress" else [config.label_column]
     if config.task == "regress":
         y = checks.target_array(table[wanted].to_numpy(), f"{file}: {', '.join(wanted)}")
         checks.check_targets(y, str(file), checks.row_of)
-        return Raw(x, y)
-    y, classes = _labels(table[config.label_column].to_numpy(), str(file), checks.row_of)
-    return Raw(x, y, classes)
+        return y, ()
+    return _labels(table[config.label_column].to_numpy(), str(file), checks.row_of)
 
 
 def _npz_declared_sizes(file: Path) -> None:
