@@ -41,6 +41,8 @@ Examples:
   cnnkit recipes
   cnnkit train recipes/lenet.yaml
   cnnkit eval runs/lenet-20250101-120000 --min-accuracy 0.97
+  cnnkit predict runs/lenet-20250101-120000 digit.png --top-k 3
+  cnnkit export runs/lenet-20250101-120000 --format onnx --out lenet.onnx
   cnnkit params resnet50 --batch 32 --optimizer adam
   cnnkit params recipes/resnet50.yaml --max-params 30M --max-macs 5G --json
   cnnkit rf resnet50 --verify
