@@ -107,13 +107,22 @@ def is_numeric(cells: list[Any]) -> bool:
 
 
 def _sized_by_text(column: Any) -> bool:
-    """Whether a column holds only strings and ``Text`` (no tabs): rich's width for those is
-    the widest line of the plain text, which ``_content_widths`` computes without rich."""
+    """Whether rich's width for every cell of a column is the widest line of its text, which
+    ``_content_widths`` computes without rich: ``Text`` and strings with no markup or
+    ``:emoji:`` code, no tab and no control code (rich strips those; newlines split lines)."""
+    return all(_text_sized(c) for c in [column.header, *column.cells])
+
+
+def _text_sized(cell: Any) -> bool:
     from rich.text import Text
 
-    return all(
-        isinstance(c, str | Text) and "\t" not in _plain(c) for c in [column.header, *column.cells]
-    )
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str) and "[" not in cell and ":" not in cell:
+        text = cell
+    else:
+        return False
+    return text.replace("\n", "").isprintable()
 
 
 def _text_width(text: str) -> int:
@@ -152,6 +161,10 @@ def _clamped(column: Any, width: int) -> int:
 def _natural_width(out: Any, table: Any, widths: dict[int, int]) -> int:
     """The width rich gives ``table`` when nothing has to fold: every column at its widest
     cell, plus borders and padding (rich's ``Table.__rich_measure__`` maximum)."""
+    if table.collapse_padding:  # rich's padding sums disagree with its cells: ask rich
+        from rich.measure import Measurement
+
+        return Measurement.get(out, out.options.update_width(1_000_000), table).maximum
     content = sum(_clamped(c, widths[id(c)]) for c in table.columns)
     whole = content + _frame(out, table, widths)
     return whole if table.min_width is None else max(whole, table.min_width)
@@ -161,8 +174,8 @@ def _fix_widths(table: Any, widths: dict[int, int]) -> None:
     """Give each text column its measured width, so that rich does not measure every cell
     again (twice: once to size the table, once to lay it out). Only for a table that fits:
     a fixed width is what rich would have chosen then, and the output is the same bytes."""
-    if table.expand or table.width is not None:
-        return  # rich spreads the columns over a given width: leave that to rich
+    if table.expand or table.width is not None or table.collapse_padding:
+        return  # rich spreads the columns over a given width, or sizes padding its own way
     for column in table.columns:
         if column.width is None and _sized_by_text(column):
             column.width = _clamped(column, widths[id(column)])
@@ -200,6 +213,14 @@ def _prepare(table: Any) -> None:
             column.overflow = "fold"  # a long name breaks over lines; never "…"
 
 
+def _plain_rows(table: Any) -> Any:
+    """``table`` as rich prints it; laid out line by line where no style can show (see
+    ``cnnkit.cli.plain_table``)."""
+    from cnnkit.cli.plain_table import PlainRows
+
+    return PlainRows(table)
+
+
 def print_table(out: Any, table: Any) -> None:
     """Print a rich table on ``out`` without cutting a number.
 
@@ -213,7 +234,7 @@ def print_table(out: Any, table: Any) -> None:
     if not out.is_terminal:
         out.width = max(out.width, _natural_width(out, table, widths))
         _fix_widths(table, widths)
-        out.print(table)
+        out.print(_plain_rows(table))
         return
     dropped = []
     while len(table.columns) > 1 and _fits_in(out, table, widths) > out.width:
@@ -225,7 +246,7 @@ def print_table(out: Any, table: Any) -> None:
         out.width = _fits_in(out, table, widths)  # the terminal wraps its lines
     if _natural_width(out, table, widths) <= out.width:  # nothing folds: rich need not measure
         _fix_widths(table, widths)
-    out.print(table)
+    out.print(_plain_rows(table))
     if dropped:
         out.print(
             f"({len(dropped)} column{'s' if len(dropped) > 1 else ''} left out to fit "
