@@ -125,6 +125,15 @@ def _text_sized(cell: Any) -> bool:
     return text.replace("\n", "").isprintable()
 
 
+def _shown_cells(table: Any, column: Any) -> list[Any]:
+    """The cells rich lays out in a column: the header and footer only when shown."""
+    return [
+        *([column.header] if table.show_header else []),
+        *column.cells,
+        *([column.footer] if table.show_footer else []),
+    ]
+
+
 def _text_width(text: str) -> int:
     from rich.cells import cell_len
 
@@ -141,7 +150,7 @@ def _content_widths(out: Any, table: Any) -> dict[int, int]:
     wide = out.options.update_width(1_000_000)
     widths = {}
     for column in table.columns:
-        cells = [column.header, *column.cells]
+        cells = _shown_cells(table, column)
         if _sized_by_text(column):
             widths[id(column)] = max((_text_width(_plain(c)) for c in cells), default=0)
         else:
