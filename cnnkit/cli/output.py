@@ -44,10 +44,14 @@ def emit_json(document: Any) -> None:
 
     NaN and infinities (a diverged loss, an undefined metric) become ``null``: Python's
     ``NaN``/``Infinity`` tokens are not JSON and strict parsers (jq, JavaScript) reject them.
+    A pipe or a file gets one compact line (json's C encoder: a program reads it, and a big
+    document encodes twice as fast); a terminal gets it indented by 2, for a person. The
+    document is the same either way.
     """
     from cnnkit.jsonsafe import dumps
 
-    sys.stdout.write(dumps(document) + "\n")
+    on_terminal = bool(getattr(sys.stdout, "isatty", lambda: False)())
+    sys.stdout.write(dumps(document, indent=2 if on_terminal else None) + "\n")
 
 
 @functools.cache
@@ -74,6 +78,8 @@ def console(stderr: bool = False):  # -> rich.console.Console, imported lazily f
 
 
 def _plain(cell: Any) -> str:
+    if isinstance(cell, str) and "[" not in cell and ":" not in cell:
+        return cell  # no markup, no :emoji: code: as rich prints it, without parsing markup
     from rich.text import Text
 
     if isinstance(cell, Text):
@@ -100,18 +106,88 @@ def is_numeric(cells: list[Any]) -> bool:
     return all(_is_number(t) or _is_blank(t) for t in (_plain(c).strip() for c in cells))
 
 
+def _sized_by_text(column: Any) -> bool:
+    """Whether rich's width for every cell of a column is the widest line of its text, which
+    ``_content_widths`` computes without rich: ``Text`` and strings with no markup or
+    ``:emoji:`` code, no tab and no control code (rich strips those; newlines split lines)."""
+    return all(_text_sized(c) for c in [column.header, *column.cells])
+
+
+def _text_sized(cell: Any) -> bool:
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str) and "[" not in cell and ":" not in cell:
+        text = cell
+    else:
+        return False
+    return text.replace("\n", "").isprintable()
+
+
+def _shown_cells(table: Any, column: Any) -> list[Any]:
+    """The cells rich lays out in a column: the header and footer only when shown."""
+    return [
+        *([column.header] if table.show_header else []),
+        *column.cells,
+        *([column.footer] if table.show_footer else []),
+    ]
+
+
+def _text_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max(map(cell_len, text.splitlines()), default=0)  # Text.__rich_measure__'s maximum
+
+
 def _content_widths(out: Any, table: Any) -> dict[int, int]:
-    """Each column's widest cell (its header included), padding excluded, measured once."""
+    """Each column's widest cell (its header included), padding excluded, measured once: from
+    the cell strings for text columns, by rich for any other renderable. One pass over the
+    cells, so a table of N rows costs O(N) here and rich measures nothing again (see
+    ``_fix_widths``)."""
     from rich.measure import Measurement
 
     wide = out.options.update_width(1_000_000)
-    return {
-        id(column): max(
-            (Measurement.get(out, wide, c).maximum for c in [column.header, *column.cells]),
-            default=0,
-        )
-        for column in table.columns
-    }
+    widths = {}
+    for column in table.columns:
+        cells = _shown_cells(table, column)
+        if _sized_by_text(column):
+            widths[id(column)] = max((_text_width(_plain(c)) for c in cells), default=0)
+        else:
+            widths[id(column)] = max(
+                (Measurement.get(out, wide, c).maximum for c in cells), default=0
+            )
+    return widths
+
+
+def _clamped(column: Any, width: int) -> int:
+    """A column's content width within its ``min_width``/``max_width`` (rich's clamp)."""
+    if column.min_width is not None:
+        width = max(width, column.min_width)
+    return width if column.max_width is None else min(width, column.max_width)
+
+
+def _natural_width(out: Any, table: Any, widths: dict[int, int]) -> int:
+    """The width rich gives ``table`` when nothing has to fold: every column at its widest
+    cell, plus borders and padding (rich's ``Table.__rich_measure__`` maximum)."""
+    if table.collapse_padding:  # rich's padding sums disagree with its cells: ask rich
+        from rich.measure import Measurement
+
+        return Measurement.get(out, out.options.update_width(1_000_000), table).maximum
+    content = sum(_clamped(c, widths[id(c)]) for c in table.columns)
+    whole = content + _frame(out, table, widths)
+    return whole if table.min_width is None else max(whole, table.min_width)
+
+
+def _fix_widths(table: Any, widths: dict[int, int]) -> None:
+    """Give each text column its measured width, so that rich does not measure every cell
+    again (twice: once to size the table, once to lay it out). Only for a table that fits:
+    a fixed width is what rich would have chosen then, and the output is the same bytes."""
+    if table.expand or table.width is not None or table.collapse_padding:
+        return  # rich spreads the columns over a given width, or sizes padding its own way
+    for column in table.columns:
+        if column.width is None and _sized_by_text(column):
+            column.width = _clamped(column, widths[id(column)])
 
 
 def _fits_in(out: Any, table: Any, widths: dict[int, int]) -> int:
@@ -121,16 +197,20 @@ def _fits_in(out: Any, table: Any, widths: dict[int, int]) -> int:
     least = sum(
         widths[id(c)] if c.no_wrap else min(widths[id(c)], TEXT_FLOOR) for c in table.columns
     )
+    return least + _frame(out, table, widths)
+
+
+def _frame(out: Any, table: Any, widths: dict[int, int]) -> int:
+    """The width of rich's borders and cell padding around ``table``'s columns."""
     try:  # rich's own account of borders and padding (private, but stable since rich 10)
-        frame = table._extra_width + sum(
+        return table._extra_width + sum(
             table._get_padding_width(i) for i in range(len(table.columns))
         )
     except AttributeError:  # another rich: measure the whole table instead
         from rich.measure import Measurement
 
         whole = Measurement.get(out, out.options.update_width(1_000_000), table).maximum
-        frame = whole - sum(widths[id(c)] for c in table.columns)
-    return least + frame
+        return whole - sum(widths[id(c)] for c in table.columns)
 
 
 def _prepare(table: Any) -> None:
@@ -142,6 +222,14 @@ def _prepare(table: Any) -> None:
             column.overflow = "fold"  # a long name breaks over lines; never "…"
 
 
+def _plain_rows(table: Any) -> Any:
+    """``table`` as rich prints it; laid out line by line where no style can show (see
+    ``cnnkit.cli.plain_table``)."""
+    from cnnkit.cli.plain_table import PlainRows
+
+    return PlainRows(table)
+
+
 def print_table(out: Any, table: Any) -> None:
     """Print a rich table on ``out`` without cutting a number.
 
@@ -150,15 +238,13 @@ def print_table(out: Any, table: Any) -> None:
     has everything). Off a terminal (a pipe, a file, a log) the table is printed as wide as it
     needs, whatever ``COLUMNS`` says: no reader of a file benefits from a dropped column.
     """
-    from rich.measure import Measurement
-
     _prepare(table)
-    if not out.is_terminal:
-        wide = out.options.update_width(1_000_000)
-        out.width = max(out.width, Measurement.get(out, wide, table).maximum)
-        out.print(table)
-        return
     widths = _content_widths(out, table)
+    if not out.is_terminal:
+        out.width = max(out.width, _natural_width(out, table, widths))
+        _fix_widths(table, widths)
+        out.print(_plain_rows(table))
+        return
     dropped = []
     while len(table.columns) > 1 and _fits_in(out, table, widths) > out.width:
         dropped.insert(0, str(_plain(table.columns[-1].header)) or "?")
@@ -167,7 +253,9 @@ def print_table(out: Any, table: Any) -> None:
             column._index = index  # rich reads a column's place from here
     if _fits_in(out, table, widths) > out.width:  # one column wider than the screen
         out.width = _fits_in(out, table, widths)  # the terminal wraps its lines
-    out.print(table)
+    if _natural_width(out, table, widths) <= out.width:  # nothing folds: rich need not measure
+        _fix_widths(table, widths)
+    out.print(_plain_rows(table))
     if dropped:
         out.print(
             f"({len(dropped)} column{'s' if len(dropped) > 1 else ''} left out to fit "

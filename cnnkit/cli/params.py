@@ -184,6 +184,10 @@ def _show(
             _export(shown, target, writer)
     if not as_json and "-" not in (csv, markdown):
         _render(doc, shown)
+        if depth is None:  # thousands of rows: say how --depth groups them (on stderr)
+            from cnnkit.cli.big_tables import print_depth_hint
+
+            print_depth_hint([row.name for row in rows])
     if "verify" in doc and not as_json:
         _render_verification(doc["verify"], to_stderr="-" in (csv, markdown))
 
