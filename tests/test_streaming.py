@@ -132,7 +132,8 @@ def test_each_rank_streams_its_own_disjoint_shard(images, size):
     stream = load_data(data(images, cache="stream", workers=0), (1, 8, 8))
     n, shards = len(stream.train), []
     for rank in range(size):
-        loop = SimpleNamespace(config=SimpleNamespace(seed=5, sampler="shuffle"), world=World(rank, size))
+        config = SimpleNamespace(seed=5, sampler="shuffle")
+        loop = SimpleNamespace(config=config, world=World(rank, size))
         order, _ = _epoch_order(loop, stream.train, epoch=1)
         shards.append(order.tolist())
         for (x, y), (xm, ym) in zip(stream.train.batches(order, 8), memory.train.batches(order, 8)):
