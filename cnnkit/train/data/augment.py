@@ -31,15 +31,24 @@ def _crop_at(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: Size)
     return x.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)
 
 
-def random_crop(x: torch.Tensor, args: Mapping[str, Any], size: Size, g: torch.Generator):
-    """Zero-pad by ``padding`` then take a random ``size`` crop (zero is the mean after
-    normalisation, so padding adds no bias)."""
+def crop_draws(
+    x: torch.Tensor, args: Mapping[str, Any], size: Size, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """``x`` zero-padded by ``padding`` and each image's crop corner (top, left), drawn in that
+    order: the one draw that random_crop and the point-moving crop (data/points.py) share."""
     p = int(args.get("padding", 0))
     if p:
         x = F.pad(x, (p, p, p, p))
     n = x.shape[0]
     top = torch.randint(0, x.shape[2] - size[0] + 1, (n,), generator=g, device=x.device)
     left = torch.randint(0, x.shape[3] - size[1] + 1, (n,), generator=g, device=x.device)
+    return x, top, left, p
+
+
+def random_crop(x: torch.Tensor, args: Mapping[str, Any], size: Size, g: torch.Generator):
+    """Zero-pad by ``padding`` then take a random ``size`` crop (zero is the mean after
+    normalisation, so padding adds no bias)."""
+    x, top, left, _ = crop_draws(x, args, size, g)
     return _crop_at(x, top, left, size)
 
 

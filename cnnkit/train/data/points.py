@@ -62,12 +62,7 @@ def _flip(x, y, args: Mapping[str, Any], g: torch.Generator):
 
 
 def _crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Generator):
-    p = int(args.get("padding", 0))
-    if p:
-        x = F.pad(x, (p, p, p, p))
-    n = x.shape[0]
-    top = torch.randint(0, x.shape[2] - size[0] + 1, (n,), generator=g, device=x.device)
-    left = torch.randint(0, x.shape[3] - size[1] + 1, (n,), generator=g, device=x.device)
+    x, top, left, p = single.crop_draws(x, args, size, g)
     return single._crop_at(x, top, left, size), shifted(y, p - left, p - top)
 
 
