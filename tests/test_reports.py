@@ -227,7 +227,7 @@ def test_json_output_is_the_report(argv, report, capsys):
     from cnnkit.cli.app import main
 
     main(argv)
-    assert capsys.readouterr().out == dumps(report()) + "\n"
+    assert capsys.readouterr().out == dumps(report(), indent=None) + "\n"  # a pipe: compact
 
 
 def test_the_pure_reports_import_no_torch(tmp_path):

@@ -129,7 +129,7 @@ def test_profile_json_is_the_report(tmp_path, monkeypatch):
     assert report["layers"]["slowest"][0] == "fc"
     r = run_cli("profile", str(path), "--device", "cpu", "--batch", "2,8", "--layers", "--json")
     assert r.code == 0, r.err
-    assert r.out == dumps(report) + "\n"
+    assert r.out == dumps(report, indent=None) + "\n"  # a pipe: compact
 
 
 def test_profile_report_of_a_run_folder_is_named_after_it(run, monkeypatch):
@@ -195,7 +195,7 @@ def test_eval_json_is_the_report(run):
     report = eval_report(folder, split="val", top_k=2)
     r = run_cli("eval", str(folder), "--split", "val", "--top-k", "2", "--json")
     assert r.code == 0, r.err
-    assert r.out == dumps(report) + "\n"
+    assert r.out == dumps(report, indent=None) + "\n"  # a pipe: compact
 
 
 def test_the_accuracy_gate_on_a_report(run):
@@ -242,7 +242,7 @@ def test_resuming_a_finished_run_returns_its_summary_as_json_does(run):
     assert again == {**summary(folder), "run_dir": str(folder)}
     r = run_cli("train", "--resume", str(folder), "--json")
     assert r.code == 0, r.err
-    assert r.out == dumps(again) + "\n"
+    assert r.out == dumps(again, indent=None) + "\n"
 
 
 def test_train_summary_refuses_a_recipe_with_resume(run):
