@@ -120,7 +120,7 @@ class DataConfig:
     min_freq: int = 1  # text: a word seen fewer times in the train split becomes <unk>
     lowercase: bool = True  # text: lower-case before splitting into words
     token_pattern: str = TOKEN_PATTERN  # text: the regex (re.findall) a word matches
-    target_kind: str = "values"  # regress: values | points: [x0, y0, x1, y1, ...] pixel pairs
+    target_kind: str = "values"  # regress: values | points: [x0, y0, ...] pixel pairs (csv: file's)
     cache: str = "auto"  # memory | stream (folder, csv of paths) | auto: memory if under budget
     memory_budget: int = 2048  # auto: MiB the decoded float32 splits may take in memory
     workers: int | None = None  # stream: DataLoader worker processes; None: min(4, CPUs)
@@ -526,12 +526,6 @@ def _check_stream(config: DataConfig, where: Locator) -> None:
             ("data", "cache"),
             f"only {' and '.join(STREAM_SOURCES)} (image files) can stream; {config.name} is "
             "read into memory whole: use data.cache: memory or auto",
-        )
-    if config.target_kind == "points" and config.cache == "stream":
-        raise where.error(
-            ("data", "cache"),
-            "point targets move with the image on the in-memory path only; use data.cache: "
-            "memory or auto (auto keeps points in memory)",
         )
     if config.sample_augment and config.cache != "stream":
         raise where.error(

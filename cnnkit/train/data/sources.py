@@ -291,11 +291,17 @@ def read_csv(config: DataConfig, path: str | None, want: Want) -> Raw:
     file = _existing(str(path))
     table = _csv_table(file, config)
     wanted = list(config.targets) if config.task == "regress" else [config.label_column]
-    if config.path_column in table.columns:
-        x = _images(csv_files(file, table, config), want)
+    files = csv_files(file, table, config) if config.path_column in table.columns else None
+    if files is not None:
+        x = _images(files, want)
     else:
         x = _csv_pixels(table.drop(columns=wanted), file, want)
-    return Raw(x, *csv_targets(file, table, config))
+    y, classes = csv_targets(file, table, config)
+    if files is not None and config.target_kind == "points":  # each file's frame, scaled
+        from cnnkit.train.data.point_files import to_stored
+
+        y = to_stored(y, files, want.size, str(file))
+    return Raw(x, y, classes)
 
 
 def csv_files(file: Path, table: Any, config: DataConfig) -> list[Path]:

@@ -99,6 +99,10 @@ class ImageFiles(torch.utils.data.Dataset):
         try:
             if g is not None and self.masks:
                 return self._pair(i, g)
+            if g is not None and self.config is not None and self.config.target_kind == "points":
+                from cnnkit.train.data.point_files import decode_points
+
+                return decode_points(self.files[i], self.want, self.y[i], self.steps, g)
             return decode(self.files[i], self.want, self.steps if g else (), g), self._target(i)
         except DataError as err:
             return str(err)
@@ -164,6 +168,7 @@ class Normalise:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     crop: tuple[int, int] | None = None  # eval (and train without crops): the recipe's H x W
+    points: bool = False  # data.target_kind points: the targets follow the crop
     _on: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,9 +182,14 @@ class Normalise:
         if self.crop is not None and tuple(x.shape[2:]) != self.crop:
             from cnnkit.train.data.pipeline import _centre_crop
 
+            before = (x.shape[2], x.shape[3])
             x = _centre_crop(x, self.crop)
             if y.dim() == 3:  # segmentation masks follow their images
                 y = _centre_crop(y[:, None], self.crop)[:, 0]
+            elif self.points:
+                from cnnkit.train.data.points import centre_cropped
+
+                y = centre_cropped(y, before, self.crop)
         return x.float().contiguous(), y
 
 

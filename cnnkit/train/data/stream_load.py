@@ -197,11 +197,13 @@ def load_stream(
             )
         return None
     files, raw, masks = listed
-    if config.cache == "auto" and (
-        config.target_kind == "points" or _fits(config, len(files), want)
-    ):
+    if config.cache == "auto" and _fits(config, len(files), want):
         return None
     raw = _limit(raw, config)
+    if config.target_kind == "points":  # in each file's frame, scaled as the file is
+        from cnnkit.train.data.point_files import stored_points
+
+        raw = stored_points(raw, files, want, config.path_text)
     if config.task == "classify" and raw.y.dtype != torch.int64:
         raise DataError("task classify needs integer or named labels", where=config.path_text)
     if config.task == "regress" and not raw.y.is_floating_point():
@@ -253,7 +255,10 @@ def _bundle(config, input_shape, want, raw, streamed, stats) -> DataBundle:
     for name, split in streamed.items():
         if split is not None:
             keep = name == "train" and crops_in_training
-            split.normalise = Normalise(tuple(mean), tuple(std), None if keep else size)
+            crop = None if keep else size
+            split.normalise = Normalise(
+                tuple(mean), tuple(std), crop, config.target_kind == "points"
+            )
     return DataBundle(
         train=streamed["train"],
         val=streamed["val"],
@@ -267,4 +272,5 @@ def _bundle(config, input_shape, want, raw, streamed, stats) -> DataBundle:
         augment=config.augment,
         fingerprint=file_fingerprint(streamed, classes),
         cache="stream",
+        target_kind=config.target_kind,
     )
