@@ -16,18 +16,17 @@ paired keypoints (a left eye stays point 0): that needs a pairing cnnkit does no
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from cnnkit.train.config import GEOMETRIC, Augment
+from cnnkit.train.config import Augment
 from cnnkit.train.data import augment as single
+from cnnkit.train.data.pair_augment import PairFn, PairRule, make_pair_augment, resized_crop_grid
 
 Size = tuple[int, int]
-PairFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 def shifted(y: torch.Tensor, dx: Any, dy: Any) -> torch.Tensor:
@@ -69,19 +68,7 @@ def _crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Generator):
 def _resized_crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Generator):
     """``augment.random_resized_crop``'s draws and grid; each point mapped through the inverse
     of the grid's affine map (normalised coordinates, ``align_corners=False``)."""
-    n, dev = x.shape[0], x.device
-    lo, hi = args.get("scale", (0.08, 1.0))
-    r_lo, r_hi = args.get("ratio", (3 / 4, 4 / 3))
-    area = lo + (hi - lo) * torch.rand(n, generator=g, device=dev)
-    log_lo, log_hi = math.log(r_lo), math.log(r_hi)
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, generator=g, device=dev))
-    w = torch.sqrt(area * ratio).clamp(max=1.0)
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (1 - w) * (2 * torch.rand(n, generator=g, device=dev) - 1)
-    cy = (1 - h) * (2 * torch.rand(n, generator=g, device=dev) - 1)
-    theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
-    grid = F.affine_grid(theta.to(x.dtype), [n, x.shape[1], *size], align_corners=False)
+    grid, (w, h, cx, cy) = resized_crop_grid(x, args, size, g)
     image = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     out = y.clone()
     axes = ((0, x.shape[3], size[1], w, cx), (1, x.shape[2], size[0], h, cy))
@@ -92,35 +79,16 @@ def _resized_crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Generator)
     return image, out
 
 
-def _step(kind: str, args: Mapping[str, Any], size: Size) -> PairFn:
-    if kind == "hflip":
-        return lambda x, y, g: _flip(x, y, args, g)
-    if kind == "random_crop":
-        return lambda x, y, g: _crop(x, y, args, size, g)
-    if kind == "alexnet_crop":
-        return lambda x, y, g: _flip(*_crop(x, y, {"padding": 0}, size, g), {"p": 0.5}, g)
-    if kind == "random_resized_crop":
-        return lambda x, y, g: _resized_crop(x, y, args, size, g)
-    if kind in GEOMETRIC:
-        raise ValueError(f"{kind} moves pixels but has no point rule")
-    fn = single.AUGMENTS[kind]  # photometric: the image only
-    return lambda x, y, g: (fn(x, args, size, g), y)
+RULE = PairRule(
+    target="point",
+    hflip=_flip,
+    random_crop=_crop,
+    alexnet_crop=lambda x, y, size, g: _flip(*_crop(x, y, {"padding": 0}, size, g), {"p": 0.5}, g),
+    random_resized_crop=_resized_crop,
+    centre_crop=centre_cropped,
+)
 
 
 def make_points_augment(augments: Sequence[Augment], size: Size) -> PairFn | None:
     """Compose the recipe's augmentations for (images, points); ``None`` when there are none."""
-    if not augments:
-        return None
-    steps = [_step(a.kind, a.args, size) for a in augments]
-
-    def apply(x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
-        for step in steps:
-            x, y = step(x, y, g)
-        if tuple(x.shape[2:]) != size:  # e.g. only a flip on larger stored images
-            before = (x.shape[2], x.shape[3])
-            y = centre_cropped(y, before, size)
-            top, left = (before[0] - size[0]) // 2, (before[1] - size[1]) // 2
-            x = x[:, :, top : top + size[0], left : left + size[1]]
-        return x.contiguous(), y
-
-    return apply
+    return make_pair_augment(augments, size, RULE)

@@ -8,19 +8,19 @@ mask by nearest neighbour on the same grid. Any other (photometric) kind touches
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from cnnkit.train.config import GEOMETRIC, Augment
+from cnnkit.train.config import Augment
 from cnnkit.train.data import augment as single
+from cnnkit.train.data.pair_augment import PairFn, PairRule, resized_crop_grid
+from cnnkit.train.data.pair_augment import make_pair_augment as compose
 from cnnkit.train.data.segment import IGNORE
 
 Size = tuple[int, int]
-PairFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _with_mask(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -46,19 +46,7 @@ def _pair_crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Generator, fl
 def _pair_resized_crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Generator):
     """Inception-style crop as ``augment.random_resized_crop`` draws it, one grid for both:
     the image sampled bilinearly, the mask by nearest neighbour."""
-    n, dev = x.shape[0], x.device
-    lo, hi = args.get("scale", (0.08, 1.0))
-    r_lo, r_hi = args.get("ratio", (3 / 4, 4 / 3))
-    area = lo + (hi - lo) * torch.rand(n, generator=g, device=dev)
-    log_lo, log_hi = math.log(r_lo), math.log(r_hi)
-    ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, generator=g, device=dev))
-    w = torch.sqrt(area * ratio).clamp(max=1.0)
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (1 - w) * (2 * torch.rand(n, generator=g, device=dev) - 1)
-    cy = (1 - h) * (2 * torch.rand(n, generator=g, device=dev) - 1)
-    theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
-    grid = F.affine_grid(theta.to(x.dtype), [n, 1, *size], align_corners=False)
+    grid, _ = resized_crop_grid(x, args, size, g)
     image = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     mask = F.grid_sample(
         y[:, None].to(x.dtype), grid, mode="nearest", padding_mode="reflection", align_corners=False
@@ -66,34 +54,22 @@ def _pair_resized_crop(x, y, args: Mapping[str, Any], size: Size, g: torch.Gener
     return image, mask[:, 0].round().long()
 
 
-def _step(kind: str, args: Mapping[str, Any], size: Size) -> PairFn:
-    if kind == "hflip":
-        return lambda x, y, g: _split(single.hflip(_with_mask(x, y), args, size, g))
-    if kind == "random_crop":
-        return lambda x, y, g: _pair_crop(x, y, args, size, g, flip=False)
-    if kind == "alexnet_crop":
-        return lambda x, y, g: _pair_crop(x, y, {"padding": 0}, size, g, flip=True)
-    if kind == "random_resized_crop":
-        return lambda x, y, g: _pair_resized_crop(x, y, args, size, g)
-    if kind in GEOMETRIC:  # parse_data refuses these for task segment
-        raise ValueError(f"{kind} moves pixels but has no mask rule")
-    fn = single.AUGMENTS[kind]  # photometric: the image only
-    return lambda x, y, g: (fn(x, args, size, g), y)
+def _centre_crop(y: torch.Tensor, before: Size, size: Size) -> torch.Tensor:
+    top, left = (before[0] - size[0]) // 2, (before[1] - size[1]) // 2
+    return y[:, top : top + size[0], left : left + size[1]]
+
+
+# parse_data refuses the geometric kinds this rule lacks for task segment.
+RULE = PairRule(
+    target="mask",
+    hflip=lambda x, y, args, g: _split(single.hflip(_with_mask(x, y), args, (0, 0), g)),  # no size
+    random_crop=lambda x, y, args, size, g: _pair_crop(x, y, args, size, g, flip=False),
+    alexnet_crop=lambda x, y, size, g: _pair_crop(x, y, {"padding": 0}, size, g, flip=True),
+    random_resized_crop=_pair_resized_crop,
+    centre_crop=_centre_crop,
+)
 
 
 def make_pair_augment(augments: Sequence[Augment], size: Size) -> PairFn | None:
     """Compose the recipe's augmentations for (images, masks); ``None`` when there are none."""
-    if not augments:
-        return None
-    steps = [_step(a.kind, a.args, size) for a in augments]
-
-    def apply(x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
-        for step in steps:
-            x, y = step(x, y, g)
-        if tuple(x.shape[2:]) != size:  # e.g. only a flip on larger stored images
-            top, left = (x.shape[2] - size[0]) // 2, (x.shape[3] - size[1]) // 2
-            x = x[:, :, top : top + size[0], left : left + size[1]]
-            y = y[:, top : top + size[0], left : left + size[1]]
-        return x.contiguous(), y.contiguous()
-
-    return apply
+    return compose(augments, size, RULE)
